@@ -1,0 +1,114 @@
+"""Frozen value objects that the run store holds.
+
+One row of each table is one of these records. They carry plain Python values only, so that the
+dashboard and the export can use them without importing torch or Flower.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+RUN_RUNNING = "running"
+RUN_COMPLETED = "completed"
+RUN_STOPPED = "stopped"
+RUN_FAILED = "failed"
+RUN_STATUSES = (RUN_RUNNING, RUN_COMPLETED, RUN_STOPPED, RUN_FAILED)
+
+ROUND_OK = "ok"
+ROUND_FAILED = "failed"
+ROUND_STATUSES = (ROUND_OK, ROUND_FAILED)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One federated run of the consortium.
+
+    Attributes
+    ----------
+    run_id : str
+        Unique id of the run (a UUID4 string unless given).
+    started_at, finished_at : str
+        ISO-8601 UTC timestamps; ``finished_at`` is ``None`` while the run is live.
+    status : str
+        One of :data:`RUN_STATUSES`.
+    stop_reason : str
+        Why the run ended (rounds done, target reached, no improvement, budget, error).
+    engine : str
+        ``"simulation"`` or ``"deployment"``.
+    policy_sha256 : str
+        Content hash of the policy the run was started under.
+    policy_json : str
+        The validated policy, as canonical JSON.
+    delta : float
+        The δ every site's ε is reported at.
+    epsilon_ceiling : float
+        The per-site ε ceiling for the run.
+    rounds_planned : int
+        How many rounds the run was configured for.
+    seed : int
+        Seed of the run (model initialisation and DP noise derive from it).
+    sites : tuple of str
+        The sites expected to take part.
+    secagg_json : str
+        The SecAgg+ parameters used, as JSON.
+    """
+
+    run_id: str
+    started_at: str
+    status: str
+    engine: str
+    policy_sha256: str
+    policy_json: str
+    delta: float
+    epsilon_ceiling: float
+    rounds_planned: int
+    seed: int
+    sites: tuple[str, ...]
+    secagg_json: str
+    finished_at: str | None = None
+    stop_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SiteRoundRecord:
+    """What one site reported for one round: evaluation and privacy figures.
+
+    ``epsilon`` is the site's *cumulative* ε at ``delta`` after this round (all earlier rounds of
+    the run composed in), and the mechanism fields describe this round's DP-SGD work, so that
+    anyone can recompute ``epsilon`` from the rounds' mechanism parameters.
+    """
+
+    site: str
+    accuracy: float | None
+    loss: float | None
+    num_examples: int | None
+    num_train_examples: int | None
+    epsilon: float | None
+    noise_multiplier: float | None
+    sample_rate: float | None
+    steps: int | None
+    max_grad_norm: float | None
+    accountant: str | None
+    trained: bool = True
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One round of a run, as the consortium saw it.
+
+    ``accuracy_mean`` and ``loss_mean`` are unweighted means over the sites that evaluated;
+    the ``*_weighted`` fields weight each site by its number of test examples.
+    """
+
+    round: int
+    status: str
+    started_at: str
+    finished_at: str
+    duration_s: float
+    accuracy_mean: float | None = None
+    accuracy_weighted: float | None = None
+    loss_mean: float | None = None
+    loss_weighted: float | None = None
+    failure_reason: str | None = None
+    policy_sha256: str | None = None
+    sites: tuple[SiteRoundRecord, ...] = field(default_factory=tuple)
