@@ -278,6 +278,22 @@ class RunStore:
             raise StoreError(f"no checkpoint for run {run_id!r} round {rnd}")
         return bytes(rows[0]["model"]), str(rows[0]["sha256"])
 
+    def table_names(self) -> list[str]:
+        """Names of the tables the store holds, so a reader can detect optional tables."""
+        rows = self._query("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
+        return [str(r["name"]) for r in rows]
+
+    def table_rows(self, table: str, *, limit: int = 10_000) -> list[dict[str, object]]:
+        """Up to ``limit`` rows of one table of the store, as column-to-value dicts.
+
+        ``table`` must be one of :meth:`table_names`; raises :class:`StoreError` otherwise.
+        """
+        if table not in self.table_names():
+            raise StoreError(f"no table {table!r} in {self.path}")
+        quoted = table.replace('"', '""')
+        rows = self._query(f'SELECT * FROM "{quoted}" LIMIT ?', (limit,))
+        return [dict(r) for r in rows]
+
     def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         try:
             return self._conn.execute(sql, params).fetchall()

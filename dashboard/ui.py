@@ -1,0 +1,156 @@
+"""Building blocks the pages share: store errors, the run selector, the run header, live reruns."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from consortium.records import RUN_COMPLETED, RUN_FAILED, RUN_RUNNING, RUN_STOPPED
+from consortium.store import StoreError
+from dashboard import data
+from dashboard.config import STORE_ENV, store_path
+
+log = logging.getLogger(__name__)
+
+#: Seconds between refreshes of a page that shows a live run.
+LIVE_EVERY_S = 3.0
+
+STORE_KEY = "hc_store"
+RUN_KEY = "hc_run"
+
+_STATUS_COLOURS = {RUN_RUNNING: "blue", RUN_COMPLETED: "green", RUN_STOPPED: "orange",
+                   RUN_FAILED: "red"}
+
+
+def current_store() -> str:
+    """The run store path of this session (``--store``, ``$HC_STORE`` or the default)."""
+    if STORE_KEY not in st.session_state:
+        st.session_state[STORE_KEY] = str(store_path())
+    return str(st.session_state[STORE_KEY])
+
+
+def show_store_error(path: str, exc: StoreError) -> None:
+    """Explain a store that cannot be read, with what to do about it."""
+    log.warning("run store %s unreadable: %s", path, exc)
+    if not Path(path).expanduser().exists():
+        st.error(
+            f"No run store at `{path}`. Start a run with `consortium run`, or point the "
+            f"dashboard at a store with `--store PATH` or `{STORE_ENV}=PATH`.",
+            icon=":material/folder_off:",
+        )
+        return
+    st.error(f"The run store cannot be read: {exc}", icon=":material/error:")
+    st.caption("A store that is locked or still being created by the server is retried on "
+               "the next refresh; a file that is not a run store needs a different `--store`.")
+
+
+def run_selector() -> None:
+    """Sidebar: the store in use and a choice of run (newest first)."""
+    path = current_store()
+    st.sidebar.caption(f"Run store: `{path}`")
+    try:
+        runs = data.load_runs(path)
+    except StoreError:
+        return
+    if runs.empty:
+        return
+    labels = {
+        r.run_id: f"{r.started_at[:16].replace('T', ' ')} · {r.run_id[:8]} · {r.status}"
+        for r in runs.itertuples()
+    }
+    st.sidebar.selectbox("Run", list(labels), format_func=labels.__getitem__, key=RUN_KEY)
+
+
+def selected_run() -> tuple[str, str] | None:
+    """The store and the chosen run id, or ``None`` after telling the user why there is none."""
+    path = current_store()
+    try:
+        runs = data.load_runs(path)
+    except StoreError as exc:
+        show_store_error(path, exc)
+        return None
+    if runs.empty:
+        st.info(f"The run store `{path}` holds no run yet. Runs appear here as soon as the "
+                "consortium server starts one.", icon=":material/hourglass_empty:")
+        return None
+    run_id = st.session_state.get(RUN_KEY)
+    if run_id not in set(runs["run_id"]):
+        run_id = str(runs["run_id"].iloc[0])
+    return path, str(run_id)
+
+
+def run_header(rd: data.RunData) -> None:
+    """One line about the run, and its progress while it is live."""
+    run = rd.run
+    st.markdown(f"**Run** `{run.run_id}` · {run.engine} · seed {run.seed} · started "
+                f"{_when(run.started_at)}" + (f" · ended {_when(run.finished_at)}"
+                                               if run.finished_at else ""))
+    st.badge(run.status, color=_STATUS_COLOURS.get(run.status, "gray"))
+    if run.stop_reason:
+        st.caption(f"Stop reason: {run.stop_reason}")
+    if run.status == RUN_RUNNING:
+        done = len(rd.rounds)
+        planned = max(run.rounds_planned, done, 1)
+        since = rd.rounds["finished_at"].iloc[-1] if done else run.started_at
+        st.progress(min(done / planned, 1.0),
+                    text=f"Live: round {done + 1} of {planned} in progress "
+                         f"(previous step finished {_when(since)}); refreshes every "
+                         f"{LIVE_EVERY_S:g} s")
+
+
+def live(body: Callable[[data.RunData], None]) -> None:
+    """Render ``body`` for the selected run, rerunning it every few seconds while it is live.
+
+    The body runs inside ``st.fragment(run_every=...)`` when the run's status is ``running``,
+    so only this part of the page refreshes. When the run ends, the whole app reruns once so
+    that the fragment stops refreshing and the sidebar shows the new status.
+    """
+    chosen = selected_run()
+    if chosen is None:
+        return
+    path, run_id = chosen
+    try:
+        first = data.load_run(path, run_id)
+    except StoreError as exc:
+        show_store_error(path, exc)
+        return
+    was_live = first.run.status == RUN_RUNNING
+
+    @st.fragment(run_every=LIVE_EVERY_S if was_live else None)
+    def _refresh() -> None:
+        try:
+            rd = data.load_run(path, run_id)
+        except StoreError as exc:
+            show_store_error(path, exc)
+            return
+        if was_live and rd.run.status != RUN_RUNNING:
+            st.rerun()
+        body(rd)
+
+    _refresh()
+
+
+def no_rounds_yet(rd: data.RunData) -> bool:
+    """Say so and return True if the run has no recorded round yet."""
+    if rd.rounds.empty:
+        st.info("No round has been recorded for this run yet.", icon=":material/hourglass_top:")
+        return True
+    return False
+
+
+def _when(iso: str | None) -> str:
+    if not iso:
+        return "–"
+    stamp = pd.to_datetime(iso, utc=True, errors="coerce")
+    if pd.isna(stamp):
+        return str(iso)
+    age = datetime.now(UTC) - stamp.to_pydatetime()
+    text = stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if 0 <= age.total_seconds() < 3600:
+        text += f" ({int(age.total_seconds())} s ago)"
+    return text

@@ -1,0 +1,75 @@
+"""Overview: the runs, and the selected run's accuracy and loss per round."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from consortium.store import StoreError
+from dashboard import charts, data, frames, ui
+from dashboard.config import site_name
+
+
+def render() -> None:
+    """Draw the Overview page."""
+    st.title("Overview")
+    path = ui.current_store()
+    try:
+        runs = data.load_runs(path)
+    except StoreError:
+        runs = None
+    if runs is not None and not runs.empty:
+        with st.expander(f"All runs ({len(runs)})", expanded=len(runs) > 1):
+            st.dataframe(runs, hide_index=True, column_config={
+                "run_id": st.column_config.TextColumn("Run", width="small"),
+                "rounds_done": "Rounds done", "rounds_failed": "Failed rounds",
+                "rounds_planned": "Planned", "started_at": "Started", "finished_at": "Ended",
+                "stop_reason": "Stop reason",
+            })
+    ui.live(_body)
+
+
+def _body(rd: data.RunData) -> None:
+    ui.run_header(rd)
+    if ui.no_rounds_yet(rd):
+        return
+    site_ids = frames.run_sites(rd.run, rd.sites)
+    ok = rd.rounds[rd.rounds["status"] == "ok"]
+    last = ok.iloc[-1] if len(ok) else None
+    cols = st.columns(4)
+    cols[0].metric("Rounds recorded", f"{len(rd.rounds)} / {rd.run.rounds_planned}")
+    cols[1].metric("Failed rounds", int((rd.rounds["status"] != "ok").sum()))
+    if last is not None:
+        cols[2].metric("Global accuracy (weighted)", _pct(last["accuracy_weighted"]))
+        cols[3].metric("Global loss (weighted)", _num(last["loss_weighted"]))
+
+    st.subheader("Global model")
+    left, right = st.columns(2)
+    left.altair_chart(charts.global_metrics_chart(rd.rounds, "accuracy", "Global accuracy"),
+                      width="stretch")
+    right.altair_chart(charts.global_metrics_chart(rd.rounds, "loss", "Global loss"),
+                       width="stretch")
+
+    st.subheader("Sites")
+    latest = rd.sites.dropna(subset=["accuracy"]).sort_values("round").groupby("site").last()
+    site_cols = st.columns(max(len(site_ids), 1))
+    for col, site in zip(site_cols, site_ids, strict=False):
+        if site in latest.index:
+            row = latest.loc[site]
+            col.metric(site_name(site), _pct(row["accuracy"]), help=f"Site id `{site}`; "
+                       f"accuracy after round {int(row['round'])}", border=True)
+        else:
+            col.metric(site_name(site), "–", help=f"Site id `{site}`; no accuracy yet",
+                       border=True)
+    st.altair_chart(charts.site_accuracy_chart(rd.sites, site_ids), width="stretch")
+
+
+def _pct(value: object) -> str:
+    return "–" if value is None or value != value else f"{float(value):.1%}"  # NaN != NaN
+
+
+def _num(value: object) -> str:
+    return "–" if value is None or value != value else f"{float(value):.3f}"
+
+
+if __name__ == "__main__":
+    render()

@@ -1,0 +1,69 @@
+"""Privacy budget: each site's cumulative ε against the run's ceiling, and what is left."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, data, frames, ui
+
+
+def render() -> None:
+    """Draw the Privacy budget page."""
+    st.title("Privacy budget")
+    ui.live(_body)
+
+
+def _body(rd: data.RunData) -> None:
+    run = rd.run
+    ui.run_header(rd)
+    st.markdown(f"Per-site ceiling **ε = {run.epsilon_ceiling:g}** at **δ = {run.delta:g}**. "
+                "Each site's ε is cumulative: every round it trained in is composed in.")
+    if ui.no_rounds_yet(rd):
+        return
+    site_ids = frames.run_sites(run, rd.sites)
+    if rd.sites["epsilon"].notna().any():
+        st.altair_chart(charts.epsilon_chart(rd.sites, site_ids, run.epsilon_ceiling, run.delta),
+                        width="stretch")
+    else:
+        st.info("No site has reported an ε for this run yet.")
+
+    budget = frames.budget_frame(run, rd.sites)
+    rounds_left = max(run.rounds_planned - int(rd.rounds["round"].max()), 0)
+    st.subheader("Remaining budget")
+    cols = st.columns(max(len(site_ids), 1))
+    for col, row in zip(cols, budget.itertuples(), strict=False):
+        forecast = ("no ε spent yet" if row.rounds_affordable is None
+                    else f"≈ {row.rounds_affordable} more rounds")
+        col.metric(row.site_name, f"ε {row.epsilon:.2f} / {row.ceiling:g}",
+                   delta=f"{row.remaining:.2f} left · {forecast}", delta_color="off",
+                   border=True, help=f"Site id `{row.site}`; last ε reported in round "
+                   f"{row.last_round}")
+    st.dataframe(
+        budget.drop(columns=["site", "ceiling"]), hide_index=True,
+        column_config={
+            "site_name": "Site", "epsilon": st.column_config.NumberColumn("ε spent", format="%.3f"),
+            "remaining": st.column_config.NumberColumn("ε remaining", format="%.3f"),
+            "used_pct": st.column_config.ProgressColumn("Budget used", format="%.0f%%",
+                                                        min_value=0, max_value=100),
+            "rate": st.column_config.NumberColumn("ε per round (latest)", format="%.3f"),
+            "rounds_affordable": st.column_config.NumberColumn("Rounds affordable (linear)"),
+            "last_round": "Last round",
+        },
+    )
+    short = budget[budget["rounds_affordable"].notna()
+                   & (budget["rounds_affordable"] < rounds_left)]
+    if run.status == "running" and not short.empty:
+        st.warning("At the current rate these sites reach the ceiling before the "
+                   f"{rounds_left} planned rounds left: " + ", ".join(short["site_name"]),
+                   icon=":material/warning:")
+    st.caption(
+        "**Forecast: a linear estimate.** Rounds affordable = remaining ε ÷ the ε the site's "
+        "latest round added. Under composition ε grows sublinearly in the number of rounds, so "
+        "later rounds cost less and this estimate is conservative: a site can usually afford "
+        "at least this many rounds. The server's accountant, not this forecast, enforces the "
+        "ceiling."
+    )
+
+
+if __name__ == "__main__":
+    render()
