@@ -38,6 +38,7 @@ def main() -> None:
         for i, (file, title, icon) in enumerate(PAGES)
     ]
     page = st.navigation(pages)
+    ui.start_script_run()
     st.sidebar.markdown("### Hospital consortium")
     ui.run_selector()
     page.run()

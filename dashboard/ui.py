@@ -22,6 +22,7 @@ LIVE_EVERY_S = 3.0
 
 STORE_KEY = "hc_store"
 RUN_KEY = "hc_run"
+_RUNS_MEMO = "_hc_runs_this_run"
 
 _STATUS_COLOURS = {RUN_RUNNING: "blue", RUN_COMPLETED: "green", RUN_STOPPED: "orange",
                    RUN_FAILED: "red"}
@@ -32,6 +33,28 @@ def current_store() -> str:
     if STORE_KEY not in st.session_state:
         st.session_state[STORE_KEY] = str(store_path())
     return str(st.session_state[STORE_KEY])
+
+
+def start_script_run() -> None:
+    """Forget the runs read by the previous script run (call first thing in every full run)."""
+    st.session_state.pop(_RUNS_MEMO, None)
+
+
+def runs() -> pd.DataFrame:
+    """The store's runs, read at most once per script run; raises :class:`StoreError`.
+
+    Reading once matters for a locked store: each attempt waits for SQLite's busy timeout.
+    """
+    memo = st.session_state.get(_RUNS_MEMO)
+    if memo is None:
+        try:
+            memo = data.load_runs(current_store())
+        except StoreError as exc:
+            memo = exc
+        st.session_state[_RUNS_MEMO] = memo
+    if isinstance(memo, StoreError):
+        raise memo
+    return memo
 
 
 def show_store_error(path: str, exc: StoreError) -> None:
@@ -54,14 +77,14 @@ def run_selector() -> None:
     path = current_store()
     st.sidebar.caption(f"Run store: `{path}`")
     try:
-        runs = data.load_runs(path)
+        frame = runs()
     except StoreError:
         return
-    if runs.empty:
+    if frame.empty:
         return
     labels = {
         r.run_id: f"{r.started_at[:16].replace('T', ' ')} · {r.run_id[:8]} · {r.status}"
-        for r in runs.itertuples()
+        for r in frame.itertuples()
     }
     st.sidebar.selectbox("Run", list(labels), format_func=labels.__getitem__, key=RUN_KEY)
 
@@ -70,17 +93,17 @@ def selected_run() -> tuple[str, str] | None:
     """The store and the chosen run id, or ``None`` after telling the user why there is none."""
     path = current_store()
     try:
-        runs = data.load_runs(path)
+        frame = runs()
     except StoreError as exc:
         show_store_error(path, exc)
         return None
-    if runs.empty:
+    if frame.empty:
         st.info(f"The run store `{path}` holds no run yet. Runs appear here as soon as the "
                 "consortium server starts one.", icon=":material/hourglass_empty:")
         return None
     run_id = st.session_state.get(RUN_KEY)
-    if run_id not in set(runs["run_id"]):
-        run_id = str(runs["run_id"].iloc[0])
+    if run_id not in set(frame["run_id"]):
+        run_id = str(frame["run_id"].iloc[0])
     return path, str(run_id)
 
 

@@ -12,9 +12,8 @@ from dashboard.config import site_name
 def render() -> None:
     """Draw the Overview page."""
     st.title("Overview")
-    path = ui.current_store()
     try:
-        runs = data.load_runs(path)
+        runs = ui.runs()
     except StoreError:
         runs = None
     if runs is not None and not runs.empty:
