@@ -14,7 +14,7 @@ import pandas as pd
 from dashboard.config import site_colour, site_name
 from dashboard.frames import PARTICIPATION_STATES
 
-HEIGHT = 280
+HEIGHT = 340
 
 _PARTICIPATION_COLOURS = ("#3a7d44", "#c9c9c9", "#f2b134", "#b22222")
 _ROUND_STATUS = alt.Scale(domain=["ok", "failed"], range=["#6c8ebf", "#b22222"])
@@ -29,7 +29,7 @@ def site_scale(sites: Sequence[str]) -> alt.Scale:
 
 def _site_colour(sites: Sequence[str]) -> alt.Color:
     return alt.Color("site_name:N", title="Site", scale=site_scale(sites),
-                     legend=alt.Legend(orient="bottom", columns=2))
+                     legend=alt.Legend(orient="right", labelLimit=220))
 
 
 def global_metrics_chart(rounds: pd.DataFrame, metric: str, title: str) -> alt.Chart:
