@@ -102,7 +102,7 @@ def epsilon_chart(
     label = alt.Chart(rule_data).mark_text(
         align="left", dx=4, dy=-7, color="#b22222", fontWeight="bold"
     ).encode(y="ceiling:Q", x=alt.value(0), text="label:N")
-    return alt.layer(lines, rule, label, data=data).properties(
+    return alt.LayerChart(layer=[lines, rule, label]).properties(
         title="Cumulative privacy loss ε per site", height=HEIGHT + 40
     )
 

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 import streamlit as st
@@ -24,8 +25,10 @@ STORE_KEY = "hc_store"
 RUN_KEY = "hc_run"
 _RUNS_MEMO = "_hc_runs_this_run"
 
-_STATUS_COLOURS = {RUN_RUNNING: "blue", RUN_COMPLETED: "green", RUN_STOPPED: "orange",
-                   RUN_FAILED: "red"}
+_Colour = Literal["blue", "green", "orange", "red", "gray"]
+_STATUS_COLOURS: dict[str, _Colour] = {
+    RUN_RUNNING: "blue", RUN_COMPLETED: "green", RUN_STOPPED: "orange", RUN_FAILED: "red",
+}
 
 
 def current_store() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from consortium.store import StoreError
@@ -62,12 +63,12 @@ def _body(rd: data.RunData) -> None:
     st.altair_chart(charts.site_accuracy_chart(rd.sites, site_ids), width="stretch")
 
 
-def _pct(value: object) -> str:
-    return "–" if value is None or value != value else f"{float(value):.1%}"  # NaN != NaN
+def _pct(value: float | None) -> str:
+    return "–" if value is None or pd.isna(value) else f"{float(value):.1%}"
 
 
-def _num(value: object) -> str:
-    return "–" if value is None or value != value else f"{float(value):.3f}"
+def _num(value: float | None) -> str:
+    return "–" if value is None or pd.isna(value) else f"{float(value):.3f}"
 
 
 if __name__ == "__main__":

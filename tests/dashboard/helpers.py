@@ -25,8 +25,9 @@ def run_page(store: Path, page: str = "overview") -> AppTest:
     """Run the app against ``store`` (via ``HC_STORE``) and open ``page``."""
     os.environ["HC_STORE"] = str(store)
     at = AppTest.from_file(str(APP), default_timeout=30).run()
-    if PAGES[page] is not None:
-        at.switch_page(PAGES[page]).run()
+    target = PAGES[page]
+    if target is not None:
+        at.switch_page(target).run()
     return at
 
 

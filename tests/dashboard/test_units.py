@@ -46,12 +46,13 @@ def _round(r: int, sites: tuple[str, ...] = SITES) -> RoundRecord:
 def test_budget_forecast_is_linear_in_the_latest_increment() -> None:
     sites = frames.sites_frame([_round(1), _round(2), _round(3, SITES[1:])])
     budget = frames.budget_frame(_run(), sites).set_index("site")
-    eps = {r: site_record("hungary", r).epsilon for r in (2, 3)}
+    eps = {r: float(site_record("hungary", r).epsilon or 0.0) for r in (2, 3)}
     rate = eps[3] - eps[2]
     assert budget.loc["hungary", "rate"] == rate
     assert budget.loc["hungary", "rounds_affordable"] == int((8.0 - eps[3]) // rate)
     assert budget.loc["cleveland", "last_round"] == 2  # dropped out of round 3
     assert budget.loc["cleveland", "epsilon"] == site_record("cleveland", 2).epsilon
+    assert budget.loc["cleveland", "rounds_affordable"] is not None
 
 
 def test_budget_over_ceiling_and_no_epsilon() -> None:
