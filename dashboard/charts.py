@@ -109,11 +109,12 @@ def epsilon_chart(
 
 def participation_chart(part: pd.DataFrame, site_ids: Sequence[str]) -> alt.Chart:
     """A round × site grid: who took part, who dropped out, which rounds failed."""
-    height = 40 * len(site_ids) + 40
-    chart = alt.Chart(part, title="Participation per round", height=height)
+    # A discrete y axis cannot be fitted to a height: give each site a fixed band instead.
+    chart = alt.Chart(part, title="Participation per round", height=alt.Step(34))
     return chart.mark_rect(stroke="white", strokeWidth=1).encode(
-        x=alt.X("round:O", title="Round"),
-        y=alt.Y("site_name:N", title=None, sort=[site_name(s) for s in site_ids]),
+        x=alt.X("round:O", title="Round", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("site_name:N", title=None, sort=[site_name(s) for s in site_ids],
+                axis=alt.Axis(labelLimit=240)),
         color=alt.Color("participation:N", title="Participation",
                         scale=alt.Scale(domain=list(PARTICIPATION_STATES),
                                         range=list(_PARTICIPATION_COLOURS)),
@@ -128,7 +129,7 @@ def duration_chart(rounds: pd.DataFrame) -> alt.Chart:
     """Wall-clock time of each round, failed rounds in red."""
     data = rounds[["round", "status", "duration_s", "sites_trained", "failure_reason"]]
     return alt.Chart(data, title="Time per round", height=HEIGHT - 40).mark_bar().encode(
-        x=alt.X("round:O", title="Round"),
+        x=alt.X("round:O", title="Round", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("duration_s:Q", title="Seconds"),
         color=alt.Color("status:N", title="Round status", scale=_ROUND_STATUS,
                         legend=alt.Legend(orient="bottom")),

@@ -40,7 +40,7 @@ def _body(rd: data.RunData) -> None:
                                             for name, rounds in summary.items()),
                    icon=":material/person_off:")
 
-    st.subheader("Time per round")
+    st.subheader("Rounds")
     st.altair_chart(charts.duration_chart(rd.rounds), width="stretch")
     st.dataframe(
         rd.rounds[["round", "status", "sites_trained", "duration_s", "started_at",
