@@ -46,7 +46,8 @@ class RunRecord:
     rounds_planned : int
         How many rounds the run was configured for.
     seed : int
-        Seed of the run (model initialisation and DP noise derive from it).
+        Seed of the run: it fixes the initial global model. DP noise and Poisson sampling
+        always draw from operating-system entropy, never from this seed.
     sites : tuple of str
         The sites expected to take part.
     secagg_json : str

@@ -1,0 +1,162 @@
+"""The consortium policy as frozen, validated objects.
+
+A policy is reviewed data (``policies/consortium.yaml``), parsed once at the edge into these
+objects; nothing deeper reads raw dictionaries. Unknown keys are errors, so a typo cannot
+silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: The four hospitals of the embedded default.
+DEFAULT_SITES = ("cleveland", "hungary", "long_beach", "switzerland")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class DPPolicy(_Frozen):
+    """DP-SGD mechanism every site runs in every round.
+
+    Exactly one of ``noise_multiplier`` and ``target_epsilon`` is given. With
+    ``target_epsilon``, the noise multiplier is derived (by the policy's accountant) so that the
+    planned rounds spend at most that ε at the policy's δ.
+    """
+
+    noise_multiplier: float | None = Field(None, gt=0, description="Noise std / clipping norm.")
+    target_epsilon: float | None = Field(
+        None, gt=0, description="Derive the noise multiplier so the planned run spends this ε."
+    )
+    max_grad_norm: float = Field(gt=0, description="Per-sample gradient clipping norm.")
+    sample_rate: float = Field(
+        gt=0, le=1, description="Poisson sampling rate per step; 1/sample_rate must be whole."
+    )
+    local_epochs: int = Field(ge=1, le=100, description="Local passes over the data per round.")
+    learning_rate: float = Field(gt=0, le=100, description="Local SGD learning rate.")
+    accountant: Literal["rdp", "prv"] = Field("rdp", description="Opacus privacy accountant.")
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _whole_batches(cls, value: float) -> float:
+        batches = 1.0 / value
+        if abs(batches - round(batches)) > 1e-9:
+            raise ValueError(
+                f"1/sample_rate must be a whole number of batches per epoch (got {batches:.4g})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_noise_source(self) -> DPPolicy:
+        if (self.noise_multiplier is None) == (self.target_epsilon is None):
+            raise ValueError("give exactly one of noise_multiplier and target_epsilon")
+        return self
+
+    @property
+    def steps_per_round(self) -> int:
+        """Noisy steps a site takes per round."""
+        return int(round(self.local_epochs / self.sample_rate))
+
+
+class SecAggPolicy(_Frozen):
+    """Parameters of Flower's SecAgg+ protocol.
+
+    An integer ``num_shares`` must be odd: Flower crashes every client on an even integer
+    smaller than the number of sampled sites, so an even one never reaches Flower.
+    """
+
+    num_shares: int | float = Field(description="Shares per secret: odd int >= 3, or a fraction.")
+    reconstruction_threshold: int | float = Field(description="Shares needed to reconstruct.")
+    timeout_s: float = Field(gt=0, le=3600, description="Seconds to wait for each stage.")
+    max_weight: float = Field(1000.0, gt=0, description="Must be >= the largest site's examples.")
+    clipping_range: float = Field(8.0, gt=0, description="Masked values are clipped to ±this.")
+    quantization_range: int = Field(2**22, gt=0, description="Quantization levels.")
+    modulus_range: int = Field(2**32, gt=0, description="Modulus of the masked arithmetic.")
+
+    @field_validator("num_shares")
+    @classmethod
+    def _odd_shares(cls, value: int | float) -> int | float:
+        if isinstance(value, int):
+            if value < 3:
+                raise ValueError(f"an integer num_shares must be >= 3 (got {value})")
+            if value % 2 == 0:
+                raise ValueError(
+                    f"an integer num_shares must be odd (got {value}); Flower's SecAgg+ "
+                    "crashes every client on an even value"
+                )
+        elif not 0 < value <= 1:
+            raise ValueError(f"a fractional num_shares must be in (0, 1] (got {value})")
+        return value
+
+    @model_validator(mode="after")
+    def _threshold_fits(self) -> SecAggPolicy:
+        t, n = self.reconstruction_threshold, self.num_shares
+        if isinstance(t, int):
+            if t < 2:
+                raise ValueError(f"reconstruction_threshold must be >= 2 (got {t})")
+            if isinstance(n, int) and t >= n:
+                raise ValueError(
+                    f"reconstruction_threshold ({t}) must be less than num_shares ({n})"
+                )
+        elif not 0 < t <= 1:
+            raise ValueError(f"a fractional reconstruction_threshold must be in (0, 1] (got {t})")
+        if self.modulus_range <= self.quantization_range or self.modulus_range & (
+            self.modulus_range - 1
+        ):
+            raise ValueError("modulus_range must be a power of 2 above quantization_range")
+        return self
+
+
+class ConvergencePolicy(_Frozen):
+    """When the consortium stops early (besides the rounds and the ε ceiling)."""
+
+    target_accuracy: float | None = Field(
+        None, gt=0, le=1, description="Stop once the mean site accuracy reaches this."
+    )
+    patience: int | None = Field(
+        None, ge=1, description="Stop after this many rounds without improvement."
+    )
+    min_delta: float = Field(0.0, ge=0, description="Improvement smaller than this is none.")
+
+
+class ConsortiumPolicy(_Frozen):
+    """The consortium's privacy and training rules for a run."""
+
+    version: Literal[1] = 1
+    delta: float = Field(gt=0, lt=1, description="δ at which every ε is stated.")
+    epsilon_ceiling: float = Field(gt=0, description="No site's ε may pass this in a run.")
+    rounds: int = Field(ge=1, le=10_000, description="Rounds per run.")
+    min_sites: int = Field(ge=2, description="Sites that must take part in each round.")
+    sites: tuple[str, ...] = Field(DEFAULT_SITES, min_length=2, description="Member site ids.")
+    dp: DPPolicy
+    secagg: SecAggPolicy
+    convergence: ConvergencePolicy = ConvergencePolicy()
+
+    @field_validator("sites")
+    @classmethod
+    def _unique_sites(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("site ids must be unique")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ConsortiumPolicy:
+        if self.min_sites > len(self.sites):
+            raise ValueError(
+                f"min_sites ({self.min_sites}) exceeds the number of member sites "
+                f"({len(self.sites)})"
+            )
+        shares = self.secagg.num_shares
+        if isinstance(shares, int) and shares > self.min_sites:
+            raise ValueError(
+                f"secagg.num_shares ({shares}) exceeds min_sites ({self.min_sites})"
+            )
+        if self.dp.target_epsilon is not None and self.dp.target_epsilon > self.epsilon_ceiling:
+            raise ValueError(
+                f"dp.target_epsilon ({self.dp.target_epsilon}) exceeds epsilon_ceiling "
+                f"({self.epsilon_ceiling})"
+            )
+        return self
