@@ -20,6 +20,7 @@ from flwr.client import NumPyClient
 from consortium import wire
 from site_node.accounting import SiteAccountant
 from site_node.data import SITE_IDS, SiteData, load_site
+from site_node.guard import SiteGuard
 from site_node.training import BudgetExceeded, TrainPlan, evaluate, train_dp
 
 log = logging.getLogger(__name__)
@@ -95,19 +96,23 @@ class SiteClient(NumPyClient):
     def __init__(self, data: SiteData, context: Context) -> None:
         self.data = data
         self.node_context = context
+        state_dir = context.node_config.get(wire.NODE_STATE_DIR)
+        self.state_dir = Path(str(state_dir)) if state_dir else None
 
     def fit(
         self, parameters: list[np.ndarray], config: dict[str, Scalar]
     ) -> tuple[list[np.ndarray], int, dict[str, Scalar]]:
         """One round of DP-SGD; refuses (raises) before training if over the ε ceiling."""
-        plan = plan_from_config(config)
         run_id = str(config.get(wire.RUN_ID, ""))
-        accountant = load_accountant(self.node_context, run_id, plan.accountant)
+        guard = SiteGuard(self.data.site, self.state_dir)
         try:
+            plan = guard.before_training(config, plan_from_config(config))
+            accountant = load_accountant(self.node_context, run_id, plan.accountant)
             result = train_dp(parameters, self.data, plan, accountant)
         except BudgetExceeded as exc:
             log.warning("%s", exc)
             raise
+        receipt = guard.after_training(config, plan, result, self.data.num_train)
         save_accountant(self.node_context, run_id, accountant)
         mech = result.mechanism
         metrics: dict[str, Scalar] = {
@@ -120,6 +125,7 @@ class SiteClient(NumPyClient):
             wire.ACCOUNTANT: mech.accountant,
             wire.NUM_TRAIN_EXAMPLES: self.data.num_train,
             wire.TRAIN_LOSS: result.train_loss,
+            **receipt,
         }
         return result.weights, self.data.num_train, metrics
 
