@@ -67,8 +67,9 @@ def effective_policies(files: list[Path]) -> tuple[LoadedPolicy, list[EffectiveP
 
 def _table(consortium: LoadedPolicy, policies: list[EffectivePolicy]) -> Table:
     table = Table(title=f"Effective policies (consortium {consortium.sha256[:16]}…)")
-    for col in ("site", "δ", "ε/run", "ε lifetime", "noise / target ε", "clip", "q",
-                "epochs", "acct", "min sites", "sha256"):
+    table.add_column("site", no_wrap=True, min_width=11)
+    for col in ("δ", "ε/run", "ε lifetime", "noise / target ε", "clip", "q", "epochs", "acct",
+                "min sites", "sha256"):
         table.add_column(col)
     for e in policies:
         noise = (f"σ={e.dp.noise_multiplier:g}" if e.dp.noise_multiplier is not None
