@@ -26,7 +26,8 @@ from consortium.store import StoreError
 audit_app = typer.Typer(help="Verify and report the privacy audit trail.", no_args_is_help=True)
 console = Console()
 
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="Run store (default: the home's).")]
+StoreOpt = Annotated[Path | None, typer.Option(
+    "--store", help="Run store (default: <home>/runs.sqlite).", envvar="HC_STORE")]
 RunOpt = Annotated[str | None, typer.Option("--run", help="Run id (verify: all runs; "
                                                                "report: the latest).")]
 

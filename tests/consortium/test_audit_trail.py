@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from audit_fixture import RUN_ID, SITES, AuditedRun, write_audited_run
+from tests.consortium.audit_fixture import RUN_ID, SITES, AuditedRun, write_audited_run
 from typer.testing import CliRunner
 
 from consortium.audit_log import AuditLog
@@ -95,7 +95,6 @@ def test_understated_epsilon_is_caught_even_when_validly_signed(tmp_path: Path) 
         good = log.receipts(RUN_ID)[0].signed().receipt
     lie = Receipt(**{**good.__dict__, "run_id": "run-lie", "epsilon": good.epsilon * 0.9,
                      "lifetime_epsilon": good.epsilon * 0.9})
-    from audit_fixture import SITES as sites  # noqa: F401
 
     from consortium.run_audit import RunAudit, RunFacts
     from policies.loader import load_policy
@@ -112,7 +111,7 @@ def test_understated_epsilon_is_caught_even_when_validly_signed(tmp_path: Path) 
 
 
 def test_passed_ceiling_is_caught(tmp_path: Path) -> None:
-    from audit_fixture import _receipt
+    from tests.consortium.audit_fixture import _receipt
 
     from site_node.accounting import SiteAccountant
 
