@@ -21,22 +21,22 @@ class SiteDPPolicy(_Frozen):
     """A site's DP-SGD overrides; each may only make the mechanism more private."""
 
     noise_multiplier: float | None = Field(
-        None, gt=0, description="At least the consortium's noise multiplier (more noise)."
+        default=None, gt=0, description="At least the consortium's noise multiplier (more noise)."
     )
     target_epsilon: float | None = Field(
-        None, gt=0, description="At most the consortium's target ε."
+        default=None, gt=0, description="At most the consortium's target ε."
     )
     max_grad_norm: float | None = Field(
-        None, gt=0, description="At most the consortium's clipping norm."
+        default=None, gt=0, description="At most the consortium's clipping norm."
     )
     sample_rate: float | None = Field(
-        None, gt=0, le=1, description="At most the consortium's sampling rate."
+        default=None, gt=0, le=1, description="At most the consortium's sampling rate."
     )
     local_epochs: int | None = Field(
-        None, ge=1, le=100, description="At most the consortium's local epochs (fewer steps)."
+        default=None, ge=1, le=100, description="At most the consortium's local epochs."
     )
     accountant: Literal["rdp", "prv"] | None = Field(
-        None, description="'rdp' (more conservative) may replace 'prv'; never the reverse."
+        default=None, description="'rdp' (more conservative) may replace 'prv'; never the reverse."
     )
 
     @field_validator("sample_rate")
@@ -59,7 +59,7 @@ class SiteSecAggPolicy(_Frozen):
     """A site's SecAgg+ overrides."""
 
     reconstruction_threshold: int | float | None = Field(
-        None, description="At least the consortium's threshold (more shares to unmask)."
+        default=None, description="At least the consortium's threshold (more shares to unmask)."
     )
 
 
@@ -81,18 +81,18 @@ class SitePolicy(_Frozen):
 
     version: Literal[1] = 1
     site: str = Field(min_length=1, description="The site id this policy belongs to.")
-    delta: float | None = Field(None, gt=0, lt=1, description="At most the consortium's δ.")
+    delta: float | None = Field(default=None, gt=0, lt=1, description="At most the consortium's δ.")
     epsilon_ceiling: float | None = Field(
-        None, gt=0, description="At most the consortium's per-run ε ceiling."
+        default=None, gt=0, description="At most the consortium's per-run ε ceiling."
     )
     lifetime_epsilon_ceiling: float | None = Field(
-        None, gt=0, description="At most the consortium's lifetime ε ceiling."
+        default=None, gt=0, description="At most the consortium's lifetime ε ceiling."
     )
     min_sites: int | None = Field(
-        None, ge=2, description="At least the consortium's minimum sites per round."
+        default=None, ge=2, description="At least the consortium's minimum sites per round."
     )
     peers: tuple[str, ...] | None = Field(
-        None, min_length=2, description="Member sites this site trains with (itself included)."
+        default=None, min_length=2, description="Member sites it trains with (itself included)."
     )
     dp: SiteDPPolicy = SiteDPPolicy()
     secagg: SiteSecAggPolicy = SiteSecAggPolicy()

@@ -7,8 +7,14 @@ from pathlib import Path
 
 from consortium.keys import SITE_KEY_FILE, load_or_create_key, site_state_dir
 from consortium.receipt import Receipt
-from consortium.records import ROUND_OK, RUN_COMPLETED, RUN_RUNNING, RoundRecord, RunRecord
-from consortium.records import SiteRoundRecord
+from consortium.records import (
+    ROUND_OK,
+    RUN_COMPLETED,
+    RUN_RUNNING,
+    RoundRecord,
+    RunRecord,
+    SiteRoundRecord,
+)
 from consortium.run_audit import RunAudit, RunFacts
 from consortium.store import RunStore
 from policies.loader import load_policy

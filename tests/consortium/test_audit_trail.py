@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.consortium.audit_fixture import RUN_ID, SITES, AuditedRun, write_audited_run
 from typer.testing import CliRunner
 
 from consortium.audit_log import AuditLog
@@ -24,6 +23,7 @@ from consortium.audit_verifier import (
 from consortium.cli import app
 from consortium.keys import SITE_KEY_FILE, key_from_seed, load_or_create_key, site_state_dir
 from consortium.receipt import Receipt, SignedReceipt, UnknownSiteKey
+from tests.consortium.audit_fixture import RUN_ID, SITES, AuditedRun, write_audited_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,7 +70,7 @@ def test_altered_log_line_is_named(run: AuditedRun) -> None:
 
 def test_deleted_log_line_is_named(run: AuditedRun) -> None:
     tamper(run.store, "DELETE FROM audit_log WHERE seq=3")
-    with pytest.raises(ChainBroken, match="seq=4.*expected seq 3"):
+    with pytest.raises(ChainBroken, match=r"seq=4.*expected seq 3"):
         verify_store(run.store)
 
 
@@ -111,9 +111,8 @@ def test_understated_epsilon_is_caught_even_when_validly_signed(tmp_path: Path) 
 
 
 def test_passed_ceiling_is_caught(tmp_path: Path) -> None:
-    from tests.consortium.audit_fixture import _receipt
-
     from site_node.accounting import SiteAccountant
+    from tests.consortium.audit_fixture import _receipt
 
     run = write_audited_run(tmp_path)
     from consortium.run_audit import RunAudit, RunFacts
@@ -127,7 +126,7 @@ def test_passed_ceiling_is_caught(tmp_path: Path) -> None:
     r = Receipt(**{**r.__dict__, "run_id": "run-hot", "epsilon_ceiling": r.epsilon * 0.5})
     key = load_or_create_key(site_state_dir("long_beach", run.home) / SITE_KEY_FILE)
     audit.round(1, [("long_beach", r.sign(key).to_wire())], 0, "ok")
-    with pytest.raises(CeilingPassed, match="long_beach.*per-run ceiling"):
+    with pytest.raises(CeilingPassed, match=r"long_beach.*per-run ceiling"):
         verify_store(run.store, run_id="run-hot")
 
 

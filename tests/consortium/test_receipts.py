@@ -74,7 +74,7 @@ def test_tampered_receipt_byte_is_detected() -> None:
     signed = RECEIPT.sign(key)
     forged = SignedReceipt.from_parts(signed.data.replace(b'"epsilon":0.5', b'"epsilon":0.4'),
                                       signed.signature.hex())
-    with pytest.raises(InvalidReceiptSignature, match="cleveland.*round 1"):
+    with pytest.raises(InvalidReceiptSignature, match=r"cleveland.*round 1"):
         forged.verify(key.public_key())
 
 

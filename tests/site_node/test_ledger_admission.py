@@ -75,7 +75,8 @@ def test_admission_refuses_a_run_that_would_pass_the_lifetime_ceiling(tmp_path: 
         fill(ledger)
         before = ledger.events()
         lifetime = ledger.lifetime_epsilon(DELTA)
-        ceilings = Ceilings(delta=DELTA, epsilon_ceiling=100, lifetime_epsilon_ceiling=lifetime + 0.1)
+        ceilings = Ceilings(delta=DELTA, epsilon_ceiling=100,
+                            lifetime_epsilon_ceiling=lifetime + 0.1)
         with pytest.raises(AdmissionRefused, match=r"lifetime ε to .* > lifetime ceiling"):
             admit(ledger, site="s", run_id="new", mechanism=mech(1.0), rounds=10,
                   ceilings=ceilings)
