@@ -7,17 +7,16 @@ engine. The test taps what the server receives in the masked-vector stage.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 from flwr.app import Context
 from flwr.client import Client, ClientApp, NumPyClient
 from flwr.client.mod import secaggplus_mod
-from flwr.common import ndarrays_to_parameters
+from flwr.common import bytes_to_ndarray, ndarrays_to_parameters
 from flwr.common.secure_aggregation.quantization import quantize
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
-from flwr.common import bytes_to_ndarray
 from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.simulation import run_simulation
@@ -52,7 +51,7 @@ def client_fn(context: Context) -> Client:
 class TappedSecAgg(SecAggPlusWorkflow):
     """The consortium's SecAgg+ workflow, recording what the server receives in stage 2."""
 
-    received: list[tuple[int, list[np.ndarray]]] = []
+    received: ClassVar[list[tuple[int, list[np.ndarray]]]] = []
 
     def collect_masked_vectors_stage(self, grid: Any, context: Any, state: Any) -> bool:
         outer = self
