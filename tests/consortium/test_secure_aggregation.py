@@ -21,6 +21,7 @@ from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.simulation import run_simulation
 
+from consortium import masking
 from consortium.plan import make_plan
 from consortium.strategy import ConsortiumFedAvg
 from consortium.workflow import secagg_workflow
@@ -45,6 +46,7 @@ class KnownClient(NumPyClient):
 
 
 def client_fn(context: Context) -> Client:
+    masking.install()  # the consortium's ClientApp does this at import
     return KnownClient(int(context.node_config["partition-id"])).to_client()
 
 
@@ -72,6 +74,7 @@ class TappedSecAgg(SecAggPlusWorkflow):
 
 
 def test_server_learns_only_the_weighted_sum() -> None:
+    masking.install()  # as the consortium's ServerApp and ClientApp do
     plan = make_plan(rounds=1)
     base = secagg_workflow(plan)  # the consortium's own, policy-validated parameters
     tapped = TappedSecAgg(
@@ -107,6 +110,7 @@ def test_server_learns_only_the_weighted_sum() -> None:
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
 
     assert len(tapped.received) == 4 and len(aggregated) == 1
+    assert masking.installed()
     # 1. What the server received from each node is not any site's (quantized) update.
     plain = []
     for pid in range(4):
