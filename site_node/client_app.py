@@ -10,7 +10,10 @@ from flwr.app import Context
 from flwr.client import Client, ClientApp
 from flwr.client.mod import secaggplus_mod
 
+from consortium import masking
 from site_node.client import client_for
+
+masking.install()  # SecAgg+ masks from ChaCha20 over the full shared secret (see masking)
 
 
 def _client_fn(context: Context) -> Client:
