@@ -92,6 +92,15 @@ def save_accountant(context: Context, run_id: str, accountant: SiteAccountant) -
     )
 
 
+def _run_delta_epsilon(
+    config: Mapping[str, Scalar], plan: TrainPlan, epsilon: float, accountant: SiteAccountant
+) -> float:
+    """ε at the run's δ (what the run store compares across sites), even when the site's own
+    policy tightened δ; the site's receipt states ε at its own δ."""
+    run_delta = float(config[wire.DELTA])
+    return epsilon if run_delta == plan.delta else accountant.epsilon(run_delta)
+
+
 class SiteClient(NumPyClient):
     """One hospital's training and evaluation."""
 
@@ -119,7 +128,7 @@ class SiteClient(NumPyClient):
         mech = result.mechanism
         metrics: dict[str, Scalar] = {
             wire.SITE: self.data.site,
-            wire.EPSILON: result.epsilon,
+            wire.EPSILON: _run_delta_epsilon(config, plan, result.epsilon, accountant),
             wire.NOISE_MULTIPLIER: mech.noise_multiplier,
             wire.SAMPLE_RATE: mech.sample_rate,
             wire.STEPS: mech.steps,

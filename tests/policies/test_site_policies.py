@@ -44,7 +44,7 @@ def test_example_site_policies_are_valid_and_tighten() -> None:
     ({"dp": {"target_epsilon": 4.0}}, "dp.target_epsilon", "4.0", "3.0"),
     ({"dp": {"max_grad_norm": 2.0}}, "dp.max_grad_norm", "2.0", "1.0"),
     ({"dp": {"sample_rate": 0.5}}, "dp.sample_rate", "0.5", "0.25"),
-    ({"dp": {"local_epochs": 3}}, "dp.local_epochs", "3", "1"),
+    ({"dp": {"local_epochs": 9}}, "dp.local_epochs", "9", "2"),
     ({"secagg": {"reconstruction_threshold": 1 + 0}}, "secagg.reconstruction_threshold",
      "1", "2"),
 ])
