@@ -148,7 +148,7 @@ def _run_epochs(
                 loss = model(xb).sum() * 0.0
             else:
                 loss = criterion(model(xb).squeeze(-1), yb)
-                total, count = total + float(loss) * len(xb), count + len(xb)
+                total, count = total + float(loss.detach()) * len(xb), count + len(xb)
             loss.backward()
             optimizer.step()
     return total / max(count, 1)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from consortium.keys import HOME_ENV
 from tests.privacy_reference import rdp_epsilon
 
 pytestmark = pytest.mark.slow
@@ -20,16 +21,22 @@ CLI = [sys.executable, "-m", "consortium"]
 SITES = ["cleveland", "hungary", "long_beach", "switzerland"]
 
 
-def consortium(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def consortium(
+    *args: str, home: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
+    if home is not None:
+        env[HOME_ENV] = str(home)
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout,
                           env=env, check=False)
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    store = tmp_path_factory.mktemp("e2e") / "runs.sqlite"
-    run = consortium("run", "--rounds", "2", "--store", str(store), "--seed", "7")
+    tmp = tmp_path_factory.mktemp("e2e")
+    store = tmp / "runs.sqlite"
+    run = consortium("run", "--rounds", "2", "--store", str(store), "--seed", "7",
+                     home=tmp / "home")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Run ended: completed" in run.stdout
     exp = consortium("export", "--store", str(store), "--format", "json")

@@ -39,7 +39,7 @@ def test_projection_spends_nothing() -> None:
     assert projected > acc.epsilon(DELTA)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(
     st.lists(
         st.tuples(st.floats(0.6, 5.0), st.sampled_from([0.1, 0.25, 0.5, 1.0]),
