@@ -1,0 +1,64 @@
+"""Run the embedded default on Flower's (Ray-backed) simulation engine, in this process.
+
+One virtual SuperNode per member hospital; the ServerApp runs in a thread of this process, so
+progress is reported per round through a callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+from consortium.plan import RunPlan
+from consortium.records import RoundRecord
+from consortium.workflow import RunOutcome
+
+log = logging.getLogger(__name__)
+
+
+class SimulationError(Exception):
+    """The simulation did not produce a run outcome."""
+
+
+def backend_config(num_sites: int) -> dict[str, object]:
+    """Ray resources: up to two clients at a time, sized to this machine's cores."""
+    cpus = os.cpu_count() or 2
+    per_client = max(1, cpus // min(num_sites, 2))
+    return {
+        "client_resources": {"num_cpus": per_client, "num_gpus": 0.0},
+        "init_args": {"num_cpus": cpus, "include_dashboard": False, "log_to_driver": False},
+    }
+
+
+def simulate(
+    plan: RunPlan, *, on_round: Callable[[RoundRecord], None] | None = None,
+    verbose: bool = False,
+) -> RunOutcome:
+    """Run ``plan`` with one virtual node per member site; returns how it ended.
+
+    Raises
+    ------
+    SimulationError
+        If the ServerApp ended without an outcome (it failed; the store says why).
+    """
+    from flwr.simulation import run_simulation
+
+    from consortium.server import server_app_for
+    from site_node.client_app import app as client_app
+
+    outcomes: list[RunOutcome] = []
+    server_app = server_app_for(plan, on_round=on_round, outcomes=outcomes)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    run_simulation(
+        server_app=server_app, client_app=client_app,
+        num_supernodes=len(plan.loaded.policy.sites),
+        backend_config=backend_config(len(plan.loaded.policy.sites)),  # type: ignore[arg-type]
+        verbose_logging=verbose,
+    )
+    if not outcomes:
+        raise SimulationError(
+            f"run {plan.run_id} ended without an outcome; see the log and the run store "
+            f"{plan.store_path}"
+        )
+    return outcomes[0]
