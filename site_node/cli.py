@@ -1,0 +1,22 @@
+"""The ``site-node`` command line: the hospital's side of the deployed mode."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from site_node import node_cli
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="A hospital's site node.")
+node_cli.register_commands(app)
+
+
+def main() -> None:
+    """Console entry point ``site-node``."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()
