@@ -9,7 +9,10 @@ run lands in the same run store as a simulation run, marked ``engine = deploymen
 from __future__ import annotations
 
 import logging
+import re
+import shutil
 import subprocess
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,17 +22,31 @@ from consortium.home import ConsortiumHome
 log = logging.getLogger(__name__)
 
 APP_DIR = Path(__file__).resolve().parents[1]
+APP_PACKAGES = ("consortium", "site_node", "policies")
+_LEGACY_TABLE = re.compile(r"^\[tool\.flwr\.federations(\.[^\]]*)?\]$")
 
 
 class DeploymentError(Exception):
     """The run could not be submitted or did not finish."""
 
 
+def app_config_keys() -> set[str]:
+    """The run-config keys the Flower app declares (``[tool.flwr.app.config]``)."""
+    data = tomllib.loads((APP_DIR / "pyproject.toml").read_text(encoding="utf-8"))
+    return set(data["tool"]["flwr"]["app"].get("config", {}))
+
+
 def run_config(
     store: Path, policy: Path | None, rounds: int | None, seed: int | None
 ) -> str:
-    """The ``--run-config`` override string (absolute paths, TOML values)."""
-    values: dict[str, str] = {"store": f"'{Path(store).resolve()}'", "engine": "'deployment'"}
+    """The ``--run-config`` override string (absolute paths, TOML values).
+
+    Flower rejects keys the app does not declare, so ``engine`` is only sent once
+    ``[tool.flwr.app.config]`` has it.
+    """
+    values: dict[str, str] = {"store": f"'{Path(store).resolve()}'"}
+    if "engine" in app_config_keys():
+        values["engine"] = "'deployment'"
     if policy is not None:
         values["policy"] = f"'{Path(policy).resolve()}'"
     if rounds:
@@ -39,14 +56,36 @@ def run_config(
     return " ".join(f"{k}={v}" for k, v in values.items())
 
 
-def flwr_run_command(home: ConsortiumHome, federation: str, config: str) -> list[str]:
+def stage_app(target: Path) -> Path:
+    """Copy the Flower app (pyproject.toml and its packages) to ``target``; return it.
+
+    ``flwr run`` rewrites a pyproject.toml that still has legacy ``[tool.flwr.federations]``
+    tables (it migrates them into FLWR_HOME and comments them out), so the app is submitted from
+    a staged copy without them; the copy also keeps the FAB to the code the nodes execute.
+    """
+    source = APP_DIR / "pyproject.toml"
+    if not source.is_file():
+        raise DeploymentError(f"the Flower app (pyproject.toml) is not at {APP_DIR}")
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    kept, skipping = [], False
+    for line in source.read_text(encoding="utf-8").splitlines():
+        if line.startswith("["):
+            skipping = bool(_LEGACY_TABLE.match(line.strip()))
+        if not skipping:
+            kept.append(line)
+    (target / "pyproject.toml").write_text("\n".join(kept) + "\n", encoding="utf-8")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.csv", "*.sqlite*")
+    for package in APP_PACKAGES:
+        shutil.copytree(APP_DIR / package, target / package, ignore=ignore)
+    return target
+
+
+def flwr_run_command(app_dir: Path, federation: str, config: str) -> list[str]:
     """The ``flwr run`` command line that submits the app to ``federation``."""
-    if not (APP_DIR / "pyproject.toml").is_file():
-        raise DeploymentError(
-            f"the Flower app (pyproject.toml) is not at {APP_DIR}; run from a source checkout"
-        )
     return [
-        processes.tool("flwr"), "run", str(APP_DIR), federation,
+        processes.tool("flwr"), "run", str(app_dir), federation,
         "--run-config", config, "--stream",
     ]
 
@@ -66,10 +105,11 @@ def submit(
         If ``flwr run`` fails or reports an error.
     """
     env = processes.tool_env({"FLWR_HOME": str(home.flwr_home)})
-    argv = flwr_run_command(home, federation, config)
+    app_dir = stage_app(home.root / "app")
+    argv = flwr_run_command(app_dir, federation, config)
     log.info("submitting: %s", " ".join(argv))
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=APP_DIR
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=app_dir
     )
     lines: list[str] = []
     assert proc.stdout is not None
