@@ -19,7 +19,7 @@ from consortium import deployment, enrollment, processes, superlink
 from consortium.home import ConsortiumHome, init_home
 from site_node.data import SITE_IDS, embedded_csv
 from site_node.home import SiteHome, init_site_home
-from site_node.supernode import NodeSettings, start
+from site_node.supernode import NodeSettings, RunningNode, start
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class LocalDeployment:
             s: init_site_home(self.workdir / "sites" / s, s) for s in self.sites
         }
         self.link: subprocess.Popen[bytes] | None = None
-        self.nodes: dict[str, subprocess.Popen[bytes]] = {}
+        self.nodes: dict[str, RunningNode] = {}
 
     def __enter__(self) -> LocalDeployment:
         return self
@@ -78,16 +78,16 @@ class LocalDeployment:
         values.update(overrides)
         return NodeSettings(**values)  # type: ignore[arg-type]
 
-    def start_node(self, site: str, **overrides: object) -> subprocess.Popen[bytes]:
+    def start_node(self, site: str, **overrides: object) -> RunningNode:
         """Start one site's SuperNode and wait until it is admitted (raises if refused)."""
-        proc = start(self.site_homes[site], self.settings(**overrides))
-        self.nodes[site] = proc
-        return proc
+        node = start(self.site_homes[site], self.settings(**overrides))
+        self.nodes[site] = node
+        return node
 
-    def start_all(self) -> None:
-        """Start every site's SuperNode."""
+    def start_all(self, warm: bool = True) -> None:
+        """Start every site's SuperNode (``warm``: with the forking ClientApp launcher)."""
         for site in self.sites:
-            self.start_node(site)
+            self.start_node(site, warm=warm)
 
     def run(
         self, rounds: int, on_line: Callable[[str], None] | None = None, seed: int = 0
@@ -98,9 +98,9 @@ class LocalDeployment:
 
     def stop_node(self, site: str) -> None:
         """Stop one site's SuperNode (and its helpers)."""
-        proc = self.nodes.pop(site, None)
-        if proc is not None:
-            processes.stop(proc)
+        node = self.nodes.pop(site, None)
+        if node is not None:
+            node.stop()
 
     def close(self) -> None:
         """Stop every process this deployment started."""

@@ -342,4 +342,4 @@ def _run_from_row(row: sqlite3.Row) -> RunRecord:
     )
 
 
-__all__ = ["RUN_RUNNING", "RunStore", "StoreError", "SCHEMA_VERSION"]
+__all__ = ["RUN_RUNNING", "SCHEMA_VERSION", "RunStore", "StoreError"]

@@ -14,7 +14,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from consortium import processes
 from site_node.home import (
     SiteHome,
     SiteHomeError,
@@ -66,21 +65,25 @@ def start_cmd(
     port: Annotated[int, typer.Option(help="Local port of the node's runtime API.")] = 9094,
     detach: Annotated[bool, typer.Option(help="Return once admitted; leave it running.")] = False,
     insecure: Annotated[bool, typer.Option(help="DANGER: plaintext, no authentication.")] = False,
+    warm: Annotated[
+        bool, typer.Option(help="Fork ClientApps from a pre-imported launcher (faster).")
+    ] = True,
 ) -> None:
     """Start this site's SuperNode with TLS and node authentication."""
     try:
         site = load_site_home(home or default_site_home())
-        settings = NodeSettings(superlink, ca_cert, data, port, insecure)
-        proc = start(site, settings)
+        settings = NodeSettings(superlink, ca_cert, data, port, insecure, warm)
+        node = start(site, settings)
     except (SiteHomeError, NodeStartError) as err:
         raise _fail(err) from err
-    console.print(f"[green]Connected[/] to {superlink} as site {site.site_id} (pid {proc.pid})")
+    console.print(f"[green]Connected[/] to {superlink} as site {site.site_id} (pid {node.pid})")
     if detach:
         return
     try:
-        code = proc.wait()
+        code = node.wait()
+        node.stop()
     except KeyboardInterrupt:
-        processes.stop(proc)
+        node.stop()
         site.write_status(state="stopped")
         raise typer.Exit(code=130) from None
     reason = explain(site.log_file.read_text(errors="replace")[-4000:])

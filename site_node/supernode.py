@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from consortium import processes, wire
@@ -48,6 +49,31 @@ class NodeSettings:
     data_path: Path
     runtime_port: int = 9094
     insecure: bool = False
+    warm: bool = True
+
+
+@dataclass
+class RunningNode:
+    """A started SuperNode and, in warm mode, its ClientApp launcher."""
+
+    supernode: subprocess.Popen[bytes]
+    launcher: subprocess.Popen[bytes] | None = None
+    node_id: int = field(default=0)
+
+    @property
+    def pid(self) -> int:
+        """The SuperNode's process id."""
+        return self.supernode.pid
+
+    def wait(self) -> int:
+        """Wait for the SuperNode to exit; its exit code."""
+        return self.supernode.wait()
+
+    def stop(self) -> None:
+        """Stop the SuperNode, the launcher and all their helpers."""
+        processes.stop(self.supernode)
+        if self.launcher is not None:
+            processes.stop(self.launcher)
 
 
 def node_config(home: SiteHome, data_path: Path) -> str:
@@ -74,6 +100,8 @@ def command(home: SiteHome, settings: NodeSettings) -> list[str]:
         "--node-config",
         node_config(home, settings.data_path),
     ]
+    if settings.warm:
+        args += ["--isolation", "process"]
     if settings.insecure:
         return [*args, "--insecure"]
     return [
@@ -124,9 +152,16 @@ def _wait_admitted(
     raise NodeStartError(f"no answer from the SuperLink in {timeout_s:.0f} s; see {log_file}")
 
 
-def start(
-    home: SiteHome, settings: NodeSettings, timeout_s: float = 60.0
-) -> subprocess.Popen[bytes]:
+def _start_launcher(home: SiteHome, settings: NodeSettings, parent: int) -> subprocess.Popen[bytes]:
+    args = [
+        sys.executable, "-m", "site_node.launcher",
+        "--runtime-api-address", f"127.0.0.1:{settings.runtime_port}",
+        "--parent-pid", str(parent),
+    ]
+    return processes.spawn(args, home.root / "launcher.log")
+
+
+def start(home: SiteHome, settings: NodeSettings, timeout_s: float = 60.0) -> RunningNode:
     """Start the SuperNode in the background and wait until the SuperLink admits it.
 
     Raises
@@ -137,17 +172,20 @@ def start(
     check(home, settings)
     offset = home.log_file.stat().st_size if home.log_file.exists() else 0
     proc = processes.spawn(command(home, settings), home.log_file)
+    node = RunningNode(proc)
     home.write_status(state="starting", pid=proc.pid, superlink=settings.superlink)
     try:
         node_id = _wait_admitted(proc, home.log_file, offset, timeout_s)
-    except NodeStartError:
-        processes.stop(proc)
+        if node_id is None:
+            reason = explain(home.log_file.read_bytes()[offset:].decode(errors="replace"))
+            home.write_status(state="refused", reason=reason)
+            raise NodeStartError(reason)
+        if settings.warm:
+            node.launcher = _start_launcher(home, settings, proc.pid)
+    except BaseException:
+        node.stop()
         raise
-    if node_id is None:
-        reason = explain(home.log_file.read_bytes()[offset:].decode(errors="replace"))
-        processes.stop(proc)
-        home.write_status(state="refused", reason=reason)
-        raise NodeStartError(reason)
-    home.write_status(state="connected", node_id=node_id)
+    node.node_id = node_id
+    home.write_status(state="connected", node_id=node_id, reason=None)
     log.info("SuperNode admitted by %s as node %d", settings.superlink, node_id)
-    return proc
+    return node
