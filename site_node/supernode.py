@@ -50,6 +50,7 @@ class NodeSettings:
     runtime_port: int = 9094
     insecure: bool = False
     warm: bool = True
+    max_retries: int | None = None
 
 
 @dataclass
@@ -102,6 +103,8 @@ def command(home: SiteHome, settings: NodeSettings) -> list[str]:
     ]
     if settings.warm:
         args += ["--isolation", "process"]
+    if settings.max_retries is not None:
+        args += ["--max-retries", str(settings.max_retries)]
     if settings.insecure:
         return [*args, "--insecure"]
     return [
@@ -158,7 +161,9 @@ def _start_launcher(home: SiteHome, settings: NodeSettings, parent: int) -> subp
         "--runtime-api-address", f"127.0.0.1:{settings.runtime_port}",
         "--parent-pid", str(parent),
     ]
-    return processes.spawn(args, home.root / "launcher.log")
+    # Flower's SuperExec asks for new tasks every second by default; ask every 0.1 s.
+    env = processes.tool_env({"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1"})
+    return processes.spawn(args, home.root / "launcher.log", env=env)
 
 
 def start(home: SiteHome, settings: NodeSettings, timeout_s: float = 60.0) -> RunningNode:
