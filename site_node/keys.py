@@ -16,6 +16,7 @@ import base64
 import hashlib
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -75,7 +76,7 @@ def load_node_public_key(path: Path) -> ec.EllipticCurvePublicKey:
         key = serialization.load_ssh_public_key(Path(path).read_bytes())
     except FileNotFoundError as err:
         raise KeyProblem(f"node public key not found: {path}") from err
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
         raise KeyProblem(f"{path} is not an OpenSSH public key: {err}") from err
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise KeyProblem(f"{path} is not an ECDSA key (Flower needs ECDSA, e.g. P-384)")
@@ -88,7 +89,7 @@ def load_receipt_public_key(path: Path) -> ed25519.Ed25519PublicKey:
         key = serialization.load_pem_public_key(Path(path).read_bytes())
     except FileNotFoundError as err:
         raise KeyProblem(f"receipt public key not found: {path}") from err
-    except ValueError as err:
+    except (ValueError, UnsupportedAlgorithm) as err:
         raise KeyProblem(f"{path} is not a PEM public key: {err}") from err
     if not isinstance(key, ed25519.Ed25519PublicKey):
         raise KeyProblem(f"{path} is not an Ed25519 public key")
