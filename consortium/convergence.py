@@ -63,8 +63,7 @@ def budget_allows(
     The projection composes ``rounds_attempted + 1`` rounds of ``mechanism`` with the policy's
     accountant.
     """
-    acc = SiteAccountant(accountant=mechanism.accountant)
-    for _ in range(rounds_attempted + 1):
-        acc.record(mechanism)
-    eps = acc.epsilon(delta)
+    total = (mechanism.noise_multiplier, mechanism.sample_rate,
+             mechanism.steps * (rounds_attempted + 1))
+    eps = SiteAccountant(accountant=mechanism.accountant, history=[total]).epsilon(delta)
     return eps <= ceiling, eps

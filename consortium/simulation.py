@@ -47,6 +47,10 @@ def simulate(
     from consortium.server import server_app_for
     from site_node.client_app import app as client_app
 
+    if not verbose:  # importing flwr set its logger to DEBUG; keep the console for progress
+        flwr_log = logging.getLogger("flwr")
+        flwr_log.setLevel(logging.ERROR)
+        flwr_log.propagate = False
     outcomes: list[RunOutcome] = []
     server_app = server_app_for(plan, on_round=on_round, outcomes=outcomes)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
