@@ -21,6 +21,7 @@ from consortium.home import DEFAULT_PORT, HomeError, default_home, init_home, lo
 from site_node.keys import KeyProblem
 
 console = Console()
+PROGRESS_MARKS = ("Successfully started run", "Secure aggregation", "aggregate_", "[Stage", "rror")
 err_console = Console(stderr=True)
 HomeOpt = Annotated[
     Path | None,
@@ -124,21 +125,31 @@ def serve(
 def run_deployed(
     federation: Annotated[str, typer.Option("--federation", help="SuperLink connection name.")],
     home: HomeOpt = None,
-    store: Annotated[Path | None, typer.Option(help="Run store (default: the home's).")] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(help="Run store (default: the simulation runs' store).", envvar="HC_STORE"),
+    ] = None,
     policy: Annotated[Path | None, typer.Option(help="Policy file (default: the home's).")] = None,
     rounds: Annotated[int | None, typer.Option(help="Rounds (default: the policy's).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed.")] = None,
+    verbose: Annotated[bool, typer.Option(help="Show Flower's whole log.")] = False,
 ) -> None:
     """Submit the consortium run to a running SuperLink and stream its progress."""
+    def show(line: str) -> None:
+        if verbose or any(mark in line for mark in PROGRESS_MARKS):
+            console.print(line, highlight=False, markup=False)
+
+    if store is None:
+        from consortium.plan import DEFAULT_STORE  # imports torch: only when needed
+
+        store = DEFAULT_STORE
     try:
         the_home = load_home(home or default_home())
-        config = deployment.run_config(
-            store or the_home.store, policy or the_home.policy, rounds, seed
-        )
-        deployment.submit(the_home, federation, config, on_line=console.print)
+        config = deployment.run_config(store, policy or the_home.policy, rounds, seed)
+        deployment.submit(the_home, federation, config, on_line=show)
     except _FAILURES as err:
         raise _fail(err) from err
-    console.print(f"Run finished; results in {store or the_home.store}")
+    console.print(f"Run finished; results in {store} (`consortium export --store {store}`)")
 
 
 def register_commands(app: typer.Typer) -> None:
