@@ -93,6 +93,22 @@ def stop(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
     proc.wait(timeout=grace_s)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def wait_foreground(proc: subprocess.Popen[bytes]) -> int:
+    """Wait for ``proc``; on Ctrl-C or SIGTERM stop it and its helpers, and return 130."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        stop(proc)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def port_open(host: str, port: int, timeout_s: float = 1.0) -> bool:
     """Whether a TCP connection to ``host:port`` succeeds."""
     try:

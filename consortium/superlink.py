@@ -97,11 +97,7 @@ def run_foreground(home: ConsortiumHome, insecure: bool = False) -> int:
     if insecure:
         log.warning(INSECURE_WARNING)
     proc = subprocess.Popen(command(home, insecure), env=processes.tool_env())
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        processes.stop(proc)
-        return 130
+    return processes.wait_foreground(proc)
 
 
 def flwr_cli(home: ConsortiumHome, *args: str, timeout_s: float = 60.0) -> dict[str, object]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +28,7 @@ from site_node.supernode import NodeSettings, NodeStartError, explain, start
 
 console = Console()
 err_console = Console(stderr=True)
+_RUN_MARK = re.compile(r"\[RUN (\d+), ROUND (\d+)\]")
 HomeOpt = Annotated[
     Path | None,
     typer.Option(
@@ -79,6 +82,7 @@ def start_cmd(
     console.print(f"[green]Connected[/] to {superlink} as site {site.site_id} (pid {node.pid})")
     if detach:
         return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         code = node.wait()
         node.stop()
@@ -86,9 +90,15 @@ def start_cmd(
         node.stop()
         site.write_status(state="stopped")
         raise typer.Exit(code=130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     reason = explain(site.log_file.read_text(errors="replace")[-4000:])
     site.write_status(state="stopped", reason=reason)
     raise _fail(NodeStartError(f"SuperNode exited (code {code}): {reason}"))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _alive(pid: object) -> bool:
@@ -113,8 +123,8 @@ def _ledger_line(site: SiteHome) -> str:
 def _last_run(site: SiteHome) -> str:
     if not site.log_file.is_file():
         return "never"
-    lines = [ln for ln in site.log_file.read_text(errors="replace").splitlines() if "run_id" in ln]
-    return lines[-1].strip() if lines else "none seen in the log"
+    seen = _RUN_MARK.findall(site.log_file.read_text(errors="replace"))
+    return f"run {seen[-1][0]}, round {seen[-1][1]}" if seen else "none seen in the log"
 
 
 def status(home: HomeOpt = None) -> None:

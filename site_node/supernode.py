@@ -191,6 +191,7 @@ def start(home: SiteHome, settings: NodeSettings, timeout_s: float = 60.0) -> Ru
         node.stop()
         raise
     node.node_id = node_id
-    home.write_status(state="connected", node_id=node_id, reason=None)
+    launcher_pid = node.launcher.pid if node.launcher else None
+    home.write_status(state="connected", node_id=node_id, reason=None, launcher_pid=launcher_pid)
     log.info("SuperNode admitted by %s as node %d", settings.superlink, node_id)
     return node
