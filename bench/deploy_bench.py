@@ -39,10 +39,12 @@ def measure(mode: str, rounds: int) -> dict[str, object]:
             dep.enroll_all()
             dep.start_all(warm=(mode == "warm"))
             t1 = time.monotonic()
-            dep.run(rounds)
+            log = dep.run(rounds)
             t2 = time.monotonic()
             with RunStore(dep.home.store, readonly=True) as store:
-                recorded = store.rounds(store.latest_run_id())
+                run_id = store.latest_run_id()
+                recorded = store.rounds(run_id)
+                run = store.get_run(run_id)
         per_round = [round(r.duration_s, 2) for r in recorded]
         return {
             "mode": mode,
@@ -52,6 +54,9 @@ def measure(mode: str, rounds: int) -> dict[str, object]:
             "mean_round_s": round(sum(per_round) / max(1, len(per_round)), 2),
             "setup_s": round(t1 - t0, 2),
             "run_wall_s": round(t2 - t1, 2),
+            "run_status": run.status,
+            "stop_reason": run.stop_reason,
+            **({"log_tail": log[-3000:]} if len(recorded) != rounds else {}),
         }
 
 

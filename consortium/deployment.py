@@ -12,17 +12,19 @@ import logging
 import re
 import shutil
 import subprocess
+import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
-from consortium import processes
+from consortium import processes, superlink
 from consortium.home import ConsortiumHome
 
 log = logging.getLogger(__name__)
 
 APP_DIR = Path(__file__).resolve().parents[1]
 APP_PACKAGES = ("consortium", "site_node", "policies")
+_STARTED = re.compile(r"Successfully started run (\d+)")
 _LEGACY_TABLE = re.compile(r"^\[tool\.flwr\.federations(\.[^\]]*)?\]$")
 
 
@@ -119,6 +121,29 @@ def submit(
             on_line(line.rstrip("\n"))
     rc = proc.wait(timeout=timeout_s)
     output = "".join(lines)
-    if rc != 0 or "Exit Code:" in output or "unavailable" in output.lower():
+    started = _STARTED.search(output)
+    if rc != 0 or started is None or "Exit Code:" in output:
         raise DeploymentError(f"`flwr run` failed (rc={rc}):\n{output[-2000:]}")
+    status = wait_finished(home, federation, int(started.group(1)))
+    if not status.endswith("completed"):
+        raise DeploymentError(f"run {started.group(1)} ended as {status!r}:\n{output[-2000:]}")
     return output
+
+
+def run_status(home: ConsortiumHome, federation: str, run_id: int) -> str:
+    """The SuperLink's status of a run, e.g. ``running`` or ``finished:completed``."""
+    reply = superlink.flwr_cli(home, "ls", "--run-id", str(run_id), connection=federation)
+    runs = reply.get("runs")
+    return str(runs[0]["status"]) if isinstance(runs, list) and runs else "unknown"
+
+
+def wait_finished(
+    home: ConsortiumHome, federation: str, run_id: int, timeout_s: float = 600.0
+) -> str:
+    """Wait until the SuperLink reports the run finished (the log stream can end earlier)."""
+    deadline = time.monotonic() + timeout_s
+    while not (status := run_status(home, federation, run_id)).startswith("finished"):
+        if status == "unknown" or time.monotonic() > deadline:
+            raise DeploymentError(f"run {run_id} still {status} after {timeout_s:.0f} s")
+        time.sleep(2.0)
+    return status

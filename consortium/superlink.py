@@ -81,7 +81,8 @@ def start(
     preflight(home, insecure)
     if insecure:
         log.warning(INSECURE_WARNING)
-    proc = processes.spawn(command(home, insecure), home.log_dir / "superlink.log")
+    env = processes.tool_env({"FLWR_HOME": str(home.flwr_home)})
+    proc = processes.spawn(command(home, insecure), home.log_dir / "superlink.log", env=env)
     if not processes.wait_for_port(home.bind_host, home.port, timeout_s, proc):
         processes.stop(proc)
         raise SuperLinkError(
@@ -96,14 +97,17 @@ def run_foreground(home: ConsortiumHome, insecure: bool = False) -> int:
     preflight(home, insecure)
     if insecure:
         log.warning(INSECURE_WARNING)
-    proc = subprocess.Popen(command(home, insecure), env=processes.tool_env())
+    env = processes.tool_env({"FLWR_HOME": str(home.flwr_home)})
+    proc = subprocess.Popen(command(home, insecure), env=env)
     return processes.wait_foreground(proc)
 
 
-def flwr_cli(home: ConsortiumHome, *args: str, timeout_s: float = 60.0) -> dict[str, object]:
-    """Run ``flwr ARGS --format json`` against the consortium's SuperLink connection."""
+def flwr_cli(
+    home: ConsortiumHome, *args: str, connection: str | None = None, timeout_s: float = 60.0
+) -> dict[str, object]:
+    """Run ``flwr ARGS CONNECTION --format json`` (default: the consortium's connection)."""
     env = processes.tool_env({"FLWR_HOME": str(home.flwr_home)})
-    argv = [processes.tool("flwr"), *args, home.federation, "--format", "json"]
+    argv = [processes.tool("flwr"), *args, connection or home.federation, "--format", "json"]
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout_s)
     try:
         reply: dict[str, object] = json.loads(done.stdout[done.stdout.find("{") :])

@@ -7,6 +7,7 @@ Layout (the directory 0700, private keys 0600)::
       node.key  node.pub         node authentication key (ECDSA P-384, OpenSSH)
       receipt.key receipt.pub    receipt-signing key (Ed25519, PEM)
       state/                     the node's local state (ledger, ...)
+      flwr/                      FLWR_HOME of the node's Flower processes (installed app bundles)
       supernode.log              output of the running SuperNode
       status.json                what `site-node start` last saw (for `site-node status`)
 """
@@ -58,6 +59,11 @@ class SiteHome:
     def state_dir(self) -> Path:
         """Local state (never leaves the site)."""
         return self.root / "state"
+
+    @property
+    def flwr_home(self) -> Path:
+        """FLWR_HOME of the node's Flower processes (the app bundles it installs)."""
+        return self.root / "flwr"
 
     @property
     def log_file(self) -> Path:

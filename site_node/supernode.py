@@ -162,7 +162,9 @@ def _start_launcher(home: SiteHome, settings: NodeSettings, parent: int) -> subp
         "--parent-pid", str(parent),
     ]
     # Flower's SuperExec asks for new tasks every second by default; ask every 0.1 s.
-    env = processes.tool_env({"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1"})
+    env = processes.tool_env(
+        {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1", "FLWR_HOME": str(home.flwr_home)}
+    )
     return processes.spawn(args, home.root / "launcher.log", env=env)
 
 
@@ -176,7 +178,8 @@ def start(home: SiteHome, settings: NodeSettings, timeout_s: float = 60.0) -> Ru
     """
     check(home, settings)
     offset = home.log_file.stat().st_size if home.log_file.exists() else 0
-    proc = processes.spawn(command(home, settings), home.log_file)
+    env = processes.tool_env({"FLWR_HOME": str(home.flwr_home)})
+    proc = processes.spawn(command(home, settings), home.log_file, env=env)
     node = RunningNode(proc)
     home.write_status(state="starting", pid=proc.pid, superlink=settings.superlink)
     try:
