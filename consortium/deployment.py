@@ -12,6 +12,7 @@ import logging
 import re
 import shutil
 import subprocess
+import threading
 import time
 import tomllib
 from collections.abc import Callable
@@ -101,6 +102,8 @@ def submit(
 ) -> str:
     """Submit the run and stream its log until it ends; returns the whole output.
 
+    ``timeout_s`` bounds the log stream (``flwr run`` is killed after it).
+
     Raises
     ------
     DeploymentError
@@ -114,12 +117,19 @@ def submit(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=app_dir
     )
     lines: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if on_line is not None:
-            on_line(line.rstrip("\n"))
-    rc = proc.wait(timeout=timeout_s)
+    watchdog = threading.Timer(timeout_s, proc.kill) if timeout_s else None
+    if watchdog is not None:
+        watchdog.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
+        rc = proc.wait()
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
     output = "".join(lines)
     started = _STARTED.search(output)
     if rc != 0 or started is None or "Exit Code:" in output:

@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from consortium import deployment, enrollment, processes, superlink
 from consortium.home import ConsortiumHome, init_home
@@ -67,18 +68,18 @@ class LocalDeployment:
         for site, sh in self.site_homes.items():
             enrollment.enroll(self.home, site, sh.node_pub, sh.receipt_pub)
 
-    def settings(self, data: Path | None = None, **overrides: object) -> NodeSettings:
+    def settings(self, **overrides: Any) -> NodeSettings:
         """Node settings pointing at this SuperLink (a fresh local port each call)."""
-        values: dict[str, object] = {
+        values: dict[str, Any] = {
             "superlink": self.home.address,
             "ca_cert": self.home.ca_cert,
-            "data_path": data or embedded_csv(),
+            "data_path": embedded_csv(),
             "runtime_port": processes.free_port(),
         }
         values.update(overrides)
-        return NodeSettings(**values)  # type: ignore[arg-type]
+        return NodeSettings(**values)
 
-    def start_node(self, site: str, **overrides: object) -> RunningNode:
+    def start_node(self, site: str, **overrides: Any) -> RunningNode:
         """Start one site's SuperNode and wait until it is admitted (raises if refused)."""
         node = start(self.site_homes[site], self.settings(**overrides))
         self.nodes[site] = node
@@ -90,11 +91,17 @@ class LocalDeployment:
             self.start_node(site, warm=warm)
 
     def run(
-        self, rounds: int, on_line: Callable[[str], None] | None = None, seed: int = 0
+        self,
+        rounds: int,
+        on_line: Callable[[str], None] | None = None,
+        seed: int = 0,
+        timeout_s: float = 600.0,
     ) -> str:
         """Submit a consortium run with ``rounds`` rounds and wait for it; returns its log."""
         config = deployment.run_config(self.home.store, self.home.policy, rounds, seed)
-        return deployment.submit(self.home, self.home.federation, config, on_line=on_line)
+        return deployment.submit(
+            self.home, self.home.federation, config, on_line=on_line, timeout_s=timeout_s
+        )
 
     def stop_node(self, site: str) -> None:
         """Stop one site's SuperNode (and its helpers)."""

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from consortium import enrollment, superlink  # noqa: E402
+from consortium import certificates, enrollment, superlink  # noqa: E402
 from consortium.local_deployment import LocalDeployment  # noqa: E402
 from consortium.records import ROUND_OK  # noqa: E402
 from consortium.store import RunStore  # noqa: E402
@@ -75,6 +75,14 @@ def test_plaintext_is_refused(deployed: LocalDeployment) -> None:
     site = deployed.site_homes["cleveland"]
     with pytest.raises(NodeStartError, match="refused the connection"):
         start(site, deployed.settings(insecure=True, ca_cert=None, max_retries=1), timeout_s=60)
+
+
+def test_wrong_ca_is_refused_before_starting(deployed: LocalDeployment, tmp_path: Path) -> None:
+    _, other_ca = certificates.create_ca("not the consortium")
+    certificates.write_certificate(tmp_path / "other.crt", other_ca)
+    site = deployed.site_homes["hungary"]
+    with pytest.raises(NodeStartError, match="wrong CA"):
+        start(site, deployed.settings(ca_cert=tmp_path / "other.crt"))
 
 
 def test_revoked_site_cannot_rejoin(deployed: LocalDeployment) -> None:
