@@ -45,7 +45,7 @@ for s in "${SITES[@]}"; do
   echo "== site $s: site-node init"
   site_node init --site-id "$s" --home "$WORK/sites/$s"
   echo "== coordinator: consortium enroll $s"
-  consortium enroll "$s" --node-key "$WORK/sites/$s/node.pub" --receipt-key "$WORK/sites/$s/receipt.pub"
+  consortium enroll "$s" --node-key "$WORK/sites/$s/node.pub" --receipt-key "$WORK/sites/$s/state/receipt-key.pub.pem"
   echo "== site $s: site-node start"
   site_node start --home "$WORK/sites/$s" --superlink "localhost:$PORT" \
     --ca-cert "$CONSORTIUM_HOME/tls/ca.crt" --data "$CSV" --port "$(free_port)" --detach

@@ -20,9 +20,9 @@ from consortium.certificates import CertificateProblem
 from consortium.home import DEFAULT_PORT, HomeError, default_home, init_home, load_home
 from site_node.keys import KeyProblem
 
-console = Console()
+console = Console(soft_wrap=True)
 PROGRESS_MARKS = ("Successfully started run", "Secure aggregation", "aggregate_", "[Stage", "rror")
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 HomeOpt = Annotated[
     Path | None,
     typer.Option(
@@ -65,7 +65,7 @@ def init(
 def enroll(
     site_id: Annotated[str, typer.Argument(help="The site's id, e.g. cleveland.")],
     node_key: Annotated[Path, typer.Option("--node-key", help="The site's node.pub.")],
-    receipt_key: Annotated[Path, typer.Option("--receipt-key", help="The site's receipt.pub.")],
+    receipt_key: Annotated[Path, typer.Option("--receipt-key", help="The site's receipt-key.pub.pem.")],
     home: HomeOpt = None,
 ) -> None:
     """Admit a site: register its node key with the SuperLink, record its receipt key."""

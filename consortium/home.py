@@ -7,7 +7,8 @@ Layout (private files 0600, the directory 0700)::
       policy.yaml            the consortium policy (copy of policies/consortium.yaml)
       tls/ca.crt ca.key      the consortium's private CA
       tls/superlink.crt .key the SuperLink's TLS certificate (SANs: --host/--ip)
-      signing.key signing.pub  the consortium's Ed25519 signing key
+      consortium-key.pem     the consortium's Ed25519 signing key (audit log), and its
+      consortium-key.pub.pem   public half (names as in consortium/keys.py on the audit branch)
       sites.json             enrolled sites (see consortium.enrollment)
       flwr/config.toml       FLWR_HOME for the Flower CLI: one SuperLink connection
       superlink.db           the SuperLink's state (node registrations survive restarts)
@@ -76,7 +77,7 @@ class ConsortiumHome:
     @property
     def signing_key(self) -> Path:
         """The consortium's Ed25519 signing key."""
-        return self.root / "signing.key"
+        return self.root / "consortium-key.pem"
 
     @property
     def policy(self) -> Path:
@@ -154,14 +155,14 @@ def _write_tls(root: Path, hosts: Sequence[str], ips: Sequence[str]) -> None:
 def _write_signing_key(root: Path) -> None:
     key = ed25519.Ed25519PrivateKey.generate()
     certificates.write_secret(
-        root / "signing.key",
+        root / "consortium-key.pem",
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ),
     )
-    (root / "signing.pub").write_bytes(
+    (root / "consortium-key.pub.pem").write_bytes(
         key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )

@@ -5,8 +5,9 @@ Layout (the directory 0700, private keys 0600)::
     HOME/
       site.toml                  site id and creation time
       node.key  node.pub         node authentication key (ECDSA P-384, OpenSSH)
-      receipt.key receipt.pub    receipt-signing key (Ed25519, PEM)
-      state/                     the node's local state (ledger, ...)
+      state/                     the node's local state (``state-dir``: ledger, receipt key)
+      state/receipt-key.pem      receipt-signing key (Ed25519, PEM; where the site's ClientApp
+      state/receipt-key.pub.pem    looks for it, see docs/audit.md)
       flwr/                      FLWR_HOME of the node's Flower processes (installed app bundles)
       supernode.log              output of the running SuperNode
       status.json                what `site-node start` last saw (for `site-node status`)
@@ -48,12 +49,12 @@ class SiteHome:
     @property
     def receipt_key(self) -> Path:
         """Receipt-signing private key."""
-        return self.root / "receipt.key"
+        return self.state_dir / "receipt-key.pem"
 
     @property
     def receipt_pub(self) -> Path:
         """Receipt-signing public key (send to the coordinator)."""
-        return self.root / "receipt.pub"
+        return self.state_dir / "receipt-key.pub.pem"
 
     @property
     def state_dir(self) -> Path:

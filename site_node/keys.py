@@ -5,9 +5,9 @@
 - The receipt-signing key (Ed25519, PEM): the site signs its privacy receipts with it; the
   coordinator keeps the public half to verify them.
 
-Fingerprints are SHA-256 digests of the public key in a canonical encoding, written the way
-OpenSSH writes them (``SHA256:`` + unpadded base64), so a coordinator can compare them with
-``ssh-keygen -lf node.pub`` over the phone.
+Fingerprints are SHA-256 digests: of the node key's OpenSSH blob written the way OpenSSH writes
+them (``SHA256:`` + unpadded base64, what ``ssh-keygen -lf node.pub`` prints), and of the raw
+receipt key in hex (what the audit tools print).
 """
 
 from __future__ import annotations
@@ -104,6 +104,6 @@ def node_key_fingerprint(key: ec.EllipticCurvePublicKey) -> str:
 
 
 def receipt_key_fingerprint(key: ed25519.Ed25519PublicKey) -> str:
-    """SHA-256 fingerprint of the raw 32-byte Ed25519 public key."""
+    """SHA-256 of the raw 32-byte Ed25519 public key, hex (as the audit tools print it)."""
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return _ssh_style(hashlib.sha256(raw).digest())
+    return hashlib.sha256(raw).hexdigest()

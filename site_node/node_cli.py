@@ -26,8 +26,8 @@ from site_node.home import (
 from site_node.keys import KeyProblem
 from site_node.supernode import NodeSettings, NodeStartError, explain, start
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 _RUN_MARK = re.compile(r"\[RUN (\d+), ROUND (\d+)\]")
 HomeOpt = Annotated[
     Path | None,
@@ -57,7 +57,7 @@ def init(
     console.print(f"  {site.node_pub}     node key    {prints['node']}")
     console.print(f"  {site.receipt_pub}  receipt key {prints['receipt']}")
     console.print("Read the fingerprints out to the coordinator on a second channel (phone).")
-    console.print("Never send node.key or receipt.key.")
+    console.print("Never send node.key or receipt-key.pem (the private keys).")
 
 
 def start_cmd(

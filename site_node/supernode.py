@@ -27,7 +27,7 @@ _REFUSALS = (
     (
         "[code: 2004]",
         "the SuperLink refused this node's key: it is not enrolled, or it was revoked. Send "
-        "node.pub and receipt.pub to the coordinator (`consortium enroll`).",
+        "node.pub and receipt-key.pub.pem to the coordinator (`consortium enroll`).",
     ),
     ("[code: 2001]", "the SuperLink requires node authentication and no key was given"),
     ("Exit Code: 303", "node authentication needs TLS: give --ca-cert, not --insecure"),

@@ -23,8 +23,8 @@ def test_site_init_prints_what_to_send(tmp_path: Path) -> None:
     args = ["init", "--site-id", "cleveland", "--home", str(tmp_path / "s")]
     result = runner.invoke(site_app, args)
     assert result.exit_code == 0, result.output
-    assert "node.pub" in result.output and "receipt.pub" in result.output
-    assert result.output.count("SHA256:") == 2
+    assert "node.pub" in result.output and "receipt-key.pub.pem" in result.output
+    assert result.output.count("SHA256:") == 1
     again = runner.invoke(site_app, args)
     assert again.exit_code == 1
 
@@ -40,7 +40,7 @@ def test_init_then_enroll_without_superlink_says_so(tmp_path: Path) -> None:
     enroll = runner.invoke(app, [
         "enroll", "hungary", "--home", str(home),
         "--node-key", str(tmp_path / "s" / "node.pub"),
-        "--receipt-key", str(tmp_path / "s" / "receipt.pub"),
+        "--receipt-key", str(tmp_path / "s" / "state" / "receipt-key.pub.pem"),
     ])
     assert enroll.exit_code == 1
     assert "not reachable" in enroll.output and "serve" in enroll.output
@@ -54,7 +54,7 @@ def test_enroll_rejects_swapped_keys(tmp_path: Path) -> None:
     runner.invoke(site_app, ["init", "--site-id", "hungary", "--home", str(tmp_path / "s")])
     enroll = runner.invoke(app, [
         "enroll", "hungary", "--home", str(tmp_path / "c"),
-        "--node-key", str(tmp_path / "s" / "receipt.pub"),
+        "--node-key", str(tmp_path / "s" / "state" / "receipt-key.pub.pem"),
         "--receipt-key", str(tmp_path / "s" / "node.pub"),
     ])
     assert enroll.exit_code == 1
