@@ -28,6 +28,7 @@ from site_node.supernode import NodeSettings, NodeStartError, explain, start
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
+LEDGER_DELTA = 1e-5  # the consortium policy's default δ
 _RUN_MARK = re.compile(r"\[RUN (\d+), ROUND (\d+)\]")
 HomeOpt = Annotated[
     Path | None,
@@ -109,15 +110,19 @@ def _alive(pid: object) -> bool:
     return True
 
 
-def _ledger_line(site: SiteHome) -> str:
+def _ledger_line(site: SiteHome, delta: float = LEDGER_DELTA) -> str:
+    """Lifetime ε from the site's privacy ledger (site_node.ledger, from the audit work)."""
     try:
-        ledger = importlib.import_module("site_node.ledger")
+        ledger_module = importlib.import_module("site_node.ledger")
     except ImportError:
-        return "no ledger module installed"
-    summary = getattr(ledger, "budget_summary", None)
-    if summary is None:
-        return f"ledger module present; state in {site.state_dir}"
-    return str(summary(site.state_dir))
+        return "unknown (this installation has no privacy ledger)"
+    path = site.state_dir / getattr(ledger_module, "LEDGER_FILE", "ledger.sqlite")
+    if not path.is_file():
+        return "no DP events recorded yet"
+    with ledger_module.SiteLedger(path) as ledger:
+        runs = len(ledger.run_ids())
+        epsilon = ledger.lifetime_epsilon(delta)
+    return f"lifetime ε = {epsilon:.3f} at δ = {delta:g} over {runs} run(s)"
 
 
 def _last_run(site: SiteHome) -> str:
