@@ -29,6 +29,17 @@ class SuperLinkError(Exception):
     """The SuperLink cannot be started or reached, or refused a request."""
 
 
+def server_env(home: ConsortiumHome) -> dict[str, str]:
+    """Environment of the SuperLink and the ServerApp it starts.
+
+    ``FLWR_HOME`` keeps Flower's files in the consortium home; ``HOSPITAL_CONSORTIUM_HOME`` makes
+    the ServerApp sign the audit log with the home's ``consortium-key.pem`` (see docs/audit.md).
+    """
+    return processes.tool_env(
+        {"FLWR_HOME": str(home.flwr_home), "HOSPITAL_CONSORTIUM_HOME": str(home.root)}
+    )
+
+
 def command(home: ConsortiumHome, insecure: bool = False) -> list[str]:
     """The ``flower-superlink`` command line for ``home``."""
     args = [
@@ -81,8 +92,8 @@ def start(
     preflight(home, insecure)
     if insecure:
         log.warning(INSECURE_WARNING)
-    env = processes.tool_env({"FLWR_HOME": str(home.flwr_home)})
-    proc = processes.spawn(command(home, insecure), home.log_dir / "superlink.log", env=env)
+    log_file = home.log_dir / "superlink.log"
+    proc = processes.spawn(command(home, insecure), log_file, env=server_env(home))
     if not processes.wait_for_port(home.bind_host, home.port, timeout_s, proc):
         processes.stop(proc)
         raise SuperLinkError(
@@ -97,8 +108,7 @@ def run_foreground(home: ConsortiumHome, insecure: bool = False) -> int:
     preflight(home, insecure)
     if insecure:
         log.warning(INSECURE_WARNING)
-    env = processes.tool_env({"FLWR_HOME": str(home.flwr_home)})
-    proc = subprocess.Popen(command(home, insecure), env=env)
+    proc = subprocess.Popen(command(home, insecure), env=server_env(home))
     return processes.wait_foreground(proc)
 
 
