@@ -80,8 +80,8 @@ def failed_round(
 
 
 def checkpoint_bytes(weights: list[np.ndarray]) -> tuple[bytes, str]:
-    """The global model as ``.npz`` bytes (arrays ``w0``, ``w1``, ...) and its SHA-256."""
+    """The global model as ``.npz`` bytes (arrays ``arr_0``, ``arr_1``, ...) and its SHA-256."""
     buf = io.BytesIO()
-    np.savez(buf, **{f"w{i}": w for i, w in enumerate(weights)})
+    np.savez(buf, *weights)
     data = buf.getvalue()
     return data, hashlib.sha256(data).hexdigest()

@@ -9,6 +9,7 @@ from flwr.common import ndarrays_to_parameters
 from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.serverapp import Grid
 
+from consortium import masking
 from consortium.plan import RunPlan, plan_from_run_config
 from consortium.records import RoundRecord
 from consortium.strategy import ConsortiumFedAvg
@@ -24,6 +25,7 @@ def run_consortium(
     on_round: Callable[[RoundRecord], None] | None = None,
 ) -> RunOutcome | None:
     """Run the plan on ``grid``; returns how it ended."""
+    masking.install()
     strategy = ConsortiumFedAvg(
         min_sites=plan.loaded.policy.min_sites,
         initial_parameters=ndarrays_to_parameters(initial_weights(plan.seed)),

@@ -139,7 +139,8 @@ class ConsortiumWorkflow:
                                          delta=p.delta, ceiling=p.epsilon_ceiling)
             if not allowed:
                 status = RUN_STOPPED
-                reason = f"{STOP_BUDGET}: round {rnd} could bring a site to ε={eps:.4f} > {p.epsilon_ceiling}"
+                reason = (f"{STOP_BUDGET}: round {rnd} could bring a site to ε={eps:.4f} > "
+                          f"{p.epsilon_ceiling}")
                 break
             cfg[Key.CURRENT_ROUND] = rnd
             record = self._one_round(rnd, grid, context, store)

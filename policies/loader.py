@@ -58,7 +58,8 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        got = f" (got {err['input']!r})" if err["type"] != "missing" and loc != "(top level)" else ""
+        shown = err["type"] != "missing" and loc != "(top level)"
+        got = f" (got {err['input']!r})" if shown else ""
         lines.append(f"{source}: {loc}: {err['msg']}{got}")
     return "\n".join(lines)
 
@@ -66,7 +67,8 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
 def parse_policy(data: Any, source: str) -> LoadedPolicy:
     """Validate an already-parsed mapping."""
     if not isinstance(data, dict):
-        raise PolicyError(f"{source}: a policy must be a mapping of fields, got {type(data).__name__}")
+        kind = type(data).__name__
+        raise PolicyError(f"{source}: a policy must be a mapping of fields, got {kind}")
     try:
         policy = ConsortiumPolicy.model_validate(data)
     except ValidationError as exc:

@@ -58,7 +58,7 @@ class DPPolicy(_Frozen):
     @property
     def steps_per_round(self) -> int:
         """Noisy steps a site takes per round."""
-        return int(round(self.local_epochs / self.sample_rate))
+        return round(self.local_epochs / self.sample_rate)
 
 
 class SecAggPolicy(_Frozen):
@@ -133,7 +133,7 @@ class ConsortiumPolicy(_Frozen):
     sites: tuple[str, ...] = Field(DEFAULT_SITES, min_length=2, description="Member site ids.")
     dp: DPPolicy
     secagg: SecAggPolicy
-    convergence: ConvergencePolicy = ConvergencePolicy()
+    convergence: ConvergencePolicy = Field(default_factory=ConvergencePolicy)
 
     @field_validator("sites")
     @classmethod

@@ -64,7 +64,9 @@ def site_identity(node_config: Mapping[str, Scalar]) -> tuple[str, Path | None]:
     if wire.NODE_PARTITION_ID in node_config:
         pid = int(node_config[wire.NODE_PARTITION_ID])
         if not 0 <= pid < len(SITE_IDS):
-            raise ConfigError(f"partition-id {pid} has no embedded hospital (0..{len(SITE_IDS) - 1})")
+            raise ConfigError(
+                f"partition-id {pid} has no embedded hospital (0..{len(SITE_IDS) - 1})"
+            )
         return SITE_IDS[pid], None
     raise ConfigError(f"node config lacks {wire.NODE_SITE_ID!r}")
 

@@ -10,6 +10,9 @@ from flwr.app import Context
 from flwr.client import Client, ClientApp
 from flwr.client.mod import secaggplus_mod
 
+from consortium import masking
+
+masking.install()  # SecAgg+ masks from ChaCha20 over the full shared secret (see masking)
 
 def _client_fn(context: Context) -> Client:
     # Imported here, not at module level: torch and Opacus take seconds to import, and in the

@@ -77,12 +77,12 @@ class SiteData:
     @property
     def num_train(self) -> int:
         """Number of training examples."""
-        return int(len(self.y_train))
+        return len(self.y_train)
 
     @property
     def num_test(self) -> int:
         """Number of test examples."""
-        return int(len(self.y_test))
+        return len(self.y_test)
 
 
 def embedded_csv() -> Path:
@@ -127,7 +127,7 @@ def stratified_split(labels: np.ndarray, *, test_fraction: float, seed: int) -> 
     for cls in np.unique(labels):
         idx = np.flatnonzero(labels == cls)
         rng.shuffle(idx)
-        n_test = int(round(len(idx) * test_fraction))
+        n_test = round(len(idx) * test_fraction)
         is_test[idx[:n_test]] = True
     return is_test
 

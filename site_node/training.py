@@ -63,7 +63,7 @@ class TrainPlan:
     @property
     def steps(self) -> int:
         """Noisy steps per round: each epoch is ``1 / sample_rate`` Poisson-sampled batches."""
-        return int(round(self.local_epochs / self.sample_rate))
+        return round(self.local_epochs / self.sample_rate)
 
     @property
     def mechanism(self) -> Mechanism:

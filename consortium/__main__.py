@@ -1,0 +1,5 @@
+"""``python -m consortium`` runs the coordinator's CLI."""
+
+from consortium.cli import main
+
+main()

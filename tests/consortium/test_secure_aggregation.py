@@ -1,0 +1,133 @@
+"""Secure aggregation is real: the server sees masked vectors, and only their sum unmasks.
+
+Four nodes with known updates run Flower's real SecAgg+ protocol (``secaggplus_mod`` on the
+clients, the consortium's configured ``SecAggPlusWorkflow`` on the server) in Flower's simulation
+engine. The test taps what the server receives in the masked-vector stage.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+from flwr.app import Context
+from flwr.client import Client, ClientApp, NumPyClient
+from flwr.client.mod import secaggplus_mod
+from flwr.common import bytes_to_ndarray, ndarrays_to_parameters
+from flwr.common.secure_aggregation.quantization import quantize
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
+from flwr.server import LegacyContext, ServerApp, ServerConfig
+from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.simulation import run_simulation
+
+from consortium import masking
+from consortium.plan import make_plan
+from consortium.strategy import ConsortiumFedAvg
+from consortium.workflow import secagg_workflow
+
+pytestmark = pytest.mark.slow
+
+SHAPES = [(6, 3), (3,)]
+EXAMPLES = [227, 221, 150, 92]
+
+
+def site_update(pid: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(1000 + pid)
+    return [rng.uniform(-1, 1, size=s).astype(np.float32) for s in SHAPES]
+
+
+class KnownClient(NumPyClient):
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def fit(self, parameters: list[np.ndarray], config: dict[str, Any]) -> Any:
+        return site_update(self.pid), EXAMPLES[self.pid], {"site": f"s{self.pid}"}
+
+
+def client_fn(context: Context) -> Client:
+    masking.install()  # the consortium's ClientApp does this at import
+    return KnownClient(int(context.node_config["partition-id"])).to_client()
+
+
+class TappedSecAgg(SecAggPlusWorkflow):
+    """The consortium's SecAgg+ workflow, recording what the server receives in stage 2."""
+
+    received: ClassVar[list[tuple[int, list[np.ndarray]]]] = []
+
+    def collect_masked_vectors_stage(self, grid: Any, context: Any, state: Any) -> bool:
+        outer = self
+
+        class Tap:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(grid, name)
+
+            def send_and_receive(self, *args: Any, **kwargs: Any) -> Any:
+                replies = list(grid.send_and_receive(*args, **kwargs))
+                for msg in replies:
+                    cfg = msg.content.config_records[RECORD_KEY_CONFIGS]
+                    vec = [bytes_to_ndarray(b) for b in cfg[Key.MASKED_PARAMETERS]]
+                    outer.received.append((msg.metadata.src_node_id, vec))
+                return replies
+
+        return super().collect_masked_vectors_stage(Tap(), context, state)
+
+
+def test_server_learns_only_the_weighted_sum() -> None:
+    masking.install()  # as the consortium's ServerApp and ClientApp do
+    plan = make_plan(rounds=1)
+    base = secagg_workflow(plan)  # the consortium's own, policy-validated parameters
+    tapped = TappedSecAgg(
+        num_shares=base.num_shares, reconstruction_threshold=base.reconstruction_threshold,
+        max_weight=base.max_weight, clipping_range=base.clipping_range,
+        quantization_range=base.quantization_range, modulus_range=base.modulus_range,
+        timeout=60.0,
+    )
+    aggregated: list[list[np.ndarray]] = []
+
+    class Capture(ConsortiumFedAvg):
+        def aggregate_fit(self, rnd: int, results: Any, failures: Any) -> Any:
+            params, metrics = super().aggregate_fit(rnd, results, failures)
+            from flwr.common import parameters_to_ndarrays
+            aggregated.append(parameters_to_ndarrays(params))
+            return params, metrics
+
+    server = ServerApp()
+
+    @server.main()
+    def _main(grid: Any, context: Context) -> None:
+        strategy = Capture(min_sites=4,
+                           initial_parameters=ndarrays_to_parameters(
+                               [np.zeros(s, np.float32) for s in SHAPES]),
+                           fit_config=lambda rnd: {})
+        legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=1),
+                               strategy=strategy)
+        DefaultWorkflow(fit_workflow=tapped, evaluate_workflow=lambda g, c: None)(grid, legacy)
+
+    run_simulation(server_app=server, client_app=ClientApp(client_fn=client_fn,
+                                                             mods=[secaggplus_mod]),
+                   num_supernodes=4,
+                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
+
+    assert len(tapped.received) == 4 and len(aggregated) == 1
+    assert masking.installed()
+    # 1. What the server received from each node is not any site's (quantized) update.
+    plain = []
+    for pid in range(4):
+        q_ratio = round(EXAMPLES[pid] / base.max_weight * base.quantization_range)
+        weighted = [a * (q_ratio / base.quantization_range) for a in site_update(pid)]
+        plain.append(quantize(weighted, base.clipping_range, base.quantization_range))
+    for _, masked in tapped.received:
+        body = np.concatenate([m.ravel() for m in masked[1:]])  # masked[0] is the weight factor
+        for q in plain:
+            target = np.concatenate([a.ravel().astype(np.int64) for a in q]) % base.modulus_range
+            assert np.mean(body == target) < 0.05
+        # masks are spread over the whole modulus, not near the quantized values' range
+        assert body.max() > base.quantization_range * 16
+    # 2. The unmasked aggregate is the example-weighted average of the true updates.
+    total = sum(EXAMPLES)
+    expected = [sum(site_update(p)[i] * EXAMPLES[p] for p in range(4)) / total
+                for i in range(len(SHAPES))]
+    tol = 4 * 2 * base.clipping_range / base.quantization_range * base.max_weight / min(EXAMPLES)
+    for got, want in zip(aggregated[0], expected, strict=True):
+        np.testing.assert_allclose(got, want, atol=tol)
