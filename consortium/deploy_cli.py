@@ -65,7 +65,9 @@ def init(
 def enroll(
     site_id: Annotated[str, typer.Argument(help="The site's id, e.g. cleveland.")],
     node_key: Annotated[Path, typer.Option("--node-key", help="The site's node.pub.")],
-    receipt_key: Annotated[Path, typer.Option("--receipt-key", help="The site's receipt-key.pub.pem.")],
+    receipt_key: Annotated[
+        Path, typer.Option("--receipt-key", help="The site's receipt-key.pub.pem.")
+    ],
     home: HomeOpt = None,
 ) -> None:
     """Admit a site: register its node key with the SuperLink, record its receipt key."""
