@@ -112,6 +112,17 @@ def dashboard(
 deploy_cli.register_commands(app)
 
 
+def _register_audit_feature() -> None:
+    from consortium.audit_cli import audit_app
+    from consortium.policy_cli import policy_app
+
+    app.add_typer(policy_app, name="policy")
+    app.add_typer(audit_app, name="audit")
+
+
+_register_audit_feature()
+
+
 def main() -> None:
     """Console entry point."""
     app()

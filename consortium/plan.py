@@ -59,6 +59,8 @@ class RunPlan:
             wire.ACCOUNTANT: p.dp.accountant,
             wire.DELTA: p.delta,
             wire.EPSILON_CEILING: p.epsilon_ceiling,
+            wire.LIFETIME_EPSILON_CEILING: p.lifetime_epsilon_ceiling,
+            wire.ROUNDS_PLANNED: self.rounds,
         }
 
     def secagg_json(self) -> str:

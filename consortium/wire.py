@@ -19,6 +19,8 @@ LEARNING_RATE = "learning-rate"
 ACCOUNTANT = "accountant"
 DELTA = "delta"
 EPSILON_CEILING = "epsilon-ceiling"
+LIFETIME_EPSILON_CEILING = "lifetime-epsilon-ceiling"
+ROUNDS_PLANNED = "rounds-planned"
 
 # -- metrics, site -> server (legacy FitRes / EvaluateRes metrics) ------------------------------
 SITE = "site"
@@ -27,6 +29,8 @@ STEPS = "steps"
 NUM_TRAIN_EXAMPLES = "num-train-examples"
 TRAIN_LOSS = "train-loss"
 ACCURACY = "accuracy"
+RECEIPT = "receipt"  # canonical JSON of the site's signed privacy receipt (consortium.receipt)
+RECEIPT_SIGNATURE = "receipt-signature"  # hex Ed25519 signature over exactly those bytes
 
 # -- node configuration (never leaves the site) ------------------------------------------------
 NODE_SITE_ID = "site-id"

@@ -39,6 +39,7 @@ from consortium.records import (
     RoundRecord,
     RunRecord,
 )
+from consortium.run_audit import RunAudit, audit_for
 from consortium.store import RunStore
 from consortium.strategy import ConsortiumFedAvg
 from site_node.accounting import Mechanism
@@ -87,6 +88,7 @@ class ConsortiumWorkflow:
         self.on_round = on_round
         self.fit_workflow = secagg_workflow(plan)
         self.outcome: RunOutcome | None = None
+        self.audit: RunAudit | None = None
 
     def __call__(self, grid: Grid, context: Context) -> None:
         """Execute the run (Flower calls this with a LegacyContext)."""
@@ -96,18 +98,24 @@ class ConsortiumWorkflow:
         c_done.wait()
         store = RunStore(self.plan.store_path)
         try:
-            store.start_run(self._run_record())
+            record = self._run_record()
+            store.start_run(record)
+            self.audit = audit_for(record, self.plan.store_path)
             default_init_params_workflow(grid, context)
             self.outcome = self._rounds(grid, context, store)
         except BaseException as exc:
             store.finish_run(self.plan.run_id, status=RUN_FAILED, reason=f"error: {exc!r}",
                              finished_at=rr.utc_now())
+            if self.audit is not None:
+                self.audit.finish(RUN_FAILED, f"error: {exc!r}")
             raise
         finally:
             f_stop.set()
             thread.join()
         store.finish_run(self.plan.run_id, status=self.outcome.status,
                          reason=self.outcome.reason, finished_at=rr.utc_now())
+        assert self.audit is not None
+        self.audit.finish(self.outcome.status, self.outcome.reason)
         store.close()
 
     def _run_record(self) -> RunRecord:
@@ -176,6 +184,9 @@ class ConsortiumWorkflow:
                 context.state.array_records[MAIN_PARAMS_RECORD], keep_input=True)
             blob, digest = rr.checkpoint_bytes(parameters_to_ndarrays(params))
             store.record_round(self.plan.run_id, record, checkpoint=blob, checkpoint_sha256=digest)
+        assert self.audit is not None
+        self.audit.round(rnd, [(f.site, f.metrics) for f in strategy.fits.get(rnd, [])],
+                         strategy.fit_failures.get(rnd, 0), record.status, record.failure_reason)
         log.info("round %d %s (%.1fs) mean accuracy %s", rnd, record.status,
                  record.duration_s, record.accuracy_mean)
         if self.on_round is not None:

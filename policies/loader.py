@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from policies.schema import ConsortiumPolicy
+from policies.site_schema import SitePolicy
 
 
 class PolicyError(Exception):
@@ -51,6 +52,12 @@ def canonical_json(policy: ConsortiumPolicy) -> str:
 def policy_sha256(policy: ConsortiumPolicy) -> str:
     """Content hash of a policy."""
     return hashlib.sha256(canonical_json(policy).encode()).hexdigest()
+
+
+def site_policy_sha256(policy: SitePolicy) -> str:
+    """Content hash of a site policy (canonical JSON, like the consortium policy's)."""
+    text = json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def format_validation_error(source: str, exc: ValidationError) -> str:
@@ -99,3 +106,61 @@ def load_policy(path: Path | str | None = None) -> LoadedPolicy:
 def json_schema() -> dict[str, Any]:
     """The consortium policy's JSON Schema, for reviewers."""
     return ConsortiumPolicy.model_json_schema()
+
+
+@dataclass(frozen=True)
+class LoadedSitePolicy:
+    """A validated site policy with where it came from and its content hash."""
+
+    policy: SitePolicy
+    source: str
+    sha256: str
+
+
+def _read_yaml(file: Path) -> Any:
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise PolicyError(f"{file}: cannot read policy file: {exc.strerror or exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{file}: not valid YAML: {exc}") from None
+
+
+def parse_site_policy(data: Any, source: str) -> LoadedSitePolicy:
+    """Validate an already-parsed site policy mapping."""
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise PolicyError(f"{source}: a policy must be a mapping of fields, got {kind}")
+    try:
+        policy = SitePolicy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(format_validation_error(source, exc)) from None
+    return LoadedSitePolicy(policy=policy, source=source, sha256=site_policy_sha256(policy))
+
+
+def load_site_policy(path: Path | str) -> LoadedSitePolicy:
+    """Read and validate a site policy file (``policies/sites/<site>.yaml``).
+
+    Raises
+    ------
+    PolicyError
+        If the file cannot be read, is not YAML, or any field is invalid.
+    """
+    file = Path(path)
+    return parse_site_policy(_read_yaml(file), str(file))
+
+
+def load_any_policy(path: Path | str) -> LoadedPolicy | LoadedSitePolicy:
+    """Load a consortium or a site policy; a mapping with a ``site`` key is a site policy."""
+    file = Path(path)
+    data = _read_yaml(file)
+    if isinstance(data, dict) and "site" in data:
+        return parse_site_policy(data, str(file))
+    return parse_policy(data, str(file))
+
+
+def site_json_schema() -> dict[str, Any]:
+    """The site policy's JSON Schema, for reviewers."""
+    return SitePolicy.model_json_schema()

@@ -128,6 +128,10 @@ class ConsortiumPolicy(_Frozen):
     version: Literal[1] = 1
     delta: float = Field(gt=0, lt=1, description="δ at which every ε is stated.")
     epsilon_ceiling: float = Field(gt=0, description="No site's ε may pass this in a run.")
+    lifetime_epsilon_ceiling: float = Field(
+        10.0, gt=0,
+        description="No site's lifetime ε (all its runs, composed) may pass this.",
+    )
     rounds: int = Field(ge=1, le=10_000, description="Rounds per run.")
     min_sites: int = Field(ge=2, description="Sites that must take part in each round.")
     sites: tuple[str, ...] = Field(DEFAULT_SITES, min_length=2, description="Member site ids.")
@@ -153,6 +157,11 @@ class ConsortiumPolicy(_Frozen):
         if isinstance(shares, int) and shares > self.min_sites:
             raise ValueError(
                 f"secagg.num_shares ({shares}) exceeds min_sites ({self.min_sites})"
+            )
+        if self.epsilon_ceiling > self.lifetime_epsilon_ceiling:
+            raise ValueError(
+                f"epsilon_ceiling ({self.epsilon_ceiling}) exceeds lifetime_epsilon_ceiling "
+                f"({self.lifetime_epsilon_ceiling})"
             )
         if self.dp.target_epsilon is not None and self.dp.target_epsilon > self.epsilon_ceiling:
             raise ValueError(

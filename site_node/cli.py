@@ -1,4 +1,4 @@
-"""The ``site-node`` command line: the hospital's side of the deployed mode."""
+"""The ``site-node`` command line: the hospital's side of the deployed mode, and its budget."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import logging
 import typer
 
 from site_node import node_cli
+from site_node.budget_cli import budget
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="A hospital's site node.")
 node_cli.register_commands(app)
+app.command("budget")(budget)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from flwr.client import NumPyClient
 from consortium import wire
 from site_node.accounting import SiteAccountant
 from site_node.data import SITE_IDS, SiteData, load_site
+from site_node.guard import SiteGuard
 from site_node.training import BudgetExceeded, TrainPlan, evaluate, train_dp
 
 log = logging.getLogger(__name__)
@@ -91,30 +92,43 @@ def save_accountant(context: Context, run_id: str, accountant: SiteAccountant) -
     )
 
 
+def _run_delta_epsilon(
+    config: Mapping[str, Scalar], plan: TrainPlan, epsilon: float, accountant: SiteAccountant
+) -> float:
+    """ε at the run's δ (what the run store compares across sites), even when the site's own
+    policy tightened δ; the site's receipt states ε at its own δ."""
+    run_delta = float(config[wire.DELTA])
+    return epsilon if run_delta == plan.delta else accountant.epsilon(run_delta)
+
+
 class SiteClient(NumPyClient):
     """One hospital's training and evaluation."""
 
     def __init__(self, data: SiteData, context: Context) -> None:
         self.data = data
         self.node_context = context
+        state_dir = context.node_config.get(wire.NODE_STATE_DIR)
+        self.state_dir = Path(str(state_dir)) if state_dir else None
 
     def fit(
         self, parameters: list[np.ndarray], config: dict[str, Scalar]
     ) -> tuple[list[np.ndarray], int, dict[str, Scalar]]:
         """One round of DP-SGD; refuses (raises) before training if over the ε ceiling."""
-        plan = plan_from_config(config)
         run_id = str(config.get(wire.RUN_ID, ""))
-        accountant = load_accountant(self.node_context, run_id, plan.accountant)
+        guard = SiteGuard(self.data.site, self.state_dir)
         try:
+            plan = guard.before_training(config, plan_from_config(config))
+            accountant = load_accountant(self.node_context, run_id, plan.accountant)
             result = train_dp(parameters, self.data, plan, accountant)
         except BudgetExceeded as exc:
             log.warning("%s", exc)
             raise
+        receipt = guard.after_training(config, plan, result, self.data.num_train)
         save_accountant(self.node_context, run_id, accountant)
         mech = result.mechanism
         metrics: dict[str, Scalar] = {
             wire.SITE: self.data.site,
-            wire.EPSILON: result.epsilon,
+            wire.EPSILON: _run_delta_epsilon(config, plan, result.epsilon, accountant),
             wire.NOISE_MULTIPLIER: mech.noise_multiplier,
             wire.SAMPLE_RATE: mech.sample_rate,
             wire.STEPS: mech.steps,
@@ -122,6 +136,7 @@ class SiteClient(NumPyClient):
             wire.ACCOUNTANT: mech.accountant,
             wire.NUM_TRAIN_EXAMPLES: self.data.num_train,
             wire.TRAIN_LOSS: result.train_loss,
+            **receipt,
         }
         return result.weights, self.data.num_train, metrics
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 import streamlit as st
 
@@ -70,7 +72,7 @@ def _receipts(path: str, run_id: str) -> None:
         st.dataframe(table, hide_index=True)
         st.download_button(f"Download {name} (CSV)", table.to_csv(index=False).encode(),
                            file_name=f"{run_id}-{name}.csv", mime="text/csv", key=f"dl-{name}")
-    report = auditor_report(tables, run_id)
+    report = auditor_report(tables, run_id, path)
     if report is not None:
         st.download_button("Download auditor report (HTML)", report,
                            file_name=f"{run_id}-audit.html", mime="text/html")
@@ -78,14 +80,34 @@ def _receipts(path: str, run_id: str) -> None:
         st.caption("The auditor report cannot be produced from this store yet.")
 
 
-def auditor_report(tables: dict[str, pd.DataFrame], run_id: str) -> bytes | None:
+def auditor_report(
+    tables: dict[str, pd.DataFrame], run_id: str, store_path: str | None = None
+) -> bytes | None:
     """The auditor's HTML report for a run, or ``None`` while none can be produced.
 
-    The hook for the audit feature: once the store holds what the report needs, return its
-    bytes here and the page offers the download. Until then there is no report.
+    The report needs the signed audit log (table ``audit_log``); it is built, verification
+    included, by :mod:`consortium.audit_report`, which never imports torch, Flower or Opacus.
+    It is cached per store, run and log length, so a page rerun does not re-verify.
     """
-    del tables, run_id
-    return None
+    log = tables.get("audit_log")
+    if store_path is None or log is None or "run_id" not in log.columns:
+        return None
+    if not (log["run_id"] == run_id).any():
+        return None
+    return _report_html(store_path, run_id, len(log))
+
+
+@st.cache_data(show_spinner="Verifying the audit trail…", max_entries=16)
+def _report_html(store_path: str, run_id: str, entries: int) -> bytes | None:
+    del entries  # part of the cache key only
+    from consortium.audit_html import render_html
+    from consortium.audit_report import build_report
+
+    try:
+        return render_html(build_report(store_path, run_id)).encode("utf-8")
+    except Exception:  # the page must render whatever the store holds
+        logging.getLogger(__name__).exception("auditor report for run %s failed", run_id)
+        return None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,26 @@
+"""The Audit page offers the auditor's report once the store holds the signed audit log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import run_page
+
+from dashboard import data
+from tests.consortium.audit_fixture import RUN_ID, SITES, write_audited_run
+
+
+def test_audit_page_offers_the_verified_auditor_report(tmp_path: Path) -> None:
+    for loader in (data.load_runs, data.load_run, data.load_audit_tables):
+        loader.clear()
+    run = write_audited_run(tmp_path)
+    at = run_page(run.store, "audit")
+    assert not at.exception, [e.value for e in at.exception]
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download auditor report (HTML)" in labels
+    from dashboard.views.audit import _report_html
+
+    html = _report_html(str(run.store), RUN_ID, 0)
+    assert html is not None and b"Verified." in html
+    for site in SITES:
+        assert site.encode() in html
