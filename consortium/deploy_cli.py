@@ -69,11 +69,19 @@ def enroll(
         Path, typer.Option("--receipt-key", help="The site's receipt-key.pub.pem.")
     ],
     home: HomeOpt = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(help="Run store whose audit log gets the receipt key.", envvar="HC_STORE"),
+    ] = None,
 ) -> None:
-    """Admit a site: register its node key with the SuperLink, record its receipt key."""
+    """Admit a site: register its node key with the SuperLink, enrol its receipt key."""
+    if store is None:
+        from consortium.plan import DEFAULT_STORE  # imports torch: only when needed
+
+        store = DEFAULT_STORE
     try:
         the_home = load_home(home or default_home())
-        member = enrollment.enroll(the_home, site_id, node_key, receipt_key)
+        member = enrollment.enroll(the_home, site_id, node_key, receipt_key, store)
     except _FAILURES as err:
         raise _fail(err) from err
     console.print(f"Enrolled [bold]{member.site_id}[/] as node {member.node_id}")

@@ -44,12 +44,10 @@ def run_config(
 ) -> str:
     """The ``--run-config`` override string (absolute paths, TOML values).
 
-    Flower rejects keys the app does not declare, so ``engine`` is only sent once
-    ``[tool.flwr.app.config]`` has it.
+    ``engine = 'deployment'`` tells the ServerApp not to enrol site keys itself (it cannot read
+    the hospitals' disks); :func:`stage_app` declares the key if the project does not.
     """
-    values: dict[str, str] = {"store": f"'{Path(store).resolve()}'"}
-    if "engine" in app_config_keys():
-        values["engine"] = "'deployment'"
+    values = {"store": f"'{Path(store).resolve()}'", "engine": "'deployment'"}
     if policy is not None:
         values["policy"] = f"'{Path(policy).resolve()}'"
     if rounds:
@@ -78,6 +76,10 @@ def stage_app(target: Path) -> Path:
             skipping = bool(_LEGACY_TABLE.match(line.strip()))
         if not skipping:
             kept.append(line)
+    if "engine" not in app_config_keys():
+        # Flower rejects run-config keys the app does not declare; the ServerApp reads `engine`.
+        header = kept.index("[tool.flwr.app.config]")
+        kept.insert(header + 1, 'engine = "simulation"')
     (target / "pyproject.toml").write_text("\n".join(kept) + "\n", encoding="utf-8")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.csv", "*.sqlite*")
     for package in APP_PACKAGES:

@@ -65,8 +65,29 @@ def _save(home: ConsortiumHome, members: dict[str, Member]) -> None:
     os.replace(tmp, home.sites_file)
 
 
-def enroll(home: ConsortiumHome, site_id: str, node_key: Path, receipt_key: Path) -> Member:
+def enrol_for_audit(home: ConsortiumHome, store: Path, site_id: str, receipt_pem: bytes) -> str:
+    """Enrol a site's receipt key in the run store's audit log (signed with consortium-key.pem).
+
+    The ServerApp verifies every receipt against the key enrolled here (docs/audit.md); returns
+    the key's fingerprint.
+    """
+    from consortium.audit_log import SITE_ROLE, AuditLog
+    from consortium.keys import load_private_key, load_public_pem
+
+    with AuditLog(store, key=load_private_key(home.signing_key)) as audit:
+        return audit.enrol(SITE_ROLE, site_id, load_public_pem(receipt_pem))
+
+
+def enroll(
+    home: ConsortiumHome,
+    site_id: str,
+    node_key: Path,
+    receipt_key: Path,
+    store: Path | None = None,
+) -> Member:
     """Admit a site: register its node key with the SuperLink and record its receipt key.
+
+    With ``store``, the receipt key is also enrolled in that run store's audit log.
 
     Raises
     ------
@@ -102,6 +123,8 @@ def enroll(home: ConsortiumHome, site_id: str, node_key: Path, receipt_key: Path
     )
     members[site_id] = member
     _save(home, members)
+    if store is not None:
+        enrol_for_audit(home, store, site_id, member.receipt_key.encode())
     log.info("enrolled %s as node %d (%s)", site_id, node_id, fingerprint)
     return member
 

@@ -66,7 +66,7 @@ class LocalDeployment:
     def enroll_all(self) -> None:
         """Enroll every site's keys."""
         for site, sh in self.site_homes.items():
-            enrollment.enroll(self.home, site, sh.node_pub, sh.receipt_pub)
+            enrollment.enroll(self.home, site, sh.node_pub, sh.receipt_pub, self.home.store)
 
     def settings(self, **overrides: Any) -> NodeSettings:
         """Node settings pointing at this SuperLink (a fresh local port each call)."""

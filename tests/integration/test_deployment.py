@@ -21,6 +21,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from consortium import certificates, enrollment, superlink  # noqa: E402
+from consortium.audit_log import AuditLog  # noqa: E402
+from consortium.audit_verifier import verify_store  # noqa: E402
 from consortium.local_deployment import LocalDeployment  # noqa: E402
 from consortium.records import ROUND_OK  # noqa: E402
 from consortium.store import RunStore  # noqa: E402
@@ -57,6 +59,16 @@ def test_two_rounds_with_dp_and_secagg(deployed: LocalDeployment) -> None:
         assert sorted(s.site for s in rnd.sites) == sorted(deployed.sites)
         assert all(s.epsilon is not None and s.epsilon > 0 for s in rnd.sites)
     print(f"\ndeployed run: 2 rounds x 4 sites in {elapsed:.1f} s")
+
+
+def test_receipts_verify_under_the_enrolled_keys(deployed: LocalDeployment) -> None:
+    with RunStore(deployed.home.store, readonly=True) as store:
+        run = store.get_run(store.latest_run_id())
+    assert run.engine == "deployment"
+    verify_store(deployed.home.store, run_id=run.run_id)  # raises on any broken record
+    with AuditLog(deployed.home.store, readonly=True) as audit:
+        receipts = audit.receipts(run.run_id)
+    assert len(receipts) == 2 * len(deployed.sites)
 
 
 def test_unenrolled_node_is_refused(deployed: LocalDeployment, tmp_path: Path) -> None:
