@@ -37,6 +37,7 @@ PORT="$(free_port)"
 echo "== coordinator: consortium init (SuperLink on 127.0.0.1:$PORT)"
 consortium init "$WORK/consortium" --port "$PORT"
 export CONSORTIUM_HOME="$WORK/consortium"
+export HC_STORE="$WORK/runs.sqlite"   # the run store: enroll puts receipt keys in its audit log
 "$PY" -c 'from consortium.cli import main; main()' serve > "$WORK/serve.log" 2>&1 &
 SERVE_PID=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.2; done
@@ -53,8 +54,9 @@ done
 consortium sites
 
 echo "== coordinator: consortium run --federation consortium --rounds $ROUNDS"
-consortium run --federation consortium --rounds "$ROUNDS" --store "$WORK/runs.sqlite"
-consortium export --store "$WORK/runs.sqlite" | "$PY" -c '
+consortium run --federation consortium --rounds "$ROUNDS"
+HOSPITAL_CONSORTIUM_HOME="$CONSORTIUM_HOME" consortium audit verify
+consortium export | "$PY" -c '
 import json, sys
 run = json.load(sys.stdin)
 print(json.dumps({k: run.get(k) for k in ("run_id", "status", "engine", "rounds_planned")}, indent=1))'
