@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from consortium import deploy_cli
 from consortium.plan import DEFAULT_STORE
 
 app = typer.Typer(
@@ -55,9 +56,18 @@ def run(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial model.", min=0)] = 0,
     verbose: Annotated[bool, typer.Option(help="Show Flower's protocol log.")] = False,
+    federation: Annotated[
+        str | None,
+        typer.Option(help="Run on this deployed SuperLink connection instead of simulating."),
+    ] = None,
 ) -> None:
     """Run the embedded 4-hospital default on Flower's simulation engine."""
     from consortium.runner import run_simulation_cli
+
+    if federation is not None:
+        deploy_cli.run_deployed(federation, store=store, policy=policy, rounds=rounds, seed=seed,
+                                verbose=verbose)
+        return
 
     _quiet_libraries(verbose)
     code = run_simulation_cli(
@@ -97,6 +107,9 @@ def dashboard(
 
     console.print(f"Dashboard on [bold]http://{host}:{port}[/] for {store} (Ctrl-C to stop)")
     raise typer.Exit(launch(Path(store), port=port, host=host))
+
+
+deploy_cli.register_commands(app)
 
 
 def _register_audit_feature() -> None:
