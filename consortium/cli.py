@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from consortium import deploy_cli
-from consortium.plan import DEFAULT_STORE
+from consortium.keys import default_store_path
 
 app = typer.Typer(
     help="Coordinate a hospital consortium: federated runs with DP-SGD at every site and "
@@ -28,6 +28,7 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 
+DEFAULT_STORE = default_store_path()
 StoreOpt = Annotated[
     Path, typer.Option("--store", help="Run store (SQLite file).", envvar="HC_STORE")
 ]

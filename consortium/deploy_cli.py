@@ -18,6 +18,7 @@ from rich.table import Table
 from consortium import deployment, enrollment, superlink
 from consortium.certificates import CertificateProblem
 from consortium.home import DEFAULT_PORT, HomeError, default_home, init_home, load_home
+from consortium.keys import default_store_path
 from site_node.keys import KeyProblem
 
 console = Console(soft_wrap=True)
@@ -76,9 +77,8 @@ def enroll(
 ) -> None:
     """Admit a site: register its node key with the SuperLink, enrol its receipt key."""
     if store is None:
-        from consortium.plan import DEFAULT_STORE  # imports torch: only when needed
 
-        store = DEFAULT_STORE
+        store = default_store_path()
     try:
         the_home = load_home(home or default_home())
         member = enrollment.enroll(the_home, site_id, node_key, receipt_key, store)
@@ -150,9 +150,8 @@ def run_deployed(
             console.print(line, highlight=False, markup=False)
 
     if store is None:
-        from consortium.plan import DEFAULT_STORE  # imports torch: only when needed
 
-        store = DEFAULT_STORE
+        store = default_store_path()
     try:
         the_home = load_home(home or default_home())
         config = deployment.run_config(store, policy or the_home.policy, rounds, seed)

@@ -39,6 +39,11 @@ def consortium_home() -> Path:
     return Path(os.environ.get(HOME_ENV) or "~/.hospital-consortium").expanduser().resolve()
 
 
+def default_store_path() -> Path:
+    """The run store in the consortium home (``runs.sqlite``)."""
+    return consortium_home() / "runs.sqlite"
+
+
 def site_state_dir(site: str, home: Path | None = None) -> Path:
     """A site's state directory in the embedded simulation default."""
     return (home or consortium_home()) / "sites" / site

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from consortium import wire
+from consortium.keys import default_store_path
 from policies.loader import LoadedPolicy, load_policy
 from site_node.accounting import noise_for_target
-
-DEFAULT_HOME = Path("~/.hospital-consortium").expanduser()
-DEFAULT_STORE = DEFAULT_HOME / "runs.sqlite"
 
 Scalar = bool | bytes | float | int | str
 
@@ -104,7 +102,7 @@ def make_plan(
         )
     return RunPlan(
         loaded=loaded,
-        store_path=Path(store_path or DEFAULT_STORE).expanduser().resolve(),
+        store_path=Path(store_path or default_store_path()).expanduser().resolve(),
         rounds=n_rounds, seed=seed, run_id=run_id or str(uuid.uuid4()),
         noise_multiplier=sigma, engine=engine,
     )
