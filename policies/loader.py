@@ -12,13 +12,15 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from policies.schema import ConsortiumPolicy
 from policies.site_schema import SitePolicy
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class PolicyError(Exception):
@@ -71,15 +73,20 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_policy(data: Any, source: str) -> LoadedPolicy:
-    """Validate an already-parsed mapping."""
+def _validate(model: type[_M], data: Any, source: str) -> _M:
+    """Validate a parsed mapping into ``model``; errors name the file and field."""
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise PolicyError(f"{source}: a policy must be a mapping of fields, got {kind}")
     try:
-        policy = ConsortiumPolicy.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise PolicyError(format_validation_error(source, exc)) from None
+
+
+def parse_policy(data: Any, source: str) -> LoadedPolicy:
+    """Validate an already-parsed mapping."""
+    policy = _validate(ConsortiumPolicy, data, source)
     return LoadedPolicy(policy=policy, source=source, sha256=policy_sha256(policy))
 
 
@@ -130,13 +137,7 @@ def _read_yaml(file: Path) -> Any:
 
 def parse_site_policy(data: Any, source: str) -> LoadedSitePolicy:
     """Validate an already-parsed site policy mapping."""
-    if not isinstance(data, dict):
-        kind = type(data).__name__
-        raise PolicyError(f"{source}: a policy must be a mapping of fields, got {kind}")
-    try:
-        policy = SitePolicy.model_validate(data)
-    except ValidationError as exc:
-        raise PolicyError(format_validation_error(source, exc)) from None
+    policy = _validate(SitePolicy, data, source)
     return LoadedSitePolicy(policy=policy, source=source, sha256=site_policy_sha256(policy))
 
 
