@@ -15,9 +15,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
-def one_run(seed: int, rounds: int, store: Path) -> dict[str, object]:
+def one_run(seed: int, rounds: int, store: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "consortium", "run", "--rounds", str(rounds),
                     "--seed", str(seed), "--store", str(store)], check=True,

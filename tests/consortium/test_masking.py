@@ -23,7 +23,7 @@ def test_known_answer() -> None:
 
 def test_word_permuted_secrets_collide_in_flower_but_not_here() -> None:
     swapped = SEED[4:8] + SEED[0:4] + SEED[8:]  # same XOR fold, different secret
-    dims = [(64,)]
+    dims: list[tuple[int, ...]] = [(64,)]
     np.testing.assert_array_equal(flower_prg(SEED, 2**32, dims)[0],
                                   flower_prg(swapped, 2**32, dims)[0])
     assert not np.array_equal(chacha20_masks(SEED, 2**32, dims)[0],

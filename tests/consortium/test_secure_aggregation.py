@@ -70,7 +70,7 @@ class TappedSecAgg(SecAggPlusWorkflow):
                     outer.received.append((msg.metadata.src_node_id, vec))
                 return replies
 
-        return super().collect_masked_vectors_stage(Tap(), context, state)
+        return super().collect_masked_vectors_stage(Tap(), context, state)  # type: ignore[arg-type]
 
 
 def test_server_learns_only_the_weighted_sum() -> None:
@@ -89,6 +89,7 @@ def test_server_learns_only_the_weighted_sum() -> None:
         def aggregate_fit(self, rnd: int, results: Any, failures: Any) -> Any:
             params, metrics = super().aggregate_fit(rnd, results, failures)
             from flwr.common import parameters_to_ndarrays
+            assert params is not None
             aggregated.append(parameters_to_ndarrays(params))
             return params, metrics
 

@@ -105,7 +105,9 @@ def test_a_run_is_admitted_whole_then_each_round_is_checked(tmp_path: Path) -> N
 
 # -- the guarded client round ---------------------------------------------------------------
 
-def fit_config(run_id: str = "run-x", rnd: int = 1, lifetime: float = 10.0) -> dict[str, object]:
+def fit_config(
+    run_id: str = "run-x", rnd: int = 1, lifetime: float = 10.0
+) -> dict[str, bool | bytes | float | int | str]:
     return {wire.RUN_ID: run_id, wire.ROUND: rnd, wire.POLICY_SHA256: "c" * 64,
             wire.NOISE_MULTIPLIER: 2.0, wire.SAMPLE_RATE: 0.25, wire.MAX_GRAD_NORM: 1.0,
             wire.LOCAL_EPOCHS: 1, wire.LEARNING_RATE: 0.5, wire.ACCOUNTANT: "rdp",

@@ -51,8 +51,12 @@ def test_over_budget_round_is_refused_before_training(monkeypatch: pytest.Monkey
     acc = SiteAccountant(accountant="rdp", history=[(1.2, 0.25, 4)])
     before = acc.history
     ceiling = acc.epsilon(1e-5) + 0.01  # the next round would pass it
-    calls = []
-    monkeypatch.setattr(training, "_run_epochs", lambda *a: calls.append(a) or 0.0)
+    calls: list[tuple[object, ...]] = []
+    def spy(*args: object) -> float:
+        calls.append(args)
+        return 0.0
+
+    monkeypatch.setattr(training, "_run_epochs", spy)
     with pytest.raises(BudgetExceeded, match="refused before training"):
         train_dp(initial_weights(0), data, plan(epsilon_ceiling=ceiling), acc)
     assert calls == [] and acc.history == before
