@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -17,12 +18,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from consortium.keys import HOME_ENV
+
 
 def one_run(seed: int, rounds: int, store: Path) -> dict[str, Any]:
+    # Each run gets a fresh consortium home: the sites' lifetime ledgers must not carry over
+    # between benchmark runs (Switzerland's example policy allows about two runs).
+    env = {**os.environ, HOME_ENV: str(store.parent / f"home-{seed}")}
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "consortium", "run", "--rounds", str(rounds),
                     "--seed", str(seed), "--store", str(store)], check=True,
-                   capture_output=True, text=True)
+                   capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     exported = json.loads(subprocess.run(
         [sys.executable, "-m", "consortium", "export", "--store", str(store)],

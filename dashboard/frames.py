@@ -200,3 +200,34 @@ def params_frame(params: dict[str, object]) -> pd.DataFrame:
         for k, v in params.items()
     ]
     return pd.DataFrame(rows, columns=["parameter", "value"])
+
+
+def lifetime_frame(receipts: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    """Each site's lifetime ε and ceiling from its latest signed receipt in the run.
+
+    The receipts carry what the site's own ledger composed over every run it ever joined; the
+    dashboard only reads them (a site's ledger never leaves the site). Empty when the store
+    holds no receipts for the run.
+    """
+    columns = ["site", "site_name", "round", "lifetime_epsilon", "lifetime_ceiling",
+               "remaining", "used_pct", "delta"]
+    if receipts.empty or "receipt_json" not in receipts.columns:
+        return pd.DataFrame(columns=columns)
+    rows = receipts[receipts["run_id"] == run_id] if "run_id" in receipts.columns else receipts
+    latest: dict[str, dict[str, object]] = {}
+    for text in rows["receipt_json"]:
+        rec = json.loads(text)
+        site = str(rec["site"])
+        if site not in latest or int(rec["round"]) > int(str(latest[site]["round"])):
+            latest[site] = rec
+    out = []
+    for site in ordered_sites(latest):
+        rec = latest[site]
+        eps = float(str(rec["lifetime_epsilon"]))
+        ceiling = float(str(rec["lifetime_epsilon_ceiling"]))
+        out.append({"site": site, "site_name": site_name(site), "round": int(str(rec["round"])),
+                    "lifetime_epsilon": eps, "lifetime_ceiling": ceiling,
+                    "remaining": max(ceiling - eps, 0.0),
+                    "used_pct": 100.0 * eps / ceiling if ceiling else math.nan,
+                    "delta": float(str(rec["delta"]))})
+    return pd.DataFrame(out, columns=columns)

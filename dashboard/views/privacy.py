@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
+from consortium.store import StoreError
 from dashboard import charts, data, frames, ui
 
 
@@ -63,6 +65,37 @@ def _body(rd: data.RunData) -> None:
         "at least this many rounds. The server's accountant, not this forecast, enforces the "
         "ceiling."
     )
+    _lifetime(ui.current_store(), run.run_id)
+
+
+def _lifetime(path: str, run_id: str) -> None:
+    st.subheader("Lifetime budget")
+    try:
+        receipts = data.load_audit_tables(path).get("receipts")
+    except StoreError as exc:
+        ui.show_store_error(path, exc)
+        return
+    life = frames.lifetime_frame(receipts if receipts is not None else pd.DataFrame(), run_id)
+    if life.empty:
+        st.info("Each site keeps its lifetime budget (every run it ever joined) in its own "
+                "ledger; it appears here once the store holds the sites' signed receipts.",
+                icon=":material/account_balance:")
+        return
+    st.dataframe(
+        life.drop(columns=["site"]), hide_index=True,
+        column_config={
+            "site_name": "Site", "round": "As of round",
+            "lifetime_epsilon": st.column_config.NumberColumn("Lifetime ε", format="%.3f"),
+            "lifetime_ceiling": st.column_config.NumberColumn("Lifetime ceiling", format="%g"),
+            "remaining": st.column_config.NumberColumn("Remaining", format="%.3f"),
+            "used_pct": st.column_config.ProgressColumn("Lifetime budget used", format="%.0f%%",
+                                                        min_value=0, max_value=100),
+            "delta": st.column_config.NumberColumn("δ (site's)", format="%g"),
+        },
+    )
+    st.caption("From each site's latest signed receipt in this run: its ledger composes every "
+               "DP round it has ever trained, across runs, with a real accountant. Verify the "
+               "receipts with `consortium audit verify`.")
 
 
 if __name__ == "__main__":

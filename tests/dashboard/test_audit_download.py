@@ -24,3 +24,16 @@ def test_audit_page_offers_the_verified_auditor_report(tmp_path: Path) -> None:
     assert html is not None and b"Verified." in html
     for site in SITES:
         assert site.encode() in html
+
+
+def test_privacy_page_shows_each_sites_lifetime_budget_from_receipts(tmp_path: Path) -> None:
+    for loader in (data.load_runs, data.load_run, data.load_audit_tables):
+        loader.clear()
+    run = write_audited_run(tmp_path)
+    at = run_page(run.store, "privacy")
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(s.value == "Lifetime budget" for s in at.subheader)
+    life = at.dataframe[-1].value
+    assert list(life["round"]) == [2] * len(SITES)
+    assert (life["lifetime_ceiling"] == 10.0).all()
+    assert (life["lifetime_epsilon"] > 0).all()
