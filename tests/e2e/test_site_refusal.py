@@ -37,3 +37,22 @@ def test_a_refusing_site_spends_nothing_and_the_round_completes(
     assert rnd.status == "ok" and rnd.accuracy_mean is not None
     with SiteLedger.in_state_dir(swiss) as ledger:
         assert ledger.lifetime_epsilon(1e-5) == 0.0  # refused: nothing spent
+
+
+def test_a_halted_secure_aggregation_is_recorded_as_a_failed_round(
+    tmp_path: Path, _isolated_consortium_home: Path
+) -> None:
+    for site in ("cleveland", "hungary", "long_beach", "switzerland"):
+        state = site_state_dir(site, _isolated_consortium_home)
+        state.mkdir(parents=True)
+        (state / "policy.yaml").write_text(
+            f"version: 1\nsite: {site}\nlifetime_epsilon_ceiling: 0.5\n"
+        )
+    plan = make_plan(store_path=tmp_path / "runs.sqlite", rounds=1)
+    outcome = simulate(plan)
+    assert (outcome.status, outcome.reason) == ("failed", "no round completed")
+    with RunStore(plan.store_path, readonly=True) as store:
+        (rnd,) = store.rounds(plan.run_id)
+        run = store.get_run(plan.run_id)
+    assert rnd.status == "failed" and "secure aggregation halted" in (rnd.failure_reason or "")
+    assert rnd.sites == () and run.status == "failed"
