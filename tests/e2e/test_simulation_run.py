@@ -53,7 +53,7 @@ def test_every_round_has_all_four_sites(exported: dict) -> None:
         assert rnd["policy_sha256"] == exported["policy_sha256"]
         for fig in rnd["sites"].values():
             assert 0.0 <= fig["accuracy"] <= 1.0 and fig["num_examples"] > 0
-            assert fig["accountant"] == "rdp" and fig["steps"] == 8
+            assert fig["accountant"] == "rdp" and fig["steps"] == 10
 
 
 def test_epsilon_is_cumulative_within_ceiling_and_reproducible(exported: dict) -> None:

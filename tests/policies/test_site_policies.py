@@ -43,7 +43,7 @@ def test_example_site_policies_are_valid_and_tighten() -> None:
     ({"min_sites": 2, }, "min_sites", "2", "4"),
     ({"dp": {"target_epsilon": 4.0}}, "dp.target_epsilon", "4.0", "3.0"),
     ({"dp": {"max_grad_norm": 2.0}}, "dp.max_grad_norm", "2.0", "1.0"),
-    ({"dp": {"sample_rate": 0.5}}, "dp.sample_rate", "0.5", "0.25"),
+    ({"dp": {"sample_rate": 0.5}}, "dp.sample_rate", "0.5", "0.2"),
     ({"dp": {"local_epochs": 9}}, "dp.local_epochs", "9", "2"),
     ({"secagg": {"reconstruction_threshold": 1 + 0}}, "secagg.reconstruction_threshold",
      "1", "2"),
