@@ -37,5 +37,6 @@ def write_schemas(directory: Path = POLICIES_DIR) -> list[Path]:
 
 
 if __name__ == "__main__":
-    for p in write_schemas():
-        print(p)
+    import sys
+
+    sys.stdout.write("".join(f"{p}\n" for p in write_schemas()))

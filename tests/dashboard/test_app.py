@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SITE_NAMES, SITES, write_run
-from helpers import PAGES, chart_titled, charts, run_page, texts
+from page_runner import PAGES, chart_titled, charts, run_page, texts
 from streamlit.testing.v1 import AppTest
 
 from consortium.store import RunStore

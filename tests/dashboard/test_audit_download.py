@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import run_page
+from page_runner import run_page
 
 from dashboard import data
 from tests.consortium.audit_fixture import RUN_ID, SITES, write_audited_run
