@@ -3,7 +3,8 @@
 Usage: python bench/default_run.py [--seeds 0 1 2] [--rounds 10] [--out bench/results]
 
 Prints one JSON object (per seed: wall seconds, final mean accuracy over the four hospitals,
-final ε per site) and writes it to OUT/default_run.json.
+final ε per site), writes it to OUT/default_run.json and plots accuracy per round to
+OUT/default_run.svg.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from consortium.keys import HOME_ENV
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from svg_plot import line_chart
 
 
 def one_run(seed: int, rounds: int, store: Path) -> dict[str, Any]:
@@ -55,6 +59,10 @@ def main() -> None:
               "min_final_accuracy": min(float(r["final_accuracy_mean"]) for r in runs)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "default_run.json").write_text(json.dumps(result, indent=2))
+    svg = line_chart({f"seed {r['seed']}": r["accuracy_by_round"] for r in runs},
+                     title="Embedded default: mean test accuracy over the four hospitals",
+                     x_label="round", y_label="mean accuracy")
+    (args.out / "default_run.svg").write_text(svg)
     print(json.dumps(result))
 
 
