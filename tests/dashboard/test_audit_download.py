@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from page_runner import run_page
 
 from dashboard import data
-from tests.consortium.audit_fixture import RUN_ID, SITES, write_audited_run
+from tests.consortium.audit_fixture import RUN_ID, SITES, AuditedRun, write_audited_run
 
 
-def test_audit_page_offers_the_verified_auditor_report(tmp_path: Path) -> None:
+@pytest.fixture
+def run(tmp_path: Path) -> AuditedRun:
+    """A fresh audited store, with the dashboard's caches cleared."""
     for loader in (data.load_runs, data.load_run, data.load_audit_tables):
         loader.clear()
-    run = write_audited_run(tmp_path)
+    return write_audited_run(tmp_path)
+
+
+def test_audit_page_offers_the_verified_auditor_report(run: AuditedRun) -> None:
     at = run_page(run.store, "audit")
     assert not at.exception, [e.value for e in at.exception]
     labels = [b.proto.label for b in at.get("download_button")]
@@ -26,10 +32,7 @@ def test_audit_page_offers_the_verified_auditor_report(tmp_path: Path) -> None:
         assert site.encode() in html
 
 
-def test_privacy_page_shows_each_sites_lifetime_budget_from_receipts(tmp_path: Path) -> None:
-    for loader in (data.load_runs, data.load_run, data.load_audit_tables):
-        loader.clear()
-    run = write_audited_run(tmp_path)
+def test_privacy_page_shows_each_sites_lifetime_budget_from_receipts(run: AuditedRun) -> None:
     at = run_page(run.store, "privacy")
     assert not at.exception, [e.value for e in at.exception]
     assert any(s.value == "Lifetime budget" for s in at.subheader)
