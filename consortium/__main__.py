@@ -1,4 +1,4 @@
-"""``python -m consortium`` runs the coordinator's CLI."""
+"""``python -m consortium``: the coordinator's command line."""
 
 from consortium.cli import main
 

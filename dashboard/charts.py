@@ -48,7 +48,7 @@ def global_metrics_chart(rounds: pd.DataFrame, metric: str, title: str) -> alt.C
         f"{metric}_weighted": "weighted by test examples", f"{metric}_mean": "mean of sites",
     }).melt("round", var_name="aggregate", value_name=metric).dropna(subset=[metric])
     fmt = ".1%" if metric == "accuracy" else ".3f"
-    return alt.Chart(data, title=title, height=HEIGHT).mark_line(point=True).encode(
+    chart: alt.Chart = alt.Chart(data, title=title, height=HEIGHT).mark_line(point=True).encode(
         x=alt.X("round:Q", title="Round", axis=alt.Axis(tickMinStep=1, format="d")),
         y=alt.Y(f"{metric}:Q", title=metric.capitalize(), scale=alt.Scale(zero=False),
                 axis=alt.Axis(format=fmt)),
@@ -58,12 +58,13 @@ def global_metrics_chart(rounds: pd.DataFrame, metric: str, title: str) -> alt.C
         tooltip=[alt.Tooltip("round:Q", title="Round"), alt.Tooltip("aggregate:N"),
                  alt.Tooltip(f"{metric}:Q", format=fmt)],
     )
+    return chart
 
 
 def site_accuracy_chart(sites: pd.DataFrame, site_ids: Sequence[str]) -> alt.Chart:
     """Each site's test accuracy per round, in the site's colour."""
     data = sites.dropna(subset=["accuracy"])[["round", "site_name", "accuracy", "loss", "trained"]]
-    return alt.Chart(data, title="Accuracy at each site", height=HEIGHT).mark_line(
+    chart: alt.Chart = alt.Chart(data, title="Accuracy at each site", height=HEIGHT).mark_line(
         point=True
     ).encode(
         x=alt.X("round:Q", title="Round", axis=alt.Axis(tickMinStep=1, format="d")),
@@ -74,6 +75,7 @@ def site_accuracy_chart(sites: pd.DataFrame, site_ids: Sequence[str]) -> alt.Cha
                  alt.Tooltip("accuracy:Q", format=".1%"), alt.Tooltip("loss:Q", format=".3f"),
                  alt.Tooltip("trained:N", title="Trained")],
     )
+    return chart
 
 
 def epsilon_chart(
@@ -110,8 +112,8 @@ def epsilon_chart(
 def participation_chart(part: pd.DataFrame, site_ids: Sequence[str]) -> alt.Chart:
     """A round × site grid: who took part, who dropped out, which rounds failed."""
     # A discrete y axis cannot be fitted to a height: give each site a fixed band instead.
-    chart = alt.Chart(part, title="Participation per round", height=alt.Step(34))
-    return chart.mark_rect(stroke="white", strokeWidth=1).encode(
+    base = alt.Chart(part, title="Participation per round", height=alt.Step(34))
+    chart: alt.Chart = base.mark_rect(stroke="white", strokeWidth=1).encode(
         x=alt.X("round:O", title="Round", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("site_name:N", title=None, sort=[site_name(s) for s in site_ids],
                 axis=alt.Axis(labelLimit=240)),
@@ -123,12 +125,14 @@ def participation_chart(part: pd.DataFrame, site_ids: Sequence[str]) -> alt.Char
                  alt.Tooltip("participation:N"),
                  alt.Tooltip("failure_reason:N", title="Failure")],
     )
+    return chart
 
 
 def duration_chart(rounds: pd.DataFrame) -> alt.Chart:
     """Wall-clock time of each round, failed rounds in red."""
     data = rounds[["round", "status", "duration_s", "sites_trained", "failure_reason"]]
-    return alt.Chart(data, title="Time per round", height=HEIGHT - 40).mark_bar().encode(
+    base = alt.Chart(data, title="Time per round", height=HEIGHT - 40)
+    chart: alt.Chart = base.mark_bar().encode(
         x=alt.X("round:O", title="Round", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("duration_s:Q", title="Seconds"),
         color=alt.Color("status:N", title="Round status", scale=_ROUND_STATUS,
@@ -138,3 +142,4 @@ def duration_chart(rounds: pd.DataFrame) -> alt.Chart:
                  alt.Tooltip("sites_trained:Q", title="Sites trained"),
                  alt.Tooltip("failure_reason:N", title="Failure")],
     )
+    return chart

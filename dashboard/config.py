@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-STORE_ENV = "HC_STORE"
-DEFAULT_STORE = Path("~/.hospital-consortium/runs.sqlite")
+#: Where the run store is when none is given: the consortium home's (see consortium.home).
+STORE_HINT = "runs.sqlite in $HOSPITAL_CONSORTIUM_HOME (default ~/.hospital-consortium)"
 
 #: Display names of the sites of the embedded default consortium.
 SITE_NAMES: dict[str, str] = {
@@ -37,9 +36,7 @@ _EXTRA_COLOURS: tuple[str, ...] = (
 )
 
 
-def store_path(
-    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
-) -> Path:
+def store_path(argv: Sequence[str] | None = None) -> Path:
     """The run store the dashboard reads.
 
     Parameters
@@ -47,27 +44,24 @@ def store_path(
     argv : sequence of str, optional
         Script arguments (``streamlit run app.py -- --store PATH`` gives ``["--store", PATH]``);
         unknown arguments are ignored. Defaults to ``sys.argv[1:]``.
-    env : mapping, optional
-        Environment; defaults to ``os.environ``.
 
     Returns
     -------
     Path
-        ``--store`` if given, else ``$HC_STORE`` if set and non-empty, else the default
-        ``~/.hospital-consortium/runs.sqlite``; user-expanded.
+        ``--store`` if given, else the consortium home's run store
+        (:func:`consortium.home.default_store_path`); user-expanded.
     """
     import sys
 
+    from consortium.home import default_store_path
+
     args = list(sys.argv[1:] if argv is None else argv)
-    env = os.environ if env is None else env
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--store", default=None)
     known, _ = parser.parse_known_args(args)
     if known.store:
         return Path(known.store).expanduser()
-    if env.get(STORE_ENV):
-        return Path(env[STORE_ENV]).expanduser()
-    return DEFAULT_STORE.expanduser()
+    return default_store_path()
 
 
 def site_name(site: str) -> str:

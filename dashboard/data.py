@@ -11,14 +11,16 @@ import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from consortium.records import RunRecord
-from consortium.store import RunStore, StoreError
+from consortium.audit.log import AuditEntry, AuditLog, StoredReceipt
+from consortium.errors import StoreError
+from consortium.store.records import RunRecord
+from consortium.store.run_store import RunStore
 from dashboard import frames
 
 log = logging.getLogger(__name__)
@@ -26,8 +28,8 @@ log = logging.getLogger(__name__)
 #: Seconds a cached read stays valid.
 TTL_S = 2.0
 
-#: Tables an audit store may add; the Audit page shows whichever is present.
-AUDIT_TABLES = ("receipts", "audit_log")
+_RECEIPT_COLUMNS = tuple(f.name for f in fields(StoredReceipt))
+_ENTRY_COLUMNS = tuple(f.name for f in fields(AuditEntry))
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,11 @@ def load_run(path: str, run_id: str) -> RunData:
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
-def load_audit_tables(path: str) -> dict[str, pd.DataFrame]:
-    """The audit tables (:data:`AUDIT_TABLES`) the store holds, by name; empty if none."""
+def load_audit_tables(path: str, run_id: str) -> dict[str, pd.DataFrame]:
+    """One run's signed receipts and audit log entries, in order (empty frames if none)."""
     with open_store(path) as store:
-        present = [t for t in AUDIT_TABLES if t in store.table_names()]
-        return {t: pd.DataFrame(store.table_rows(t)) for t in present}
+        audit = AuditLog(store.db)
+        receipts = [asdict(r) for r in audit.receipts(run_id)]
+        entries = [asdict(e) for e in audit.entries(run_id)]
+    return {"receipts": pd.DataFrame(receipts, columns=list(_RECEIPT_COLUMNS)),
+            "audit_log": pd.DataFrame(entries, columns=list(_ENTRY_COLUMNS))}

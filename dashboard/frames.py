@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from consortium.records import ROUND_FAILED, RoundRecord, RunRecord
+from consortium.store.records import ROUND_FAILED, RoundRecord, RunRecord
 from dashboard.config import ordered_sites, site_name
 
 #: Participation states of a site in a round, in legend order.
@@ -28,8 +28,8 @@ _ROUND_COLUMNS = [
 ]
 _SITE_COLUMNS = [
     "round", "site", "site_name", "accuracy", "loss", "num_examples", "num_train_examples",
-    "epsilon", "noise_multiplier", "sample_rate", "steps", "max_grad_norm", "accountant",
-    "trained",
+    "epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "max_grad_norm",
+    "accountant", "trained", "refusal",
 ]
 
 
@@ -95,7 +95,8 @@ def sites_frame(rounds: Sequence[RoundRecord]) -> pd.DataFrame:
         for s in r.sites
     ]
     frame = pd.DataFrame(rows, columns=_SITE_COLUMNS)
-    numeric = ["accuracy", "loss", "epsilon", "noise_multiplier", "sample_rate", "max_grad_norm"]
+    numeric = ["accuracy", "loss", "epsilon", "delta", "noise_multiplier", "sample_rate",
+               "max_grad_norm"]
     return frame.astype({c: "float64" for c in numeric} | {"round": "int64", "trained": bool})
 
 

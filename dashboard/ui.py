@@ -11,10 +11,17 @@ from typing import Literal
 import pandas as pd
 import streamlit as st
 
-from consortium.records import RUN_COMPLETED, RUN_FAILED, RUN_RUNNING, RUN_STOPPED
-from consortium.store import StoreError
+from consortium.errors import StoreError
+from consortium.store.records import (
+    RUN_ABANDONED,
+    RUN_COMPLETED,
+    RUN_FAILED,
+    RUN_INTERRUPTED,
+    RUN_RUNNING,
+    RUN_STOPPED,
+)
 from dashboard import data
-from dashboard.config import STORE_ENV, store_path
+from dashboard.config import STORE_HINT, store_path
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +35,12 @@ _RUNS_MEMO = "_hc_runs_this_run"
 _Colour = Literal["blue", "green", "orange", "red", "gray"]
 _STATUS_COLOURS: dict[str, _Colour] = {
     RUN_RUNNING: "blue", RUN_COMPLETED: "green", RUN_STOPPED: "orange", RUN_FAILED: "red",
+    RUN_INTERRUPTED: "orange", RUN_ABANDONED: "gray",
 }
 
 
 def current_store() -> str:
-    """The run store path of this session (``--store``, ``$HC_STORE`` or the default)."""
+    """The run store path of this session (``--store``, or the consortium home's)."""
     if STORE_KEY not in st.session_state:
         st.session_state[STORE_KEY] = str(store_path())
     return str(st.session_state[STORE_KEY])
@@ -66,7 +74,8 @@ def show_store_error(path: str, exc: StoreError) -> None:
     if not Path(path).expanduser().exists():
         st.error(
             f"No run store at `{path}`. Start a run with `consortium run`, or point the "
-            f"dashboard at a store with `--store PATH` or `{STORE_ENV}=PATH`.",
+            f"dashboard at a store with `consortium dashboard --store PATH` (default: "
+            f"{STORE_HINT}).",
             icon=":material/folder_off:",
         )
         return
@@ -176,7 +185,7 @@ def _when(iso: str | None) -> str:
     if pd.isna(stamp):
         return str(iso)
     age = datetime.now(UTC) - stamp.to_pydatetime()
-    text = stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
+    text = str(stamp.strftime("%Y-%m-%d %H:%M:%S UTC"))
     if 0 <= age.total_seconds() < 3600:
         text += f" ({int(age.total_seconds())} s ago)"
     return text

@@ -16,16 +16,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from policies.loader import PolicyError, policy_sha256, site_policy_sha256
+from policies.errors import LooseningError
+from policies.loader import policy_sha256
 from policies.schema import ConsortiumPolicy, DPPolicy, SecAggPolicy
 from policies.site_schema import SitePolicy
 
 #: How strict each accountant is: a site may switch to a stricter (more conservative) one.
 ACCOUNTANT_STRICTNESS = {"prv": 0, "rdp": 1}
-
-
-class LooseningError(PolicyError):
-    """A site policy tries to loosen the consortium policy."""
 
 
 class EffectivePolicy(BaseModel):
@@ -168,7 +165,7 @@ def effective_policy(
         site = SitePolicy(site=site or consortium.sites[0])
         own_hash = None
     else:
-        own_hash = site_policy_sha256(site)
+        own_hash = policy_sha256(site)
     le, ge = operator.le, operator.ge
     c = consortium
     eff: dict[str, Any] = {

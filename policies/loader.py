@@ -2,7 +2,8 @@
 
 The content hash is the SHA-256 of the validated policy as canonical JSON (sorted keys, no
 whitespace). Comments and formatting do not change it; any change of a value does. Every round
-of a run records the hash of the policy it ran under.
+of a run records the hash of the policy it ran under, and a site re-validates the canonical
+JSON it receives against that hash (:func:`policy_from_canonical`).
 """
 
 from __future__ import annotations
@@ -14,17 +15,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from policies.documents import read_document
+from policies.errors import PolicyError
 from policies.schema import ConsortiumPolicy
 from policies.site_schema import SitePolicy
 
 _M = TypeVar("_M", bound=BaseModel)
-
-
-class PolicyError(Exception):
-    """A policy file is missing, unreadable or invalid; the message names file and field."""
 
 
 @dataclass(frozen=True)
@@ -41,25 +39,33 @@ class LoadedPolicy:
         return canonical_json(self.policy)
 
 
+@dataclass(frozen=True)
+class LoadedSitePolicy:
+    """A validated site policy with where it came from and its content hash."""
+
+    policy: SitePolicy
+    source: str
+    sha256: str
+
+
 def default_policy_path() -> Path:
     """The embedded consortium policy (``policies/consortium.yaml``)."""
     return Path(str(resources.files("policies") / "consortium.yaml"))
 
 
-def canonical_json(policy: ConsortiumPolicy) -> str:
+def example_site_policy_path(site: str) -> Path:
+    """The embedded example policy of a demonstration site (``policies/sites/<site>.yaml``)."""
+    return Path(str(resources.files("policies") / "sites" / f"{site}.yaml"))
+
+
+def canonical_json(policy: BaseModel) -> str:
     """Canonical JSON of a policy: sorted keys, compact separators."""
     return json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
 
-def policy_sha256(policy: ConsortiumPolicy) -> str:
-    """Content hash of a policy."""
+def policy_sha256(policy: BaseModel) -> str:
+    """Content hash of a (consortium or site) policy."""
     return hashlib.sha256(canonical_json(policy).encode()).hexdigest()
-
-
-def site_policy_sha256(policy: SitePolicy) -> str:
-    """Content hash of a site policy (canonical JSON, like the consortium policy's)."""
-    text = json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def format_validation_error(source: str, exc: ValidationError) -> str:
@@ -68,12 +74,14 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         shown = err["type"] != "missing" and loc != "(top level)"
-        got = f" (got {err['input']!r})" if shown else ""
-        lines.append(f"{source}: {loc}: {err['msg']}{got}")
+        got = repr(err["input"]) if shown else ""
+        got = f" (got {got[:60]}{'...' if len(got) > 60 else ''})" if shown else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{source}: {loc}: {msg}{got}")
     return "\n".join(lines)
 
 
-def _validate(model: type[_M], data: Any, source: str) -> _M:
+def validate(model: type[_M], data: Any, source: str) -> _M:
     """Validate a parsed mapping into ``model``; errors name the file and field."""
     if not isinstance(data, dict):
         kind = type(data).__name__
@@ -85,9 +93,15 @@ def _validate(model: type[_M], data: Any, source: str) -> _M:
 
 
 def parse_policy(data: Any, source: str) -> LoadedPolicy:
-    """Validate an already-parsed mapping."""
-    policy = _validate(ConsortiumPolicy, data, source)
+    """Validate an already-parsed consortium policy mapping."""
+    policy = validate(ConsortiumPolicy, data, source)
     return LoadedPolicy(policy=policy, source=source, sha256=policy_sha256(policy))
+
+
+def parse_site_policy(data: Any, source: str) -> LoadedSitePolicy:
+    """Validate an already-parsed site policy mapping."""
+    policy = validate(SitePolicy, data, source)
+    return LoadedSitePolicy(policy=policy, source=source, sha256=policy_sha256(policy))
 
 
 def load_policy(path: Path | str | None = None) -> LoadedPolicy:
@@ -96,70 +110,60 @@ def load_policy(path: Path | str | None = None) -> LoadedPolicy:
     Raises
     ------
     PolicyError
-        If the file cannot be read, is not YAML, or any field is invalid.
+        If the file cannot be read, is not strict YAML, or any field is invalid.
     """
     file = Path(path) if path else default_policy_path()
-    try:
-        text = file.read_text()
-    except OSError as exc:
-        raise PolicyError(f"{file}: cannot read policy file: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{file}: not valid YAML: {exc}") from None
+    data = read_document(file)
+    if "site" in data:
+        raise PolicyError(f"{file}: this is a site policy (it names a site), not the "
+                          "consortium's policy")
     return parse_policy(data, str(file))
 
 
-def json_schema() -> dict[str, Any]:
-    """The consortium policy's JSON Schema, for reviewers."""
-    return ConsortiumPolicy.model_json_schema()
-
-
-@dataclass(frozen=True)
-class LoadedSitePolicy:
-    """A validated site policy with where it came from and its content hash."""
-
-    policy: SitePolicy
-    source: str
-    sha256: str
-
-
-def _read_yaml(file: Path) -> Any:
-    try:
-        text = file.read_text()
-    except OSError as exc:
-        raise PolicyError(f"{file}: cannot read policy file: {exc.strerror or exc}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{file}: not valid YAML: {exc}") from None
-
-
-def parse_site_policy(data: Any, source: str) -> LoadedSitePolicy:
-    """Validate an already-parsed site policy mapping."""
-    policy = _validate(SitePolicy, data, source)
-    return LoadedSitePolicy(policy=policy, source=source, sha256=site_policy_sha256(policy))
-
-
 def load_site_policy(path: Path | str) -> LoadedSitePolicy:
-    """Read and validate a site policy file (``policies/sites/<site>.yaml``).
+    """Read and validate a site policy file.
 
     Raises
     ------
     PolicyError
-        If the file cannot be read, is not YAML, or any field is invalid.
+        If the file cannot be read, is not strict YAML, or any field is invalid.
     """
     file = Path(path)
-    return parse_site_policy(_read_yaml(file), str(file))
+    return parse_site_policy(read_document(file), str(file))
 
 
 def load_any_policy(path: Path | str) -> LoadedPolicy | LoadedSitePolicy:
     """Load a consortium or a site policy; a mapping with a ``site`` key is a site policy."""
     file = Path(path)
-    data = _read_yaml(file)
-    if isinstance(data, dict) and "site" in data:
+    data = read_document(file)
+    if "site" in data:
         return parse_site_policy(data, str(file))
     return parse_policy(data, str(file))
+
+
+def policy_from_canonical(text: str, expected_sha256: str, source: str) -> LoadedPolicy:
+    """Re-validate a policy received as canonical JSON and check it against its hash.
+
+    Raises
+    ------
+    PolicyError
+        If the text is not JSON, not a valid policy, or does not hash to ``expected_sha256``.
+    """
+    if hashlib.sha256(text.encode()).hexdigest() != expected_sha256:
+        raise PolicyError(f"{source}: the policy does not match its hash {expected_sha256[:16]}…")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise PolicyError(f"{source}: the policy is not JSON: {exc}") from None
+    loaded = parse_policy(data, source)
+    if loaded.canonical_json != text:
+        raise PolicyError(f"{source}: the policy is not in canonical form")
+    return loaded
+
+
+def json_schema() -> dict[str, Any]:
+    """The consortium policy's JSON Schema, for reviewers."""
+    return ConsortiumPolicy.model_json_schema()
 
 
 def site_json_schema() -> dict[str, Any]:

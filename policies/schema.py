@@ -2,21 +2,37 @@
 
 A policy is reviewed data (``policies/consortium.yaml``), parsed once at the edge into these
 objects; nothing deeper reads raw dictionaries. Unknown keys are errors, so a typo cannot
-silently fall back to a default.
+silently fall back to a default. Numbers are strict (``yes`` is not 1, ``1.5`` is not an
+integer) and finite (``.inf`` and ``.nan`` are refused), because every value here ends up in a
+privacy mechanism or in the masked arithmetic of secure aggregation.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
-#: The four hospitals of the embedded default.
+from policies.identity import check_site_id
+
+#: The four hospitals of the embedded example.
 DEFAULT_SITES = ("cleveland", "hungary", "long_beach", "switzerland")
+#: Most rounds a policy (and any override of it) may plan.
+MAX_ROUNDS = 10_000
+#: Masked values are int64 sums: the modulus must leave room for the sum of every site's values.
+MAX_MODULUS = 2**48
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class DPPolicy(_Frozen):
@@ -27,16 +43,19 @@ class DPPolicy(_Frozen):
     planned rounds spend at most that ε at the policy's δ.
     """
 
-    noise_multiplier: float | None = Field(None, gt=0, description="Noise std / clipping norm.")
-    target_epsilon: float | None = Field(
-        None, gt=0, description="Derive the noise multiplier so the planned run spends this ε."
-    )
-    max_grad_norm: float = Field(gt=0, description="Per-sample gradient clipping norm.")
-    sample_rate: float = Field(
-        gt=0, le=1, description="Poisson sampling rate per step; 1/sample_rate must be whole."
-    )
-    local_epochs: int = Field(ge=1, le=100, description="Local passes over the data per round.")
-    learning_rate: float = Field(gt=0, le=100, description="Local SGD learning rate.")
+    noise_multiplier: StrictFloat | StrictInt | None = Field(
+        None, gt=0, le=1000, description="Noise std / clipping norm.")
+    target_epsilon: StrictFloat | StrictInt | None = Field(
+        None, gt=0, le=1000,
+        description="Derive the noise multiplier so the planned run spends this ε.")
+    max_grad_norm: StrictFloat | StrictInt = Field(
+        gt=0, le=1e6, description="Per-sample gradient clipping norm.")
+    sample_rate: StrictFloat | StrictInt = Field(
+        gt=0, le=1, description="Poisson sampling rate per step; 1/sample_rate must be whole.")
+    local_epochs: StrictInt = Field(
+        ge=1, le=100, description="Local passes over the data per round.")
+    learning_rate: StrictFloat | StrictInt = Field(
+        gt=0, le=100, description="Local SGD learning rate.")
     accountant: Literal["rdp", "prv"] = Field("rdp", description="Opacus privacy accountant.")
 
     @field_validator("sample_rate")
@@ -65,16 +84,24 @@ class SecAggPolicy(_Frozen):
     """Parameters of Flower's SecAgg+ protocol.
 
     An integer ``num_shares`` must be odd: Flower crashes every client on an even integer
-    smaller than the number of sampled sites, so an even one never reaches Flower.
+    smaller than the number of sampled sites, so an even one never reaches Flower. The masked
+    arithmetic must not overflow: with N member sites, N × quantization_range must stay below
+    modulus_range (checked by :class:`ConsortiumPolicy`, which knows N).
     """
 
-    num_shares: int | float = Field(description="Shares per secret: odd int >= 3, or a fraction.")
-    reconstruction_threshold: int | float = Field(description="Shares needed to reconstruct.")
-    timeout_s: float = Field(gt=0, le=3600, description="Seconds to wait for each stage.")
-    max_weight: float = Field(1000.0, gt=0, description="Must be >= the largest site's examples.")
-    clipping_range: float = Field(8.0, gt=0, description="Masked values are clipped to ±this.")
-    quantization_range: int = Field(2**22, gt=0, description="Quantization levels.")
-    modulus_range: int = Field(2**32, gt=0, description="Modulus of the masked arithmetic.")
+    num_shares: StrictInt | StrictFloat = Field(
+        description="Shares per secret: odd int >= 3, or a fraction.")
+    reconstruction_threshold: StrictInt | StrictFloat = Field(
+        description="Shares needed to reconstruct.")
+    timeout_s: StrictFloat | StrictInt = Field(
+        gt=0, le=3600, description="Seconds to wait for each stage.")
+    max_weight: StrictFloat | StrictInt = Field(
+        1000.0, ge=1, le=1e9, description="Must be >= the largest site's examples.")
+    clipping_range: StrictFloat | StrictInt = Field(
+        8.0, gt=0, le=1e6, description="Masked values are clipped to ±this.")
+    quantization_range: StrictInt = Field(2**22, ge=2, description="Quantization levels.")
+    modulus_range: StrictInt = Field(
+        2**32, ge=4, le=MAX_MODULUS, description="Modulus of the masked arithmetic (a power of 2).")
 
     @field_validator("num_shares")
     @classmethod
@@ -103,37 +130,46 @@ class SecAggPolicy(_Frozen):
                 )
         elif not 0 < t <= 1:
             raise ValueError(f"a fractional reconstruction_threshold must be in (0, 1] (got {t})")
-        if self.modulus_range <= self.quantization_range or self.modulus_range & (
-            self.modulus_range - 1
-        ):
-            raise ValueError("modulus_range must be a power of 2 above quantization_range")
+        if self.modulus_range & (self.modulus_range - 1):
+            raise ValueError(f"modulus_range must be a power of 2 (got {self.modulus_range})")
         return self
+
+    def check_capacity(self, num_sites: int) -> None:
+        """Raise ``ValueError`` if the masked sum of ``num_sites`` updates could overflow."""
+        if num_sites * self.quantization_range >= self.modulus_range:
+            raise ValueError(
+                f"secagg: {num_sites} sites × quantization_range {self.quantization_range} "
+                f"must stay below modulus_range {self.modulus_range} (the masked sum would wrap "
+                "around and corrupt the model)"
+            )
 
 
 class ConvergencePolicy(_Frozen):
     """When the consortium stops early (besides the rounds and the ε ceiling)."""
 
-    target_accuracy: float | None = Field(
+    target_accuracy: StrictFloat | StrictInt | None = Field(
         None, gt=0, le=1, description="Stop once the mean site accuracy reaches this."
     )
-    patience: int | None = Field(
+    patience: StrictInt | None = Field(
         None, ge=1, description="Stop after this many rounds without improvement."
     )
-    min_delta: float = Field(0.0, ge=0, description="Improvement smaller than this is none.")
+    min_delta: StrictFloat | StrictInt = Field(
+        0.0, ge=0, le=1, description="Improvement smaller than this is none.")
 
 
 class ConsortiumPolicy(_Frozen):
     """The consortium's privacy and training rules for a run."""
 
     version: Literal[1] = 1
-    delta: float = Field(gt=0, lt=1, description="δ at which every ε is stated.")
-    epsilon_ceiling: float = Field(gt=0, description="No site's ε may pass this in a run.")
-    lifetime_epsilon_ceiling: float = Field(
-        10.0, gt=0,
+    delta: StrictFloat = Field(gt=0, lt=1, description="δ at which every ε is stated.")
+    epsilon_ceiling: StrictFloat | StrictInt = Field(
+        gt=0, le=1000, description="No site's ε may pass this in a run.")
+    lifetime_epsilon_ceiling: StrictFloat | StrictInt = Field(
+        10.0, gt=0, le=1000,
         description="No site's lifetime ε (all its runs, composed) may pass this.",
     )
-    rounds: int = Field(ge=1, le=10_000, description="Rounds per run.")
-    min_sites: int = Field(ge=2, description="Sites that must take part in each round.")
+    rounds: StrictInt = Field(ge=1, le=MAX_ROUNDS, description="Rounds per run.")
+    min_sites: StrictInt = Field(ge=2, description="Sites that must train in each round.")
     sites: tuple[str, ...] = Field(DEFAULT_SITES, min_length=2, description="Member site ids.")
     dp: DPPolicy
     secagg: SecAggPolicy
@@ -141,7 +177,9 @@ class ConsortiumPolicy(_Frozen):
 
     @field_validator("sites")
     @classmethod
-    def _unique_sites(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _valid_sites(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for i, site in enumerate(value):
+            check_site_id(site, what=f"sites[{i}]")
         if len(set(value)) != len(value):
             raise ValueError("site ids must be unique")
         return value
@@ -158,6 +196,7 @@ class ConsortiumPolicy(_Frozen):
             raise ValueError(
                 f"secagg.num_shares ({shares}) exceeds min_sites ({self.min_sites})"
             )
+        self.secagg.check_capacity(len(self.sites))
         if self.epsilon_ceiling > self.lifetime_epsilon_ceiling:
             raise ValueError(
                 f"epsilon_ceiling ({self.epsilon_ceiling}) exceeds lifetime_epsilon_ceiling "

@@ -1,40 +1,46 @@
 """A site's own privacy policy: overrides that may only tighten the consortium policy.
 
-A hospital keeps ``policies/sites/<site>.yaml`` (in deployment: on its own disk). Every field is
-optional; a field left out inherits the consortium's value. :func:`policies.effective.
-effective_policy` merges a site policy into the consortium policy and rejects any override that
-would loosen it.
+A hospital keeps its policy on its own disk (``policy.yaml`` in the node's state directory);
+``policies/sites/*.yaml`` are examples for the embedded demonstration. Every field is optional;
+a field left out inherits the consortium's value. :func:`policies.effective.effective_policy`
+merges a site policy into the consortium policy and rejects any override that would loosen it.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+
+from policies.identity import check_site_id
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class SiteDPPolicy(_Frozen):
     """A site's DP-SGD overrides; each may only make the mechanism more private."""
 
-    noise_multiplier: float | None = Field(
-        default=None, gt=0, description="At least the consortium's noise multiplier (more noise)."
-    )
-    target_epsilon: float | None = Field(
-        default=None, gt=0, description="At most the consortium's target ε."
-    )
-    max_grad_norm: float | None = Field(
-        default=None, gt=0, description="At most the consortium's clipping norm."
-    )
-    sample_rate: float | None = Field(
-        default=None, gt=0, le=1, description="At most the consortium's sampling rate."
-    )
-    local_epochs: int | None = Field(
-        default=None, ge=1, le=100, description="At most the consortium's local epochs."
-    )
+    noise_multiplier: StrictFloat | StrictInt | None = Field(
+        default=None, gt=0, le=1000,
+        description="At least the consortium's noise multiplier (more noise).")
+    target_epsilon: StrictFloat | StrictInt | None = Field(
+        default=None, gt=0, le=1000, description="At most the consortium's target ε.")
+    max_grad_norm: StrictFloat | StrictInt | None = Field(
+        default=None, gt=0, le=1e6, description="At most the consortium's clipping norm.")
+    sample_rate: StrictFloat | StrictInt | None = Field(
+        default=None, gt=0, le=1, description="At most the consortium's sampling rate.")
+    local_epochs: StrictInt | None = Field(
+        default=None, ge=1, le=100, description="At most the consortium's local epochs.")
     accountant: Literal["rdp", "prv"] | None = Field(
         default=None, description="'rdp' (more conservative) may replace 'prv'; never the reverse."
     )
@@ -58,7 +64,7 @@ class SiteDPPolicy(_Frozen):
 class SiteSecAggPolicy(_Frozen):
     """A site's SecAgg+ overrides."""
 
-    reconstruction_threshold: int | float | None = Field(
+    reconstruction_threshold: StrictInt | StrictFloat | None = Field(
         default=None, description="At least the consortium's threshold (more shares to unmask)."
     )
 
@@ -80,15 +86,16 @@ class SitePolicy(_Frozen):
     """
 
     version: Literal[1] = 1
-    site: str = Field(min_length=1, description="The site id this policy belongs to.")
-    delta: float | None = Field(default=None, gt=0, lt=1, description="At most the consortium's δ.")
-    epsilon_ceiling: float | None = Field(
-        default=None, gt=0, description="At most the consortium's per-run ε ceiling."
+    site: str = Field(description="The site id this policy belongs to.")
+    delta: StrictFloat | None = Field(default=None, gt=0, lt=1,
+                                      description="At most the consortium's δ.")
+    epsilon_ceiling: StrictFloat | StrictInt | None = Field(
+        default=None, gt=0, le=1000, description="At most the consortium's per-run ε ceiling."
     )
-    lifetime_epsilon_ceiling: float | None = Field(
-        default=None, gt=0, description="At most the consortium's lifetime ε ceiling."
+    lifetime_epsilon_ceiling: StrictFloat | StrictInt | None = Field(
+        default=None, gt=0, le=1000, description="At most the consortium's lifetime ε ceiling."
     )
-    min_sites: int | None = Field(
+    min_sites: StrictInt | None = Field(
         default=None, ge=2, description="At least the consortium's minimum sites per round."
     )
     peers: tuple[str, ...] | None = Field(
@@ -96,6 +103,18 @@ class SitePolicy(_Frozen):
     )
     dp: SiteDPPolicy = SiteDPPolicy()
     secagg: SiteSecAggPolicy = SiteSecAggPolicy()
+
+    @field_validator("site")
+    @classmethod
+    def _valid_site(cls, value: str) -> str:
+        return check_site_id(value, what="site")
+
+    @field_validator("peers")
+    @classmethod
+    def _valid_peers(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for i, site in enumerate(value or ()):
+            check_site_id(site, what=f"peers[{i}]")
+        return value
 
     @model_validator(mode="after")
     def _self_in_peers(self) -> SitePolicy:

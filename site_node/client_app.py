@@ -1,26 +1,60 @@
-"""The site node's Flower ClientApp (thin: it only wires Flower to :mod:`site_node.client`).
+"""The site node's Flower ClientApp (thin: it only resolves the node's settings and delegates).
 
 Every training message passes through Flower's ``secaggplus_mod``, so the site's update leaves
-the node only masked.
+the node only masked; the mod's mask generator is replaced first (:mod:`site_node.flower_compat`).
+A node's identity comes from its own configuration (deployment), from the settings the local
+demonstration hands over (:func:`client_app_for`), or, under ``flwr run`` with the run config
+``demo = true`` only, from the embedded example by partition.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from flwr.app import Context
 from flwr.client import Client, ClientApp
 from flwr.client.mod import secaggplus_mod
 
-from consortium import masking
+from site_node import flower_compat
+from site_node.errors import ConfigError
+from site_node.settings import NODE_SITE_ID, NodeSettings, settings_from_node_config
 
-masking.install()  # SecAgg+ masks from ChaCha20 over the full shared secret (see masking)
+flower_compat.install_masking()
 
-def _client_fn(context: Context) -> Client:
-    # Imported here, not at module level: torch and Opacus take seconds to import, and in the
-    # Deployment Engine every message starts a new ClientApp process. Three of SecAgg+'s four
-    # stages are answered by secaggplus_mod alone and never reach this function.
-    from site_node.client import client_for
-
-    return client_for(context).to_client()
+PARTITION_ID = "partition-id"  # set by Flower's simulation engine
 
 
-app = ClientApp(client_fn=_client_fn, mods=[secaggplus_mod])
+def resolve_settings(context: Context, sites: Sequence[NodeSettings] | None) -> NodeSettings:
+    """This node's settings (see the module docstring for where they come from)."""
+    config = context.node_config
+    if sites is not None:
+        pid = int(config[PARTITION_ID])
+        if not 0 <= pid < len(sites):
+            raise ConfigError(f"simulated node {pid} has no site (sites: {len(sites)})")
+        return sites[pid]
+    if NODE_SITE_ID in config or PARTITION_ID not in config:
+        return settings_from_node_config(config)
+    if context.run_config.get("demo") is not True:
+        raise ConfigError("a simulated node has no site identity: use `consortium run`, or pass "
+                          "--run-config 'demo=true' to play the embedded example")
+    from site_node.demo import demo_settings, partition_site
+
+    site = partition_site(int(config[PARTITION_ID]), context.run_config)
+    return demo_settings(site, example_policy=context.run_config.get(
+        "example-site-policies") is True)
+
+
+def client_app_for(sites: Sequence[NodeSettings] | None = None) -> ClientApp:
+    """A ClientApp; with ``sites``, simulated node *i* plays ``sites[i]``."""
+
+    def client_fn(context: Context) -> Client:
+        # torch and Opacus load here, not at import: three of SecAgg+'s four stages are
+        # answered by secaggplus_mod alone and never reach this function.
+        from site_node.client import SiteClient
+
+        return SiteClient(resolve_settings(context, sites)).to_client()
+
+    return ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
+
+
+app = client_app_for()

@@ -1,14 +1,21 @@
-"""The site home: a hospital node's keys, identity and local state.
+"""The site home: a hospital node's keys, identity and local state, and where it lives.
 
-Layout (the directory 0700, private keys 0600)::
+``$SITE_NODE_HOME`` (default ``~/.hospital-consortium/site``) is the one place a site admin's
+commands look; :func:`default_site_home` is its one resolution. The local demonstration
+(``consortium run`` on one machine) plays each hospital with a site home of its own under
+``<site home>/demo/<site>``.
+
+Layout (directories 0700, private keys 0600)::
 
     HOME/
       site.toml                  site id and creation time
       node.key  node.pub         node authentication key (ECDSA P-384, OpenSSH)
-      state/                     the node's local state (``state-dir``: ledger, receipt key)
-      state/receipt-key.pem      receipt-signing key (Ed25519, PEM; where the site's ClientApp
-      state/receipt-key.pub.pem    looks for it, see docs/audit.md)
-      flwr/                      FLWR_HOME of the node's Flower processes (installed app bundles)
+      state/                     the node's local state: never leaves the site
+      state/receipt-key.pem      receipt-signing key (Ed25519) and its public half
+      state/receipt-key.pub.pem
+      state/ledger.sqlite        the privacy ledger (every DP event, every refusal)
+      state/policy.yaml          the site's own policy (optional; it may only tighten)
+      flwr/                      FLWR_HOME of the node's Flower processes
       supernode.log              output of the running SuperNode
       status.json                what `site-node start` last saw (for `site-node status`)
 """
@@ -22,11 +29,15 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from site_node import keys
+import tomli_w
 
+from policies.identity import check_site_id
+from site_node.errors import SiteHomeError
+from site_node.protocol import keys
 
-class SiteHomeError(Exception):
-    """A site home that is missing or already exists."""
+HOME_ENV = "SITE_NODE_HOME"
+SITE_POLICY_FILE = "policy.yaml"
+RECEIPT_KEY_FILE = "receipt-key.pem"
 
 
 @dataclass(frozen=True)
@@ -47,19 +58,24 @@ class SiteHome:
         return self.root / "node.pub"
 
     @property
+    def state_dir(self) -> Path:
+        """Local state (never leaves the site)."""
+        return self.root / "state"
+
+    @property
     def receipt_key(self) -> Path:
         """Receipt-signing private key."""
-        return self.state_dir / "receipt-key.pem"
+        return self.state_dir / RECEIPT_KEY_FILE
 
     @property
     def receipt_pub(self) -> Path:
         """Receipt-signing public key (send to the coordinator)."""
-        return self.state_dir / "receipt-key.pub.pem"
+        return keys.public_path(self.receipt_key)
 
     @property
-    def state_dir(self) -> Path:
-        """Local state (never leaves the site)."""
-        return self.root / "state"
+    def policy(self) -> Path:
+        """The site's own policy file (optional)."""
+        return self.state_dir / SITE_POLICY_FILE
 
     @property
     def flwr_home(self) -> Path:
@@ -80,11 +96,11 @@ class SiteHome:
         """SHA-256 fingerprints of both public keys (to read out to the coordinator)."""
         return {
             "node": keys.node_key_fingerprint(keys.load_node_public_key(self.node_pub)),
-            "receipt": keys.receipt_key_fingerprint(keys.load_receipt_public_key(self.receipt_pub)),
+            "receipt": keys.fingerprint(keys.load_public_key_file(self.receipt_pub)),
         }
 
     def write_status(self, **fields: object) -> None:
-        """Merge ``fields`` into ``status.json``."""
+        """Merge ``fields`` into ``status.json`` (atomically)."""
         current = self.read_status()
         current.update(fields, updated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
         tmp = self.status_file.with_suffix(".tmp")
@@ -92,21 +108,36 @@ class SiteHome:
         os.replace(tmp, self.status_file)
 
     def read_status(self) -> dict[str, object]:
-        """``status.json`` (empty if the node never started)."""
-        if not self.status_file.is_file():
+        """``status.json`` (empty if the node never started or the file is unreadable)."""
+        try:
+            data = json.loads(self.status_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             return {}
-        data: dict[str, object] = json.loads(self.status_file.read_text(encoding="utf-8"))
-        return data
+        return data if isinstance(data, dict) else {}
 
 
 def default_site_home() -> Path:
     """``$SITE_NODE_HOME`` or ``~/.hospital-consortium/site``."""
-    env = os.environ.get("SITE_NODE_HOME")
-    return Path(env) if env else Path.home() / ".hospital-consortium" / "site"
+    env = os.environ.get(HOME_ENV)
+    return Path(env or "~/.hospital-consortium/site").expanduser().resolve()
+
+
+def demo_site_home(site: str) -> Path:
+    """Where the local demonstration keeps the home of the site it plays."""
+    return default_site_home() / "demo" / check_site_id(site)
 
 
 def init_site_home(root: Path, site_id: str) -> SiteHome:
-    """Create a site home with fresh key pairs; refuse to overwrite existing keys."""
+    """Create a site home with fresh key pairs; refuse to overwrite existing keys.
+
+    Raises
+    ------
+    policies.errors.InvalidSiteId
+        For a site id that breaks the one site id rule.
+    SiteHomeError
+        If ``root`` already holds a site identity.
+    """
+    check_site_id(site_id)
     root = Path(root).expanduser().resolve()
     if (root / "site.toml").exists() or (root / "node.key").exists():
         raise SiteHomeError(f"{root} already holds a site identity; refusing to overwrite its keys")
@@ -115,12 +146,10 @@ def init_site_home(root: Path, site_id: str) -> SiteHome:
     home = SiteHome(root, site_id)
     home.state_dir.mkdir(mode=0o700, exist_ok=True)
     keys.generate_node_key(home.node_key, home.node_pub, comment=f"site-node:{site_id}")
-    keys.generate_receipt_key(home.receipt_key, home.receipt_pub)
+    keys.generate_signing_key(home.receipt_key)
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    (root / "site.toml").write_text(
-        f"[site]\nsite-id = {json.dumps(site_id)}\ncreated-at = {json.dumps(created)}\n",
-        encoding="utf-8",
-    )
+    document = {"site": {"site-id": site_id, "created-at": created}}
+    (root / "site.toml").write_text(tomli_w.dumps(document), encoding="utf-8")
     return home
 
 
@@ -128,7 +157,22 @@ def load_site_home(root: Path) -> SiteHome:
     """Read a site home created by :func:`init_site_home`."""
     root = Path(root).expanduser().resolve()
     config = root / "site.toml"
-    if not config.is_file():
-        raise SiteHomeError(f"{root} is not a site home (no site.toml); run `site-node init`")
-    data = tomllib.loads(config.read_text(encoding="utf-8"))
-    return SiteHome(root, str(data["site"]["site-id"]))
+    try:
+        data = tomllib.loads(config.read_text(encoding="utf-8"))
+        site = check_site_id(data["site"]["site-id"], what=f"{config}: site.site-id")
+    except FileNotFoundError:
+        raise SiteHomeError(f"{root} is not a site home (no site.toml); run `site-node init`") \
+            from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SiteHomeError(f"{config} is unreadable or invalid: {exc}") from None
+    return SiteHome(root, site)
+
+
+def ensure_site_home(root: Path, site_id: str) -> SiteHome:
+    """The site home at ``root`` for ``site_id``, created first if there is none."""
+    if not (Path(root) / "site.toml").exists():
+        return init_site_home(root, site_id)
+    home = load_site_home(root)
+    if home.site_id != site_id:
+        raise SiteHomeError(f"{home.root} belongs to site {home.site_id!r}, not {site_id!r}")
+    return home

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from site_node.data import NUM_FEATURES
+from site_node.data.heart_disease import NUM_FEATURES
 
 
 def build_model(num_features: int = NUM_FEATURES) -> nn.Module:

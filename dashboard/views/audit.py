@@ -7,7 +7,7 @@ import logging
 import pandas as pd
 import streamlit as st
 
-from consortium.store import StoreError
+from consortium.errors import ConsortiumError, StoreError
 from dashboard import data, frames, ui
 
 
@@ -56,18 +56,16 @@ def _body(rd: data.RunData) -> None:
 def _receipts(path: str, run_id: str) -> None:
     st.subheader("Signed receipts and auditor report")
     try:
-        tables = data.load_audit_tables(path)
+        tables = data.load_audit_tables(path, run_id)
     except StoreError as exc:
         ui.show_store_error(path, exc)
         return
-    if not tables:
-        st.info("Signed receipts and the auditor report are not available in this store yet: "
-                "it holds no receipts table. They will appear here once the consortium "
-                "server records them.", icon=":material/receipt_long:")
+    if tables["audit_log"].empty:
+        st.info("This run has no audit log entries in this store yet: signed receipts and the "
+                "auditor report appear here once the consortium server records them.",
+                icon=":material/receipt_long:")
         return
     for name, table in tables.items():
-        if "run_id" in table.columns:
-            table = table[table["run_id"] == run_id]
         st.markdown(f"**{name}** ({len(table)} rows for this run)")
         st.dataframe(table, hide_index=True)
         st.download_button(f"Download {name} (CSV)", table.to_csv(index=False).encode(),
@@ -85,8 +83,8 @@ def auditor_report(
 ) -> bytes | None:
     """The auditor's HTML report for a run, or ``None`` while none can be produced.
 
-    The report needs the signed audit log (table ``audit_log``); it is built, verification
-    included, by :mod:`consortium.audit_report`, which never imports torch, Flower or Opacus.
+    The report needs the run's signed audit log entries; it is built, verification included,
+    by :mod:`consortium.audit.report`, which never imports torch, Flower or Opacus.
     It is cached per store, run and log length, so a page rerun does not re-verify.
     """
     log = tables.get("audit_log")
@@ -100,12 +98,12 @@ def auditor_report(
 @st.cache_data(show_spinner="Verifying the audit trail…", max_entries=16)
 def _report_html(store_path: str, run_id: str, entries: int) -> bytes | None:
     del entries  # part of the cache key only
-    from consortium.audit_html import render_html
-    from consortium.audit_report import build_report
+    from consortium.audit.html import render_html
+    from consortium.audit.report import build_report
 
     try:
         return render_html(build_report(store_path, run_id)).encode("utf-8")
-    except Exception:  # the page must render whatever the store holds
+    except (ConsortiumError, ValueError, KeyError, OSError):  # render whatever the store holds
         logging.getLogger(__name__).exception("auditor report for run %s failed", run_id)
         return None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from consortium.store import StoreError
+from consortium.errors import StoreError
 from dashboard import charts, data, frames, ui
 from dashboard.config import site_name
 

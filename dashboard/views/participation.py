@@ -58,7 +58,7 @@ def _secagg(secagg_json: str) -> None:
         st.warning(f"The run's SecAgg+ parameters are unreadable ({error}).")
         return
     shown = [("num_shares", "Shares"), ("reconstruction_threshold", "Reconstruction threshold"),
-             ("timeout", "Timeout (s)"), ("clipping_range", "Clipping range")]
+             ("timeout_s", "Timeout (s)"), ("clipping_range", "Clipping range")]
     cols = st.columns(len(shown))
     for col, (key, label) in zip(cols, shown, strict=True):
         col.metric(label, str(params.get(key, "–")))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
-from consortium.store import StoreError
+from consortium.errors import StoreError
 from dashboard import charts, data, frames, ui
 
 
@@ -71,11 +70,11 @@ def _body(rd: data.RunData) -> None:
 def _lifetime(path: str, run_id: str) -> None:
     st.subheader("Lifetime budget")
     try:
-        receipts = data.load_audit_tables(path).get("receipts")
+        receipts = data.load_audit_tables(path, run_id)["receipts"]
     except StoreError as exc:
         ui.show_store_error(path, exc)
         return
-    life = frames.lifetime_frame(receipts if receipts is not None else pd.DataFrame(), run_id)
+    life = frames.lifetime_frame(receipts, run_id)
     if life.empty:
         st.info("Each site keeps its lifetime budget (every run it ever joined) in its own "
                 "ledger; it appears here once the store holds the sites' signed receipts.",

@@ -1,0 +1,66 @@
+"""The audit trail of one run: what the consortium server logs, and when.
+
+:class:`RunAudit` is the workflow's only contact with the audit log. At run start it logs the
+policy, the membership and the mode (``local-demo`` runs say so on every run: the demonstration
+provisioned the sites' keys itself); after every round it stores each accepted receipt, logs
+every rejected reply as a security event, and logs the round with who trained, who refused and
+why; at the end it logs why the run stopped. The workflow calls :meth:`RunAudit.round` inside
+the round's transaction, so the round, its receipts and its entries commit together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from consortium.audit.log import AuditLog
+from consortium.run.attribution import FitJudgement, Rejection
+from consortium.store.records import RunRecord
+
+log = logging.getLogger(__name__)
+
+RUN_START, RUN_STOP, ROUND, ROUND_FAILED = "run-start", "run-stop", "round", "round-failed"
+
+
+class RunAudit:
+    """Audit logging for one run.
+
+    Parameters
+    ----------
+    log : AuditLog
+        The run store's audit log, opened with the consortium's key.
+    run : RunRecord
+        The run being audited.
+    """
+
+    def __init__(self, audit_log: AuditLog, run: RunRecord) -> None:
+        self.log = audit_log
+        self.run = run
+
+    def start(self) -> None:
+        """Log the run start: policy, membership, engine and mode."""
+        r = self.run
+        self.log.append(RUN_START, {
+            "engine": r.engine, "mode": r.mode, "policy_sha256": r.policy_sha256,
+            "policy_json": r.policy_json, "sites": list(r.sites),
+            "rounds_planned": r.rounds_planned}, r.run_id)
+
+    def round(self, rnd: int, judgement: FitJudgement, *, failures: int, status: str,
+              reason: str | None, eval_rejections: Sequence[Rejection] = ()) -> None:
+        """Store the round's accepted receipts, log its rejections and the round itself."""
+        run_id = self.run.run_id
+        for t in judgement.trained:
+            self.log.store_receipt(run_id, t.signed, t.key.fingerprint)
+        for rej in [*judgement.rejections, *eval_rejections]:
+            self.log.security_event(run_id, f"reply rejected: {rej.reason}", round=rnd,
+                                    node_id=rej.node_id, claimed_site=rej.claimed_site)
+        self.log.append(ROUND if reason is None else ROUND_FAILED, {
+            "round": rnd, "status": status,
+            "sites_with_receipt": sorted(t.site for t in judgement.trained),
+            "refusals": dict(sorted(judgement.refusals.items())),
+            "rejected": len(judgement.rejections), "failures": failures, "reason": reason,
+        }, run_id)
+
+    def finish(self, status: str, reason: str) -> None:
+        """Log why the run stopped."""
+        self.log.append(RUN_STOP, {"status": status, "reason": reason}, self.run.run_id)

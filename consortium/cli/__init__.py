@@ -1,0 +1,43 @@
+"""The coordinator's command line: ``consortium run | export | dashboard | policy | audit`` and
+the deployed mode's ``init | serve | enroll | sites | revoke``.
+
+Commands only parse their options and delegate. Every error of the consortium, its policies,
+the site node code it runs and the protocol is reported as one clear line and a non-zero exit
+(2 for a wrong value, 1 otherwise), never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+
+from consortium.cli import audit, deploy, policy, run
+from consortium.errors import ConsortiumError
+from policies.errors import PolicyError
+from site_node.errors import SiteNodeError
+from site_node.protocol.errors import ProtocolError
+
+app = typer.Typer(
+    help="Coordinate a hospital consortium: federated runs with DP-SGD at every site and "
+    "SecAgg+ at the server, their export, the live dashboard, policies, audits and the "
+    "deployed SuperLink.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+run.register_commands(app)
+deploy.register_commands(app)
+app.add_typer(policy.policy_app, name="policy")
+app.add_typer(audit.audit_app, name="audit")
+err = Console(stderr=True, soft_wrap=True)
+
+
+def main() -> None:
+    """Console entry point."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except (ConsortiumError, PolicyError, SiteNodeError, ProtocolError) as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2 if isinstance(exc, ValueError) else 1)

@@ -1,0 +1,134 @@
+"""Coordinator commands of the deployed mode: ``init``, ``serve``, ``enroll``, ``sites``,
+``revoke`` and ``submit``.
+
+Logic lives in :mod:`consortium.deployment`; these commands only parse options and print.
+Errors propagate to the ``consortium`` app's one handler.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from consortium.cli.options import HomeOpt, StoreOpt
+from consortium.deployment import membership, submit, superlink
+from consortium.deployment.setup import DEFAULT_PORT, Deployment, init_deployment, load_deployment
+from consortium.home import open_home
+from consortium.store.records import RoundRecord
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _deployment(home: Path | None) -> Deployment:
+    return load_deployment(open_home(home))
+
+
+def init(
+    home: HomeOpt = None,
+    host: Annotated[list[str] | None, typer.Option("--host", help="DNS name sites dial.")] = None,
+    ip: Annotated[list[str] | None, typer.Option("--ip", help="IP address sites dial.")] = None,
+    port: Annotated[int, typer.Option(help="SuperLink port.", min=1, max=65535)] = DEFAULT_PORT,
+    bind: Annotated[str, typer.Option(help="Address the SuperLink binds to.")] = "127.0.0.1",
+) -> None:
+    """Set up the consortium home for deployment: CA, SuperLink certificate, settings."""
+    hosts, ips = host or [], ip or []
+    if not hosts and not ips:
+        hosts, ips = ["localhost"], ["127.0.0.1"]
+    dep = init_deployment(open_home(home), hosts, ips, port=port, bind_host=bind)
+    console.print(f"Set up [bold]{dep.home.root}[/] for deployment")
+    console.print(f"  SuperLink address : {dep.address} (binds {dep.bind_host})")
+    console.print(f"  CA for the sites  : {dep.home.ca_cert}")
+    console.print(f"  policy to review  : {dep.home.policy}")
+    console.print(f"  Next: consortium serve --home {dep.home.root}")
+
+
+def enroll(
+    site_id: Annotated[str, typer.Argument(help="The site's id, e.g. cleveland.")],
+    node_key: Annotated[Path, typer.Option("--node-key", help="The site's node.pub.")],
+    receipt_key: Annotated[Path, typer.Option(
+        "--receipt-key", help="The site's receipt-key.pub.pem.")],
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Admit a site: register its node key with the SuperLink, enrol its receipt key."""
+    member = membership.enroll(_deployment(home), site_id, node_key, receipt_key, store)
+    console.print(f"Enrolled [bold]{member.site_id}[/] as node {member.node_id}")
+    console.print(f"  node key    {member.node_fingerprint}")
+    console.print(f"  receipt key {member.receipt_fingerprint}")
+    console.print("  Compare both fingerprints with the site admin before they start the node.")
+
+
+def sites(home: HomeOpt = None, store: StoreOpt = None) -> None:
+    """List members: site id, node, key fingerprints, enrolment time, status."""
+    table = Table("site", "node", "node key", "receipt key", "enrolled at", "status", "mode")
+    for m in membership.members(_deployment(home), store):
+        table.add_row(m.site_id, str(m.node_id or "-"), m.node_fingerprint or "-",
+                      m.receipt_fingerprint[:16] + "…", m.enrolled_at, m.status, m.mode)
+    console.print(table)
+
+
+def revoke(
+    site_id: Annotated[str, typer.Argument(help="The site to remove.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] =
+    "revoked by the coordinator",
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Revoke a site: unregister its node key (it can no longer connect); logged."""
+    member = membership.revoke(_deployment(home), site_id, reason, store)
+    console.print(f"Revoked [bold]{member.site_id}[/] (node {member.node_id})")
+
+
+def serve(
+    home: HomeOpt = None,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="DANGER: plaintext, no node authentication.")] = False,
+) -> None:
+    """Run the SuperLink with TLS and node authentication (foreground; Ctrl-C stops it)."""
+    if insecure:
+        err_console.print(f"[bold red]{superlink.INSECURE_WARNING}[/]")
+    dep = _deployment(home)
+    console.print(f"Serving on {dep.bind_host}:{dep.port} (TLS, node auth)")
+    raise typer.Exit(code=superlink.run_foreground(dep, insecure=insecure))
+
+
+def submit_cmd(
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+    federation: Annotated[str | None, typer.Option(
+        help="SuperLink connection name (default: the home's).")] = None,
+    policy: Annotated[Path | None, typer.Option(help="Policy file (default: the home's).")
+                      ] = None,
+    rounds: Annotated[int | None, typer.Option(help="Rounds (default: the policy's).",
+                                               min=1)] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the initial model.", min=0)] = None,
+) -> None:
+    """Submit a consortium run to the running SuperLink and follow it round by round."""
+    dep = _deployment(home)
+    target = store or dep.home.store
+    config = submit.run_config(target, policy or dep.home.policy, rounds, seed,
+                               submit.new_run_id())
+    sub = submit.submit(dep, federation or dep.federation, config)
+    console.print(f"Submitted run {sub.run_id} (Flower run {sub.flower_run_id})")
+
+    def show(rec: RoundRecord) -> None:
+        acc = "—" if rec.accuracy_mean is None else f"{rec.accuracy_mean:.3f}"
+        why = f" ({rec.failure_reason})" if rec.failure_reason else ""
+        console.print(f"round {rec.round} {rec.status}, mean accuracy {acc}{why}",
+                      highlight=False)
+
+    status = submit.follow(dep, federation or dep.federation, sub, on_round=show)
+    console.print(f"Run {status}; results in {target} (`consortium export --store {target} "
+                  f"--run {sub.run_id}`)")
+
+
+def register_commands(app: typer.Typer) -> None:
+    """Add the coordinator's deployment commands to the ``consortium`` app."""
+    for fn in (init, enroll, sites, revoke, serve):
+        app.command(fn.__name__)(fn)
+    app.command("submit")(submit_cmd)

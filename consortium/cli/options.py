@@ -1,0 +1,42 @@
+"""Options and settings every ``consortium`` command shares."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from consortium.home import default_store_path, open_home
+
+StoreOpt = Annotated[Path | None, typer.Option(
+    "--store", help="Run store (default: runs.sqlite in the consortium home, "
+    "$HOSPITAL_CONSORTIUM_HOME or ~/.hospital-consortium).")]
+HomeOpt = Annotated[Path | None, typer.Option(
+    "--home", help="Consortium home (default: $HOSPITAL_CONSORTIUM_HOME or "
+    "~/.hospital-consortium).")]
+
+
+def store_path(store: Path | None) -> Path:
+    """The run store a command uses."""
+    return (store or default_store_path()).expanduser().resolve()
+
+
+def home_path(home: Path | None) -> Path:
+    """The consortium home a command uses."""
+    return open_home(home).root
+
+
+def configure_logging(verbose: bool) -> None:
+    """Quiet the libraries' logs and known-noisy warnings unless ``verbose``."""
+    level = logging.INFO if verbose else logging.WARNING
+    logging.getLogger().setLevel(level)
+    for name in ("flwr", "ray", "opacus"):
+        logging.getLogger(name).setLevel(level if verbose else logging.ERROR)
+    if not verbose:
+        # Flower warns that run_simulation is deprecated in favour of `flwr run`: the local
+        # demonstration uses it on purpose, to follow rounds in-process (see the README).
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"flwr\..*")
+        warnings.filterwarnings("ignore", message=".*run_simulation.*")

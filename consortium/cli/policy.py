@@ -1,0 +1,100 @@
+"""``consortium policy``: validate policy files and show each site's effective policy.
+
+Registered in ``consortium/cli.py`` with ``app.add_typer(policy_app, name="policy")``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from policies.effective import EffectivePolicy, effective_policy
+from policies.errors import PolicyError
+from policies.loader import LoadedPolicy, LoadedSitePolicy, load_any_policy, load_policy
+
+policy_app = typer.Typer(
+    help="Validate consortium and site privacy policies.", no_args_is_help=True
+)
+console = Console()
+
+
+def _split(files: list[Path]) -> tuple[LoadedPolicy, list[LoadedSitePolicy]]:
+    consortium: list[LoadedPolicy] = []
+    sites: list[LoadedSitePolicy] = []
+    for file in files:
+        loaded = load_any_policy(file)
+        if isinstance(loaded, LoadedSitePolicy):
+            sites.append(loaded)
+        else:
+            consortium.append(loaded)
+    if len(consortium) > 1:
+        raise PolicyError(
+            f"{consortium[1].source}: more than one consortium policy given "
+            f"(also {consortium[0].source})"
+        )
+    return (consortium[0] if consortium else load_policy()), sites
+
+
+def effective_policies(files: list[Path]) -> tuple[LoadedPolicy, list[EffectivePolicy]]:
+    """The consortium policy and every member site's effective policy.
+
+    Sites without a file among ``files`` run under the consortium policy unchanged.
+
+    Raises
+    ------
+    PolicyError
+        Naming the file and the field of the first invalid or loosening policy.
+    """
+    consortium, sites = _split(files)
+    by_site = {s.policy.site: s for s in sites}
+    result = []
+    for loaded in sites:
+        try:
+            result.append(effective_policy(consortium.policy, loaded.policy))
+        except PolicyError as exc:
+            raise PolicyError(f"{loaded.source}: {exc}") from None
+    for site in consortium.policy.sites:
+        if site not in by_site:
+            result.append(effective_policy(consortium.policy, site))
+    return consortium, sorted(result, key=lambda e: e.site)
+
+
+def _table(consortium: LoadedPolicy, policies: list[EffectivePolicy]) -> Table:
+    table = Table(title=f"Effective policies (consortium {consortium.sha256[:16]}…)")
+    table.add_column("site", no_wrap=True, min_width=11)
+    for col in ("δ", "ε/run", "ε lifetime", "noise / target ε", "clip", "q", "epochs", "acct",
+                "min sites", "sha256"):
+        table.add_column(col)
+    for e in policies:
+        noise = (f"σ={e.dp.noise_multiplier:g}" if e.dp.noise_multiplier is not None
+                 else f"ε*={e.dp.target_epsilon:g}")
+        table.add_row(e.site, f"{e.delta:g}", f"{e.epsilon_ceiling:g}",
+                      f"{e.lifetime_epsilon_ceiling:g}", noise, f"{e.dp.max_grad_norm:g}",
+                      f"{e.dp.sample_rate:g}", str(e.dp.local_epochs), e.dp.accountant,
+                      str(e.min_sites), e.sha256[:16] + "…")
+    return table
+
+
+@policy_app.command("check")
+def check(
+    files: Annotated[
+        list[Path], typer.Argument(help="Consortium and/or site policy YAML files.")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the effective policies as JSON.")
+    ] = False,
+) -> None:
+    """Validate policy files and print the effective policy of every member site.
+
+    Exits 2 with the file and field of the first invalid or loosening policy.
+    """
+    consortium, policies = effective_policies(files)
+    if as_json:
+        typer.echo("[" + ",".join(e.model_dump_json() for e in policies) + "]")
+        return
+    console.print(f"consortium policy {consortium.source}: sha256 {consortium.sha256}")
+    console.print(_table(consortium, policies))

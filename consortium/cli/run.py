@@ -1,0 +1,157 @@
+"""``consortium run | export | dashboard``: the local demonstration, its export, the dashboard.
+
+``consortium run`` resolves the plan, prepares the demonstration's sites, runs Flower's
+simulation with a progress bar, and ends with a table; ``export`` prints the documented JSON;
+``dashboard`` serves the Streamlit app on the run store.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from consortium.cli.options import StoreOpt, configure_logging, store_path
+from consortium.run.plan import RunPlan, make_plan
+from consortium.store.records import RUN_FAILED, RoundRecord
+from consortium.store.run_store import RunStore
+
+console = Console()
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def round_table(plan: RunPlan, rounds: list[RoundRecord]) -> Table:
+    """Round, status, mean accuracy and each site's cumulative ε (at its δ)."""
+    sites = plan.loaded.policy.sites
+    table = Table(title=f"Run {plan.run_id}")
+    table.add_column("round", justify="right")
+    table.add_column("status")
+    table.add_column("mean acc", justify="right")
+    for site in sites:
+        table.add_column(f"ε {site}", justify="right")
+    for r in rounds:
+        eps = {s.site: s.epsilon for s in r.sites}
+        table.add_row(str(r.round), r.status, _fmt(r.accuracy_mean),
+                      *(_fmt(eps.get(site)) for site in sites))
+    return table
+
+
+def _announce(plan: RunPlan) -> None:
+    p = plan.loaded.policy
+    console.print(
+        f"Run [bold]{plan.run_id}[/] (local demonstration): {len(p.sites)} sites, {plan.rounds} "
+        f"rounds, DP-SGD σ={plan.noise_multiplier:.4f} q={p.dp.sample_rate} "
+        f"C={p.dp.max_grad_norm}, ε ceiling {p.epsilon_ceiling} at δ={p.delta}, SecAgg+ every "
+        f"round\npolicy {plan.loaded.source} (sha256 {plan.policy_sha256[:16]}…)"
+        + ("; example site policies in force" if plan.example_site_policies else "")
+        + f"\nstore {plan.store_path}", highlight=False,
+    )
+
+
+def run(
+    rounds: Annotated[int, typer.Option(help="Rounds (0: the policy's).", min=0)] = 0,
+    store: StoreOpt = None,
+    policy: Annotated[Path | None, typer.Option(
+        help="Consortium policy YAML (default: the embedded one).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the initial model.", min=0)] = 0,
+    example_site_policies: Annotated[bool, typer.Option(
+        "--example-site-policies",
+        help="Let the demonstration's hospitals apply the example site policies in "
+        "policies/sites/ (each may only tighten the consortium's).")] = False,
+    verbose: Annotated[bool, typer.Option(help="Show Flower's protocol log.")] = False,
+) -> None:
+    """Run the local demonstration: every member hospital on this machine, on Flower's
+    simulation engine, with DP-SGD at every site and SecAgg+ every round."""
+    from consortium.run.demo import check_store, demo_sites
+    from consortium.run.simulation import simulate
+
+    configure_logging(verbose)
+    plan = make_plan(policy_path=policy, store_path=store_path(store), rounds=rounds, seed=seed,
+                     demo=True, example_site_policies=example_site_policies)
+    sites = demo_sites(plan)
+    check_store(plan)
+    _announce(plan)
+    done: list[RoundRecord] = []
+    columns = (TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=verbose) as progress:
+        task = progress.add_task("starting Flower simulation…", total=plan.rounds)
+
+        def on_round(rec: RoundRecord) -> None:
+            done.append(rec)
+            progress.update(task, advance=1, description=f"round {rec.round} {rec.status}, "
+                            f"mean acc {_fmt(rec.accuracy_mean)}")
+
+        outcome = simulate(plan, sites, on_round=on_round, verbose=verbose)
+    console.print(round_table(plan, done))
+    for rec in done:
+        if rec.failure_reason:
+            console.print(f"round {rec.round} failed: {rec.failure_reason}", highlight=False)
+    console.print(f"Run ended: [bold]{outcome.status}[/] ({outcome.reason}); "
+                  f"{outcome.rounds_ok} round(s) ok, {outcome.rounds_failed} failed.")
+    console.print(f"Export: consortium export --store {plan.store_path} --run {plan.run_id}\n"
+                  f"Dashboard: consortium dashboard --store {plan.store_path}", highlight=False)
+    raise typer.Exit(1 if outcome.status == RUN_FAILED else 0)
+
+
+def export(
+    store: StoreOpt = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Run id (default: latest).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Output format (json).")] = "json",
+) -> None:
+    """Print a run (default: the latest) as documented JSON (run-export/v2)."""
+    from consortium.store.export import export_run
+
+    if fmt != "json":
+        raise typer.BadParameter(f"unsupported format {fmt!r} (supported: json)",
+                                 param_hint="--format")
+    with RunStore(store_path(store), readonly=True) as rs:
+        data = export_run(rs, run_id)
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def streamlit_command(store: Path, port: int, host: str) -> list[str]:
+    """The ``streamlit run`` command line that serves the dashboard on ``store``."""
+    spec = importlib.util.find_spec("dashboard")
+    if spec is None or spec.origin is None:
+        raise typer.BadParameter("the dashboard package is not installed")
+    app = Path(spec.origin).parent / "app.py"
+    return [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+            "--server.address", host, "--server.headless", "true",
+            "--browser.gatherUsageStats", "false", "--", "--store", str(store)]
+
+
+def dashboard(
+    store: StoreOpt = None,
+    port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = 8501,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Serve the live dashboard for coordinators and auditors (reads the store only).
+
+    Ctrl-C or SIGTERM stops the Streamlit server too.
+    """
+    from site_node.deployment.processes import wait_foreground
+
+    path = store_path(store)
+    console.print(f"Dashboard on [bold]http://{host}:{port}[/] for {path} (Ctrl-C to stop)")
+    proc = subprocess.Popen(streamlit_command(path, port, host))
+    code = wait_foreground(proc)
+    raise typer.Exit(0 if code in (0, 130, -2, -15) else code)
+
+
+def register_commands(app: typer.Typer) -> None:
+    """Add ``run``, ``export`` and ``dashboard`` to the ``consortium`` app."""
+    app.command("run")(run)
+    app.command("export")(export)
+    app.command("dashboard")(dashboard)

@@ -1,0 +1,116 @@
+"""A whole deployed consortium on one machine: for the demo, the benchmark and the tests.
+
+It goes through the same steps as the two-machine guide (docs/deployment.md), with real
+processes on 127.0.0.1: ``consortium init``, ``serve``, ``site-node init``, ``enroll``,
+``site-node start`` for every hospital, then ``flwr run`` against the SuperLink. Every process
+it starts is stopped by :meth:`LocalDeployment.close` (also on errors; use it as a context
+manager).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from consortium.deployment import membership, submit, superlink
+from consortium.deployment.setup import Deployment, init_deployment
+from consortium.home import open_home
+from consortium.store.records import RoundRecord
+from site_node.data.heart_disease import SITE_IDS, embedded_csv
+from site_node.deployment import processes
+from site_node.deployment.supernode import NodeSettings, RunningNode, start
+from site_node.home import SiteHome, init_site_home
+
+log = logging.getLogger(__name__)
+
+
+class LocalDeployment:
+    """A consortium home, a SuperLink and site nodes under one working directory.
+
+    Parameters
+    ----------
+    workdir : Path
+        Empty directory for the consortium home and the site homes.
+    sites : sequence of str
+        Site ids (default: the four hospitals).
+    """
+
+    def __init__(self, workdir: Path, sites: Sequence[str] = SITE_IDS) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.sites = list(sites)
+        home = open_home(self.workdir / "consortium")
+        self.dep: Deployment = init_deployment(home, port=processes.free_port())
+        self.site_homes: dict[str, SiteHome] = {
+            s: init_site_home(self.workdir / "sites" / s, s) for s in self.sites
+        }
+        self.link: subprocess.Popen[bytes] | None = None
+        self.nodes: dict[str, RunningNode] = {}
+
+    def __enter__(self) -> LocalDeployment:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def serve(self) -> None:
+        """Start the SuperLink (TLS, node authentication)."""
+        self.link = superlink.start(self.dep)
+
+    def enroll_all(self) -> None:
+        """Enroll every site's keys."""
+        for site, sh in self.site_homes.items():
+            membership.enroll(self.dep, site, sh.node_pub, sh.receipt_pub)
+
+    def settings(self, **overrides: Any) -> NodeSettings:
+        """Node settings pointing at this SuperLink (a fresh local port each call)."""
+        values: dict[str, Any] = {
+            "superlink": self.dep.address, "ca_cert": self.dep.home.ca_cert,
+            "data_path": embedded_csv(), "runtime_port": processes.free_port(),
+        }
+        values.update(overrides)
+        return NodeSettings(**values)
+
+    def start_node(self, site: str, **overrides: Any) -> RunningNode:
+        """Start one site's SuperNode and wait until it is admitted (raises if refused)."""
+        node = start(self.site_homes[site], self.settings(**overrides))
+        self.nodes[site] = node
+        return node
+
+    def start_all(self, warm: bool = True) -> None:
+        """Start every site's SuperNode (``warm``: with the forking ClientApp launcher)."""
+        for site in self.sites:
+            self.start_node(site, warm=warm)
+
+    def run(self, rounds: int, on_round: Callable[[RoundRecord], None] | None = None,
+            seed: int = 0, timeout_s: float = 600.0) -> submit.Submission:
+        """Submit a consortium run with ``rounds`` rounds and follow it until it finishes."""
+        config = submit.run_config(self.dep.home.store, self.dep.home.policy, rounds, seed,
+                                   submit.new_run_id())
+        sub = submit.submit(self.dep, self.dep.federation, config)
+        submit.follow(self.dep, self.dep.federation, sub, on_round=on_round,
+                      timeout_s=timeout_s)
+        return sub
+
+    def stop_node(self, site: str) -> None:
+        """Stop one site's SuperNode (and its helpers)."""
+        node = self.nodes.pop(site, None)
+        if node is not None:
+            node.stop()
+
+    def close(self) -> None:
+        """Stop every process this deployment started."""
+        for site in list(self.nodes):
+            self.stop_node(site)
+        if self.link is not None:
+            processes.stop(self.link)
+            self.link = None
+
+    @property
+    def store(self) -> Path:
+        """The run store deployed runs land in."""
+        return self.dep.home.store

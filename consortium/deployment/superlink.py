@@ -1,0 +1,152 @@
+"""The consortium's SuperLink: starting it with TLS and node authentication, and talking to it.
+
+The SuperLink serves one port (Fleet, Control and Runtime APIs over HTTPS). Node keys are
+registered through its Control API with Flower's own CLI (``flwr supernode register``), using
+the connection that :mod:`consortium.deployment.setup` wrote to ``FLWR_HOME/config.toml``;
+the SuperLink must
+be running for that. Its state lives in ``superlink.db`` so registrations survive restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from pathlib import Path
+
+from consortium.deployment import certificates
+from consortium.deployment.setup import Deployment
+from consortium.errors import SuperLinkError
+from consortium.home import HOME_ENV
+from site_node.deployment import processes
+
+log = logging.getLogger(__name__)
+
+INSECURE_WARNING = (
+    "!!! --insecure: the SuperLink will accept PLAINTEXT connections WITHOUT node authentication."
+    " Model updates, metrics and privacy figures travel unencrypted and any process can join."
+    " Never use this outside a throwaway test on one machine. !!!"
+)
+
+
+def server_env(dep: Deployment) -> dict[str, str]:
+    """Environment of the SuperLink and the ServerApp it starts.
+
+    ``FLWR_HOME`` keeps Flower's files in the consortium home; ``HOSPITAL_CONSORTIUM_HOME`` makes
+    the ServerApp sign the audit log with the home's ``consortium-key.pem`` (see docs/audit.md).
+    """
+    return processes.tool_env(
+        {"FLWR_HOME": str(dep.home.flwr_home), HOME_ENV: str(dep.home.root)}
+    )
+
+
+def command(dep: Deployment, insecure: bool = False) -> list[str]:
+    """The ``flower-superlink`` command line for ``dep``."""
+    args = [
+        processes.tool("flower-superlink"),
+        "--host",
+        dep.bind_host,
+        "--port",
+        str(dep.port),
+        "--database",
+        str(dep.home.database),
+        "--disable-runtime-dependency-installation",
+    ]
+    if insecure:
+        return [*args, "--insecure"]
+    return [
+        *args,
+        "--ssl-ca-certfile",
+        str(dep.home.ca_cert),
+        "--ssl-certfile",
+        str(dep.home.server_cert),
+        "--ssl-keyfile",
+        str(dep.home.server_key),
+        "--enable-supernode-auth",
+    ]
+
+
+def preflight(dep: Deployment, insecure: bool = False) -> None:
+    """Check the certificates and that the port is free before starting the SuperLink.
+
+    Raises
+    ------
+    SuperLinkError
+        Naming the problem (expired or mismatched certificate, port in use).
+    """
+    if not insecure:
+        try:
+            certificates.check_server_chain(dep.home.ca_cert, dep.home.server_cert,
+                                            dep.home.server_key)
+        except certificates.CertificateProblem as err:
+            raise SuperLinkError(f"cannot serve with this certificate: {err}") from err
+    if processes.port_open(dep.bind_host, dep.port, 0.5):
+        raise SuperLinkError(
+            f"{dep.bind_host}:{dep.port} is already in use (is a SuperLink already running?)"
+        )
+
+
+def start(
+    dep: Deployment, insecure: bool = False, timeout_s: float = 60.0
+) -> subprocess.Popen[bytes]:
+    """Start the SuperLink in the background (log ``logs/superlink.log``); wait until it listens."""
+    preflight(dep, insecure)
+    if insecure:
+        log.warning(INSECURE_WARNING)
+    log_file = dep.home.log_dir / "superlink.log"
+    proc = processes.spawn(command(dep, insecure), log_file, env=server_env(dep))
+    if not processes.wait_for_port(dep.bind_host, dep.port, timeout_s, proc):
+        processes.stop(proc)
+        raise SuperLinkError(
+            f"the SuperLink did not start listening on {dep.bind_host}:{dep.port}; "
+            f"see {dep.home.log_dir / 'superlink.log'}"
+        )
+    return proc
+
+
+def run_foreground(dep: Deployment, insecure: bool = False) -> int:
+    """Run the SuperLink in the foreground until it exits or is interrupted; its exit code."""
+    preflight(dep, insecure)
+    if insecure:
+        log.warning(INSECURE_WARNING)
+    proc = subprocess.Popen(command(dep, insecure), env=server_env(dep))
+    return processes.wait_foreground(proc)
+
+
+def flwr_cli(
+    dep: Deployment, *args: str, connection: str | None = None, timeout_s: float = 60.0
+) -> dict[str, object]:
+    """Run ``flwr ARGS CONNECTION --format json`` (default: the consortium's connection)."""
+    env = processes.tool_env({"FLWR_HOME": str(dep.home.flwr_home)})
+    argv = [processes.tool("flwr"), *args, connection or dep.federation, "--format", "json"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout_s)
+    try:
+        reply: dict[str, object] = json.loads(done.stdout[done.stdout.find("{") :])
+    except ValueError as err:
+        raise SuperLinkError(f"`flwr {args[0]} {args[1]}` failed: {done.stderr.strip()}") from err
+    if not reply.get("success"):
+        message = str(reply.get("error-message", "unknown error"))
+        if "unavailable" in message.lower():
+            message = (
+                f"the SuperLink at {dep.address} is not reachable; start it with "
+                "`consortium serve` (registration goes through its Control API)"
+            )
+        raise SuperLinkError(message)
+    return reply
+
+
+def register_node(dep: Deployment, public_key: Path, name: str) -> int:
+    """Register a node's public key with the SuperLink; returns the node id."""
+    reply = flwr_cli(dep, "supernode", "register", str(public_key), "--name", name)
+    return int(str(reply["node-id"]))
+
+
+def unregister_node(dep: Deployment, node_id: int) -> None:
+    """Unregister a node: its key can no longer connect (an online node is disconnected)."""
+    flwr_cli(dep, "supernode", "unregister", str(node_id))
+
+
+def list_nodes(dep: Deployment) -> list[dict[str, object]]:
+    """The SuperLink's view of the nodes (id, status, online since ...)."""
+    nodes = flwr_cli(dep, "supernode", "ls")["nodes"]
+    return list(nodes) if isinstance(nodes, list) else []

@@ -1,0 +1,88 @@
+"""Every touch of Flower's internals on the server's side, in one place, for Flower 1.42.0.
+
+- :func:`install_masking`: Flower's SecAgg+ server workflow reconstructs masks with a weak
+  generator (``pseudo_rand_gen``); replace it with the sites' ChaCha20 generator
+  (:func:`site_node.protocol.masking.chacha20_masks`), or unmasking would fail.
+- The legacy round machinery the consortium's workflow reuses (Flower's own SecAgg+ workflow
+  runs inside it): the record names and keys of its context, the client-manager thread, the
+  initial-parameters and evaluation workflows, and the record-to-parameters conversion.
+- :func:`engine_of`: whether a grid is Flower's simulation engine or a deployed SuperLink.
+
+:func:`check_version` raises :class:`FlowerVersionError` on any Flower but
+:data:`FLWR_VERSION`; :func:`install_masking` calls it first.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import version
+from typing import Any
+
+import numpy as np
+from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.compat.common.recorddict_compat import (
+    arrayrecord_to_parameters,
+    parameters_to_arrayrecord,
+)
+from flwr.server.compat.app_utils import start_update_client_manager_thread
+from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
+from flwr.server.workflow.default_workflows import (
+    default_evaluate_workflow,
+    default_init_params_workflow,
+)
+
+from consortium.errors import FlowerVersionError
+from site_node.protocol.masking import chacha20_masks
+
+#: The Flower release these patches were written for and tested against.
+FLWR_VERSION = "1.42.0"
+SERVER_MASK_MODULE = "flwr.server.workflow.secure_aggregation.secaggplus_workflow"
+
+__all__ = [
+    "MAIN_CONFIGS_RECORD", "MAIN_PARAMS_RECORD", "Key", "default_evaluate_workflow",
+    "default_init_params_workflow", "start_update_client_manager_thread",
+]
+
+
+def check_version() -> None:
+    """Raise :class:`FlowerVersionError` unless Flower :data:`FLWR_VERSION` is installed."""
+    found = version("flwr")
+    if found != FLWR_VERSION:
+        raise FlowerVersionError(
+            f"the consortium server patches Flower internals written for flwr {FLWR_VERSION}, "
+            f"but flwr {found} is installed; install flwr=={FLWR_VERSION} or review "
+            "consortium/flower_compat.py"
+        )
+
+
+def install_masking() -> None:
+    """Make Flower's SecAgg+ server workflow use :func:`chacha20_masks` (idempotent)."""
+    check_version()
+    module = importlib.import_module(SERVER_MASK_MODULE)
+    if not hasattr(module, "pseudo_rand_gen"):
+        raise FlowerVersionError(f"{SERVER_MASK_MODULE} has no pseudo_rand_gen: review masking")
+    module.pseudo_rand_gen = chacha20_masks  # type: ignore[attr-defined]
+
+
+def masking_installed() -> bool:
+    """Whether the server workflow uses :func:`chacha20_masks`."""
+    module = importlib.import_module(SERVER_MASK_MODULE)
+    return getattr(module, "pseudo_rand_gen", None) is chacha20_masks
+
+
+def global_weights(context: Any) -> list[np.ndarray]:
+    """The global model held in a legacy context's state, as NumPy arrays."""
+    params = arrayrecord_to_parameters(context.state.array_records[MAIN_PARAMS_RECORD],
+                                       keep_input=True)
+    return parameters_to_ndarrays(params)
+
+
+def set_global_weights(context: Any, weights: list[np.ndarray]) -> None:
+    """Make ``weights`` the global model of a legacy context (what the next round sends)."""
+    context.state.array_records[MAIN_PARAMS_RECORD] = parameters_to_arrayrecord(
+        ndarrays_to_parameters(weights), keep_input=True)
+
+
+def engine_of(grid: Any) -> str:
+    """``"simulation"`` for Flower's in-memory simulation grid, else ``"deployment"``."""
+    return "simulation" if type(grid).__name__ == "InMemoryGrid" else "deployment"

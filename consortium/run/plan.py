@@ -1,0 +1,135 @@
+"""The consortium's plan for a run: policy + overrides, resolved once into frozen settings.
+
+The noise multiplier is resolved here: given directly by the policy, or derived from the
+policy's target ε for the number of rounds actually planned (so that the whole run spends at most
+that ε at the policy's δ, under the policy's accountant), by the one ε computation of
+:mod:`site_node.privacy.accountant`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from consortium.errors import PlanError
+from consortium.home import default_store_path
+from consortium.store.records import MODE_DEMO, MODE_DEPLOYMENT
+from policies.loader import LoadedPolicy, load_policy
+from policies.schema import MAX_ROUNDS
+from site_node.instruction import Instruction, Scalar
+from site_node.privacy.accountant import noise_for_target
+
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunPlan:
+    """Everything the consortium needs to run, resolved and validated."""
+
+    loaded: LoadedPolicy
+    store_path: Path
+    rounds: int
+    seed: int
+    run_id: str
+    noise_multiplier: float
+    mode: str = MODE_DEPLOYMENT
+    example_site_policies: bool = False
+
+    @property
+    def policy_sha256(self) -> str:
+        """Content hash of the policy in force."""
+        return self.loaded.sha256
+
+    @property
+    def demo(self) -> bool:
+        """Whether this is the local demonstration (it provisions the sites' keys)."""
+        return self.mode == MODE_DEMO
+
+    def instruction(self, rnd: int) -> Instruction:
+        """What every site is asked in round ``rnd``."""
+        return Instruction(run_id=self.run_id, round=rnd, rounds_planned=self.rounds,
+                           policy=self.loaded, noise_multiplier=self.noise_multiplier)
+
+    def fit_config(self, rnd: int) -> dict[str, Scalar]:
+        """The instruction as the round's config record."""
+        return self.instruction(rnd).to_config()
+
+    def secagg_json(self) -> str:
+        """The SecAgg+ parameters in force, as JSON for the run store."""
+        return json.dumps(self.loaded.policy.secagg.model_dump(mode="json"), sort_keys=True)
+
+
+def _int_option(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise PlanError(f"{name}: must be a whole number in [{low}, {high}] (got {value!r})")
+    return value
+
+
+def make_plan(
+    *,
+    policy_path: Path | str | None = None,
+    store_path: Path | str | None = None,
+    rounds: int | None = None,
+    seed: int = 0,
+    run_id: str | None = None,
+    demo: bool = False,
+    example_site_policies: bool = False,
+) -> RunPlan:
+    """Load the policy and resolve the run's settings.
+
+    Raises
+    ------
+    policies.errors.PolicyError
+        If the policy file is invalid.
+    PlanError
+        If an override is invalid (the message names it).
+    """
+    loaded = load_policy(policy_path)
+    policy = loaded.policy
+    n_rounds = policy.rounds if rounds in (None, 0) else _int_option("rounds", rounds, 1,
+                                                                       MAX_ROUNDS)
+    _int_option("seed", seed, 0, MAX_SEED)
+    if example_site_policies and not demo:
+        raise PlanError("example site policies belong to the local demonstration only")
+    dp = policy.dp
+    if dp.noise_multiplier is not None:
+        sigma = float(dp.noise_multiplier)
+    else:
+        assert dp.target_epsilon is not None  # the schema guarantees one of them
+        sigma = noise_for_target(
+            target_epsilon=float(dp.target_epsilon), delta=policy.delta,
+            sample_rate=float(dp.sample_rate), steps=dp.steps_per_round * n_rounds,
+            accountant=dp.accountant,
+        )
+    return RunPlan(
+        loaded=loaded, store_path=Path(store_path or default_store_path()).expanduser().resolve(),
+        rounds=n_rounds, seed=seed, run_id=run_id or str(uuid.uuid4()), noise_multiplier=sigma,
+        mode=MODE_DEMO if demo else MODE_DEPLOYMENT, example_site_policies=example_site_policies,
+    )
+
+
+def _flag(run_config: Mapping[str, Scalar], key: str) -> bool:
+    value = run_config.get(key, False)
+    if not isinstance(value, bool):
+        raise PlanError(f"run config {key}: must be true or false (got {value!r})")
+    return value
+
+
+def plan_from_run_config(run_config: Mapping[str, Scalar]) -> RunPlan:
+    """Resolve a plan from a Flower run config (``[tool.flwr.app.config]`` + overrides).
+
+    The local demonstration (server-made site keys) is only ever entered with ``demo = true``;
+    its default is false, so ``flwr run`` against a SuperLink never falls into it.
+    """
+    return make_plan(
+        policy_path=str(run_config.get("policy") or "") or None,
+        store_path=str(run_config.get("store") or "") or None,
+        rounds=run_config.get("num-server-rounds", 0),  # type: ignore[arg-type]
+        seed=run_config.get("seed", 0),  # type: ignore[arg-type]
+        run_id=str(run_config.get("run-id") or "") or None,
+        demo=_flag(run_config, "demo"),
+        example_site_policies=_flag(run_config, "example-site-policies"),
+    )

@@ -1,0 +1,265 @@
+"""The consortium's round loop: SecAgg+ fit, judgement, evaluation, convergence, recording.
+
+Flower's legacy ``DefaultWorkflow`` runs a fixed number of rounds, cannot stop early, cannot
+tell a halted secure aggregation from a completed one, and adopts any aggregate. Here each round
+runs Flower's own ``SecAggPlusWorkflow``; then every reply is attributed to the site enrolled
+for its node and checked (:mod:`consortium.run.attribution`), and the unmasked aggregate becomes
+the new global model only if no reply was rejected, at least ``min_sites`` sites trained, and it
+is finite and within the clipping range. Otherwise the round is recorded as failed and the
+previous model stays. Every round, completed or failed, is written with its receipts and audit
+entries in one transaction. Before each round the budget projection may stop the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import timeit
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flwr.app import ConfigRecord, Context
+from flwr.server import LegacyContext
+from flwr.server.workflow import SecAggPlusWorkflow
+from flwr.serverapp import Grid
+
+from consortium import flower_compat as compat
+from consortium.audit.log import AuditLog
+from consortium.audit.registry import KeyRegistry
+from consortium.audit.trail import RunAudit
+from consortium.errors import ConsortiumError
+from consortium.home import open_home
+from consortium.run import rounds as rr
+from consortium.run.attribution import (
+    Attribution,
+    FitJudgement,
+    RejectedReply,
+    Rejection,
+    RoundContext,
+    judge_fit,
+)
+from consortium.run.convergence import (
+    STOP_BUDGET,
+    STOP_ROUNDS_DONE,
+    ConvergenceCheck,
+    budget_allows,
+)
+from consortium.run.demo import enrol_demo_sites
+from consortium.run.plan import RunPlan
+from consortium.run.strategy import ConsortiumStrategy, FitRound
+from consortium.store.records import (
+    ROUND_OK,
+    RUN_COMPLETED,
+    RUN_FAILED,
+    RUN_INTERRUPTED,
+    RUN_RUNNING,
+    RUN_STOPPED,
+    RoundRecord,
+    RunRecord,
+)
+from consortium.store.run_store import RunStore
+from site_node.protocol import wire
+from site_node.protocol.mechanism import Mechanism
+
+log = logging.getLogger(__name__)
+HALTED = "secure aggregation halted (too few sites answered a SecAgg+ stage)"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended."""
+
+    run_id: str
+    status: str
+    reason: str
+    rounds_ok: int
+    rounds_failed: int
+
+
+def secagg_workflow(plan: RunPlan) -> SecAggPlusWorkflow:
+    """Flower's SecAgg+ workflow with the policy's (validated) parameters."""
+    s = plan.loaded.policy.secagg
+    return SecAggPlusWorkflow(
+        num_shares=s.num_shares, reconstruction_threshold=s.reconstruction_threshold,
+        max_weight=s.max_weight, clipping_range=s.clipping_range,
+        quantization_range=s.quantization_range, modulus_range=s.modulus_range,
+        timeout=s.timeout_s,
+    )
+
+
+class ConsortiumWorkflow:
+    """Run one consortium run on a Flower grid.
+
+    Parameters
+    ----------
+    plan : RunPlan
+        The resolved run settings.
+    on_round : callable, optional
+        Called with every recorded round (progress display).
+    """
+
+    def __init__(self, plan: RunPlan, *,
+                 on_round: Callable[[RoundRecord], None] | None = None) -> None:
+        self.plan = plan
+        self.on_round = on_round
+        self.fit_workflow = secagg_workflow(plan)
+        self.outcome: RunOutcome | None = None
+
+    def __call__(self, grid: Grid, context: Context) -> None:
+        """Execute the run (Flower calls this with a LegacyContext)."""
+        if not isinstance(context, LegacyContext):
+            raise TypeError(f"Expect a LegacyContext, but get {type(context).__name__}.")
+        store = RunStore(self.plan.store_path)  # refuses a store of a newer version
+        try:
+            audit_log = AuditLog(store.db, key=open_home().signing_key())
+            run = self._run_record(compat.engine_of(grid))
+            attribution = self._attribution(audit_log)
+            with store.db.transaction():
+                store.start_run(run)
+                audit = RunAudit(audit_log, run)
+                audit.start()
+            self._execute(grid, context, store, audit, attribution)
+        finally:
+            store.close()
+
+    def _execute(self, grid: Grid, context: LegacyContext, store: RunStore, audit: RunAudit,
+                 attribution: Attribution) -> None:
+        thread, f_stop, c_done = compat.start_update_client_manager_thread(
+            grid, context.client_manager)
+        c_done.wait()
+        try:
+            compat.default_init_params_workflow(grid, context)
+            self.outcome = self._rounds(grid, context, store, audit, attribution)
+        except BaseException as exc:
+            status = RUN_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RUN_FAILED
+            reason = "interrupted" if status == RUN_INTERRUPTED else f"error: {exc!r}"
+            self._finish(store, audit, status, reason)
+            raise
+        finally:
+            f_stop.set()
+            thread.join()
+        self._finish(store, audit, self.outcome.status, self.outcome.reason)
+
+    def _finish(self, store: RunStore, audit: RunAudit, status: str, reason: str) -> None:
+        with store.db.transaction():
+            store.finish_run(self.plan.run_id, status=status, reason=reason,
+                             finished_at=rr.utc_now())
+            audit.finish(status, reason)
+
+    def _attribution(self, audit_log: AuditLog) -> Attribution:
+        sites = self.plan.loaded.policy.sites
+        if self.plan.demo:
+            enrol_demo_sites(audit_log, sites, self.plan.run_id)
+        registry = KeyRegistry.from_entries(audit_log.entries())
+        missing = [s for s in sites if registry.active(s) is None]
+        if missing:
+            raise ConsortiumError(
+                f"member site(s) {', '.join(missing)} have no enrolled keys in "
+                f"{self.plan.store_path}; enrol them (`consortium enroll`) before running")
+        return Attribution(registry, sites, demo=self.plan.demo)
+
+    def _run_record(self, engine: str) -> RunRecord:
+        p = self.plan.loaded.policy
+        return RunRecord(
+            run_id=self.plan.run_id, started_at=rr.utc_now(), status=RUN_RUNNING,
+            engine=engine, mode=self.plan.mode, policy_sha256=self.plan.policy_sha256,
+            policy_json=self.plan.loaded.canonical_json, delta=p.delta,
+            epsilon_ceiling=p.epsilon_ceiling, rounds_planned=self.plan.rounds,
+            seed=self.plan.seed, sites=p.sites, secagg_json=self.plan.secagg_json(),
+        )
+
+    def _mechanism(self) -> Mechanism:
+        dp = self.plan.loaded.policy.dp
+        return Mechanism(noise_multiplier=self.plan.noise_multiplier,
+                         sample_rate=float(dp.sample_rate), steps=dp.steps_per_round,
+                         max_grad_norm=float(dp.max_grad_norm), accountant=dp.accountant)
+
+    def _rounds(self, grid: Grid, context: LegacyContext, store: RunStore, audit: RunAudit,
+                attribution: Attribution) -> RunOutcome:
+        p = self.plan.loaded.policy
+        conv = ConvergenceCheck(p.convergence.target_accuracy, p.convergence.patience,
+                                p.convergence.min_delta)
+        cfg = ConfigRecord({compat.Key.START_TIME: timeit.default_timer()})
+        context.state.config_records[compat.MAIN_CONFIGS_RECORD] = cfg
+        done: list[RoundRecord] = []
+        status, reason = RUN_COMPLETED, STOP_ROUNDS_DONE
+        for rnd in range(1, self.plan.rounds + 1):
+            allowed, eps = budget_allows(mechanism=self._mechanism(), rounds_attempted=rnd - 1,
+                                         delta=p.delta, ceiling=p.epsilon_ceiling)
+            if not allowed:
+                status = RUN_STOPPED
+                reason = (f"{STOP_BUDGET}: round {rnd} could bring a site to ε={eps:.4f} > "
+                          f"{p.epsilon_ceiling}")
+                break
+            cfg[compat.Key.CURRENT_ROUND] = rnd
+            record = self._one_round(rnd, grid, context, store, audit, attribution)
+            done.append(record)
+            stop = conv.observe(record.accuracy_mean) if record.status == ROUND_OK else None
+            if stop:
+                reason = stop
+                break
+        ok = sum(r.status == ROUND_OK for r in done)
+        if done and ok == 0:
+            status, reason = RUN_FAILED, "no round completed"
+        log.info("run %s %s: %s", self.plan.run_id, status, reason)
+        return RunOutcome(self.plan.run_id, status, reason, ok, len(done) - ok)
+
+    def _failure(self, fit: FitRound | None, judgement: FitJudgement) -> str | None:
+        policy = self.plan.loaded.policy
+        if fit is None:
+            return HALTED
+        if judgement.rejections:
+            return "reply rejected: " + "; ".join(r.reason for r in judgement.rejections)
+        if len(judgement.trained) < policy.min_sites:
+            refused = "".join(f"; {s} refused: {why}" for s, why in judgement.refusals.items())
+            return (f"only {len(judgement.trained)} site(s) trained, the policy requires "
+                    f"min_sites={policy.min_sites}{refused}")
+        return rr.aggregate_problem(fit.aggregate, float(policy.secagg.clipping_range))
+
+    def _one_round(self, rnd: int, grid: Grid, context: LegacyContext, store: RunStore,
+                   audit: RunAudit, attribution: Attribution) -> RoundRecord:
+        strategy = context.strategy
+        assert isinstance(strategy, ConsortiumStrategy)
+        started_at, t0 = rr.utc_now(), timeit.default_timer()
+        self.fit_workflow(grid, context)
+        fit = strategy.fits.get(rnd)
+        ctx = RoundContext(self.plan.run_id, rnd, self.plan.policy_sha256)
+        judgement = judge_fit(fit.replies, attribution, ctx) if fit else FitJudgement()
+        failure = self._failure(fit, judgement)
+        evals: list[rr.EvalFigure] = []
+        eval_rejections: list[Rejection] = []
+        if failure is None and fit is not None and fit.aggregate is not None:
+            compat.set_global_weights(context, fit.aggregate)
+            compat.default_evaluate_workflow(grid, context)
+            evals, eval_rejections = self._evaluations(strategy, rnd, attribution)
+        record = rr.make_round(rnd, judgement=judgement, evals=evals, started_at=started_at,
+                               duration_s=timeit.default_timer() - t0,
+                               policy_sha256=self.plan.policy_sha256, failure=failure)
+        blob, digest = (rr.checkpoint_bytes(fit.aggregate) if failure is None and fit
+                        and fit.aggregate is not None else (None, None))
+        with store.db.transaction():
+            store.record_round(self.plan.run_id, record, checkpoint=blob,
+                               checkpoint_sha256=digest)
+            audit.round(rnd, judgement, failures=fit.failures if fit else 0,
+                        status=record.status, reason=failure, eval_rejections=eval_rejections)
+        log.info("round %d %s (%.1fs) mean accuracy %s", rnd, record.status,
+                 record.duration_s, record.accuracy_mean)
+        if self.on_round is not None:
+            self.on_round(record)
+        return record
+
+    @staticmethod
+    def _evaluations(strategy: ConsortiumStrategy, rnd: int, attribution: Attribution
+                     ) -> tuple[list[rr.EvalFigure], list[Rejection]]:
+        figures, rejections = [], []
+        for ev in strategy.evals.get(rnd, []):
+            try:
+                site = attribution.site_of(ev.reply)
+            except RejectedReply as exc:
+                rejections.append(Rejection(ev.reply.node_id, ev.reply.claimed_site, str(exc)))
+                continue
+            acc = ev.reply.metrics.get(wire.ACCURACY)
+            figures.append(rr.EvalFigure(
+                site=site, loss=ev.loss, num_examples=ev.reply.num_examples,
+                accuracy=float(acc) if isinstance(acc, int | float) else float("nan")))
+        return figures, rejections
+

@@ -1,0 +1,204 @@
+"""The run store's SQLite file: one connection, one schema, nested transactions.
+
+The run tables (:mod:`consortium.store.run_store`) and the audit tables
+(:mod:`consortium.audit.log`) live in one file and share one :class:`Database`, so that a round,
+its receipts and its audit entries commit in one transaction (:meth:`Database.transaction`).
+The schema and its version are defined here; a store written by a newer version is refused
+before anything is trained, an older one is migrated when opened for writing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from consortium.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT, status TEXT NOT NULL,
+    stop_reason TEXT, engine TEXT NOT NULL, policy_sha256 TEXT NOT NULL,
+    policy_json TEXT NOT NULL, delta REAL NOT NULL, epsilon_ceiling REAL NOT NULL,
+    rounds_planned INTEGER NOT NULL, seed INTEGER NOT NULL, sites_json TEXT NOT NULL,
+    secagg_json TEXT NOT NULL, mode TEXT NOT NULL DEFAULT 'deployment'
+);
+CREATE TABLE IF NOT EXISTS rounds (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
+    status TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT NOT NULL,
+    duration_s REAL NOT NULL, accuracy_mean REAL, accuracy_weighted REAL, loss_mean REAL,
+    loss_weighted REAL, failure_reason TEXT, policy_sha256 TEXT,
+    PRIMARY KEY (run_id, round)
+);
+CREATE TABLE IF NOT EXISTS site_rounds (
+    run_id TEXT NOT NULL, round INTEGER NOT NULL, site TEXT NOT NULL, accuracy REAL,
+    loss REAL, num_examples INTEGER, num_train_examples INTEGER, epsilon REAL,
+    noise_multiplier REAL, sample_rate REAL, steps INTEGER, max_grad_norm REAL,
+    accountant TEXT, trained INTEGER NOT NULL DEFAULT 1, delta REAL, refusal TEXT,
+    PRIMARY KEY (run_id, round, site),
+    FOREIGN KEY (run_id, round) REFERENCES rounds(run_id, round)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run_id TEXT NOT NULL, round INTEGER NOT NULL, sha256 TEXT NOT NULL, model BLOB NOT NULL,
+    PRIMARY KEY (run_id, round)
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq INTEGER PRIMARY KEY, run_id TEXT, kind TEXT NOT NULL, created_at TEXT NOT NULL,
+    payload_json TEXT NOT NULL, prev_hash TEXT NOT NULL, entry_hash TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS receipts (
+    run_id TEXT NOT NULL, round INTEGER NOT NULL, site TEXT NOT NULL,
+    receipt_json TEXT NOT NULL, signature TEXT NOT NULL, key_fingerprint TEXT NOT NULL,
+    epsilon REAL NOT NULL, log_seq INTEGER NOT NULL REFERENCES audit_log(seq),
+    PRIMARY KEY (run_id, round, site)
+);
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS receipts_no_update BEFORE UPDATE ON receipts
+BEGIN SELECT RAISE(ABORT, 'receipts are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS receipts_no_delete BEFORE DELETE ON receipts
+BEGIN SELECT RAISE(ABORT, 'receipts are append-only'); END;
+"""
+
+#: Statements that bring a store of version ``v`` to ``v + 1``.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE runs ADD COLUMN mode TEXT NOT NULL DEFAULT 'deployment'",
+        "ALTER TABLE site_rounds ADD COLUMN delta REAL",
+        "ALTER TABLE site_rounds ADD COLUMN refusal TEXT",
+        "DROP TABLE IF EXISTS audit_keys"),
+}
+
+
+class Database:
+    """One connection to a run store file.
+
+    Parameters
+    ----------
+    path : Path
+        The SQLite file (made absolute at once: the Flower ServerApp runs with the SuperLink's
+        working directory).
+    readonly : bool
+        Open an existing store for reading only (dashboard, export, verification).
+
+    Raises
+    ------
+    StoreError
+        If the file cannot be opened, is not a run store, or was written by a newer version.
+    """
+
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
+        self.path = Path(path).expanduser().resolve()
+        self.readonly = readonly
+        self._depth = 0
+        if readonly and not self.path.is_file():
+            raise StoreError(f"run store not found: {self.path}")
+        try:
+            if readonly:
+                self.conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True,
+                                            timeout=5.0, isolation_level=None)
+            else:
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+                self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open run store {self.path}: {exc}") from exc
+        self.conn.row_factory = sqlite3.Row
+        self.version = self._check_version()
+        if not readonly:
+            self._create_or_migrate()
+
+    def _check_version(self) -> int:
+        try:
+            names = {r[0] for r in self.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+            if "meta" not in names:
+                if names - {"sqlite_sequence"}:
+                    raise StoreError(f"{self.path} is not a run store (no meta table)")
+                return 0
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a run store: {exc}") from exc
+        found = int(row[0]) if row is not None and str(row[0]).isdigit() else -1
+        if found > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer version of this product "
+                             f"(schema {found} > {SCHEMA_VERSION}); upgrade before using it")
+        if found < 1:
+            raise StoreError(f"{self.path}: unknown run store schema version {row!r}")
+        return found
+
+    def _create_or_migrate(self) -> None:
+        with self.transaction():
+            for version in range(self.version or SCHEMA_VERSION, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[version]:
+                    self.conn.execute(statement)
+                log.info("run store %s migrated to schema %d", self.path, version + 1)
+            for statement in _statements(_TABLES):
+                self.conn.execute(statement)
+            self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES "
+                              "('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self.version = SCHEMA_VERSION
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; nested uses join the outermost (all commit or none)."""
+        if self.readonly:
+            raise StoreError(f"run store {self.path} is open read-only")
+        outer = self._depth == 0
+        try:
+            if outer:
+                self.conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._depth -= 1
+            if outer:
+                self.conn.execute("COMMIT")
+        except BaseException as exc:
+            if outer and self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"write to run store {self.path} failed: {exc}") from exc
+            raise
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        """Run a read query; raises :class:`StoreError`."""
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read run store {self.path}: {exc}") from exc
+
+    def table_names(self) -> list[str]:
+        """Names of the store's tables."""
+        rows = self.query("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
+        return [str(r["name"]) for r in rows]
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+
+def _statements(script: str) -> list[str]:
+    """Split the schema script into statements (triggers end with ``END;``)."""
+    out, current = [], []
+    for line in script.strip().splitlines():
+        current.append(line)
+        text = "\n".join(current).strip()
+        if text.endswith(";") and (not text.upper().startswith("CREATE TRIGGER")
+                                   or text.upper().endswith("END;")):
+            out.append(text)
+            current = []
+    return out

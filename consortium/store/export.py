@@ -1,0 +1,53 @@
+"""A run as documented JSON (``consortium export --format json``).
+
+The format (``hospital-consortium/run-export/v2``)::
+
+    {"format", "run_id", "status", "stop_reason", "engine", "mode", "started_at",
+     "finished_at", "policy_sha256", "delta", "epsilon_ceiling", "rounds_planned", "seed",
+     "secagg", "sites": [SITE, ...],
+     "rounds": [{"round", "status", "failure_reason", "policy_sha256", "duration_s",
+                 "accuracy_mean", "accuracy_weighted", "loss_mean", "loss_weighted",
+                 "sites": {SITE: {"accuracy", "loss", "num_examples", "num_train_examples",
+                                  "epsilon", "delta", "noise_multiplier", "sample_rate",
+                                  "steps", "max_grad_norm", "accountant", "trained",
+                                  "refusal"}}}]}
+
+``accuracy_mean`` is the unweighted mean over the sites that evaluated. ``epsilon`` is the
+site's cumulative ε in the run after that round at the site's ``delta`` (at most the run's), as
+its verified receipt states; the mechanism fields are that round's DP-SGD parameters, from which
+``epsilon`` can be recomputed. ``refusal`` is why a site refused the round (nothing spent).
+``mode`` is ``deployment`` or ``local-demo`` (the demonstration provisioned the sites' keys).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from consortium.store.run_store import RunStore
+
+FORMAT = "hospital-consortium/run-export/v2"
+
+
+def export_run(store: RunStore, run_id: str | None = None) -> dict[str, Any]:
+    """The run (the latest when ``run_id`` is None) as a JSON-ready dict."""
+    rid = run_id or store.latest_run_id()
+    run = store.get_run(rid)
+    rounds = []
+    for rnd in store.rounds(rid):
+        row = asdict(rnd)
+        row.pop("started_at")
+        row.pop("finished_at")
+        sites = row.pop("sites")
+        row["sites"] = {s.pop("site"): s for s in sites}
+        rounds.append(row)
+    return {
+        "format": FORMAT, "run_id": run.run_id, "status": run.status,
+        "stop_reason": run.stop_reason, "engine": run.engine, "mode": run.mode,
+        "started_at": run.started_at, "finished_at": run.finished_at,
+        "policy_sha256": run.policy_sha256, "delta": run.delta,
+        "epsilon_ceiling": run.epsilon_ceiling, "rounds_planned": run.rounds_planned,
+        "seed": run.seed, "secagg": json.loads(run.secagg_json), "sites": list(run.sites),
+        "rounds": rounds,
+    }

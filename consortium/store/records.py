@@ -1,0 +1,127 @@
+"""Frozen value objects that the run store holds.
+
+One row of each table is one of these records. They carry plain Python values only, so that the
+dashboard and the export can use them without importing torch or Flower.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+RUN_RUNNING = "running"
+RUN_COMPLETED = "completed"
+RUN_STOPPED = "stopped"
+RUN_FAILED = "failed"
+RUN_INTERRUPTED = "interrupted"
+RUN_ABANDONED = "abandoned"
+RUN_STATUSES = (RUN_RUNNING, RUN_COMPLETED, RUN_STOPPED, RUN_FAILED, RUN_INTERRUPTED,
+                RUN_ABANDONED)
+
+ROUND_OK = "ok"
+ROUND_FAILED = "failed"
+ROUND_STATUSES = (ROUND_OK, ROUND_FAILED)
+
+MODE_DEPLOYMENT = "deployment"
+MODE_DEMO = "local-demo"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One federated run of the consortium.
+
+    Attributes
+    ----------
+    run_id : str
+        Unique id of the run (a UUID4 string unless given).
+    started_at, finished_at : str
+        ISO-8601 UTC timestamps; ``finished_at`` is ``None`` while the run is live.
+    status : str
+        One of :data:`RUN_STATUSES`.
+    stop_reason : str
+        Why the run ended (rounds done, target reached, no improvement, budget, error).
+    engine : str
+        ``"simulation"`` or ``"deployment"`` (which Flower engine ran it).
+    mode : str
+        :data:`MODE_DEPLOYMENT` (sites hold their own keys, enrolled beforehand) or
+        :data:`MODE_DEMO` (the local demonstration provisioned and enrolled the sites' keys).
+    policy_sha256, policy_json : str
+        The policy the run was started under: content hash and canonical JSON.
+    delta : float
+        The consortium's δ (a site may state its ε at a smaller δ of its own).
+    epsilon_ceiling : float
+        The per-site ε ceiling for the run.
+    rounds_planned : int
+        How many rounds the run was configured for.
+    seed : int
+        Seed of the run: it fixes the initial global model. DP noise and Poisson sampling
+        always draw from operating-system entropy, never from this seed.
+    sites : tuple of str
+        The member sites expected to take part.
+    secagg_json : str
+        The SecAgg+ parameters used, as JSON.
+    """
+
+    run_id: str
+    started_at: str
+    status: str
+    engine: str
+    policy_sha256: str
+    policy_json: str
+    delta: float
+    epsilon_ceiling: float
+    rounds_planned: int
+    seed: int
+    sites: tuple[str, ...]
+    secagg_json: str
+    mode: str = MODE_DEPLOYMENT
+    finished_at: str | None = None
+    stop_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SiteRoundRecord:
+    """What one site did in one round: its evaluation, and the privacy figures of its
+    verified receipt.
+
+    ``epsilon`` is the site's *cumulative* ε in the run after this round, at ``delta`` (the
+    site's own δ, at most the run's), as its signed receipt states and the consortium verified;
+    the mechanism fields describe this round's DP-SGD work, so that anyone can recompute it.
+    ``refusal`` is why the site refused the round (it trained and spent nothing).
+    """
+
+    site: str
+    accuracy: float | None = None
+    loss: float | None = None
+    num_examples: int | None = None
+    num_train_examples: int | None = None
+    epsilon: float | None = None
+    delta: float | None = None
+    noise_multiplier: float | None = None
+    sample_rate: float | None = None
+    steps: int | None = None
+    max_grad_norm: float | None = None
+    accountant: str | None = None
+    trained: bool = False
+    refusal: str | None = None
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One round of a run, as the consortium saw it.
+
+    ``accuracy_mean`` and ``loss_mean`` are unweighted means over the sites that evaluated;
+    the ``*_weighted`` fields weight each site by its number of test examples.
+    """
+
+    round: int
+    status: str
+    started_at: str
+    finished_at: str
+    duration_s: float
+    accuracy_mean: float | None = None
+    accuracy_weighted: float | None = None
+    loss_mean: float | None = None
+    loss_weighted: float | None = None
+    failure_reason: str | None = None
+    policy_sha256: str | None = None
+    sites: tuple[SiteRoundRecord, ...] = field(default_factory=tuple)

@@ -1,0 +1,38 @@
+"""The ``site-node`` command line: a hospital's node, its data and its privacy budget.
+
+Commands only parse their options and delegate. Every error of the site node, its policies and
+its protocol is reported as one line naming what is wrong, with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+
+from policies.errors import PolicyError
+from site_node.cli import budget, node
+from site_node.errors import SiteNodeError
+from site_node.protocol.errors import ProtocolError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="A hospital's site node: its keys, its SuperNode and its privacy budget.")
+node.register_commands(app)
+budget.register_commands(app)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def main() -> None:
+    """Console entry point ``site-node``."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except (SiteNodeError, PolicyError, ProtocolError) as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2 if isinstance(exc, ValueError) else 1)
+
+
+if __name__ == "__main__":
+    main()

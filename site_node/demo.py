@@ -1,0 +1,48 @@
+"""The local demonstration: one machine plays every hospital of a consortium.
+
+Each demonstration site is a real site home (keys, state, ledger) under
+``<site home>/demo/<site>`` (:func:`site_node.home.demo_site_home`), provisioned once with the
+same code as ``site-node init``. Its data is the embedded example's rows for that hospital
+unless another file is given, and its own policy is the repository's example site policy only
+when the coordinator asks for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from policies.loader import example_site_policy_path
+from site_node.errors import ConfigError
+from site_node.home import SiteHome, demo_site_home, ensure_site_home
+from site_node.settings import NodeSettings
+
+
+def provision(site: str) -> SiteHome:
+    """The demonstration site's home, created (with fresh keys) if it does not exist yet."""
+    return ensure_site_home(demo_site_home(site), site)
+
+
+def demo_settings(site: str, *, data_path: Path | None = None,
+                  example_policy: bool = False) -> NodeSettings:
+    """The node settings of a demonstration site (its home must have been provisioned)."""
+    home = SiteHome(demo_site_home(site), site)
+    policy = example_site_policy_path(site) if example_policy else None
+    if policy is not None and not policy.is_file():
+        policy = None  # this site has no example policy
+    return NodeSettings(site=site, data_path=data_path, state_dir=home.state_dir,
+                        policy_path=policy)
+
+
+def partition_site(partition_id: int, run_config: Mapping[str, object]) -> str:
+    """The site a simulated node plays under ``flwr run`` in demonstration mode: the
+    ``partition_id``-th member of the run's policy (the run config's ``policy``, else the
+    embedded one)."""
+    from policies.loader import load_policy
+
+    path = run_config.get("policy")
+    sites = load_policy(str(path) if path else None).policy.sites
+    if not 0 <= partition_id < len(sites):
+        raise ConfigError(f"simulated node {partition_id} has no site: the policy has "
+                          f"{len(sites)} members ({', '.join(sites)})")
+    return sites[partition_id]

@@ -1,0 +1,1 @@
+"""Running a site's node across hospitals: TLS checks, the SuperNode, its warm launcher."""

@@ -1,0 +1,120 @@
+"""A warm ClientApp launcher for the site's SuperNode (Flower's ``--isolation process`` mode).
+
+By default a SuperNode has Flower's SuperExec start a fresh ``flwr-clientapp`` process for every
+message, and each one spends seconds importing torch and Opacus before it does any work (SecAgg+
+sends four messages per round, evaluation one more). This launcher is a SuperExec whose executor
+forks, per message, from a parent that has already imported those libraries: each ClientApp
+still runs in a process of its own (a crash or a leak stays confined to one message, node state
+still travels through Flower's context) but starts in milliseconds.
+
+Only third-party libraries stay imported in a child; the project's own modules are loaded by
+Flower from the app bundle (FAB) in the child, as with the default launcher, so the code a node
+runs is always the code of the submitted run. The one touch of Flower internals (handing
+SuperExec this executor) is in :mod:`site_node.flower_compat`.
+
+Run by :mod:`site_node.supernode` next to ``flower-supernode --isolation process``::
+
+    python -m site_node.deployment.launcher --runtime-api-address 127.0.0.1:9094 --parent-pid PID
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from site_node import flower_compat
+
+log = logging.getLogger(__name__)
+
+PRELOAD = ("numpy", "torch", "opacus", "cryptography", "flwr.client", "flwr.client.mod")
+
+
+class ForkExecutor:
+    """A Flower SuperExec executor that forks a pre-imported process per task."""
+
+    def __init__(self) -> None:
+        self.children: set[int] = set()
+
+    def get_eligible_capacity(
+        self, supported_task_types: set[Any], **_: Any
+    ) -> tuple[set[Any], set[str]]:
+        """Every supported task type can start at once."""
+        return supported_task_types, set()
+
+    def wait_for_capacity(self, *_: Any, **__: Any) -> None:
+        """No capacity gate."""
+
+    def launch(self, spec: Any) -> Any:
+        """Fork a child that runs the ClientApp for ``spec.token``."""
+        pid = os.fork()
+        if pid == 0:  # child: never returns
+            _run_child(spec)
+        self.children.add(pid)
+        return flower_compat.launch_result_accepted()
+
+    def reconcile(self) -> None:
+        """Reap finished children."""
+        for pid in list(self.children):
+            with contextlib.suppress(ChildProcessError):
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if done == 0:
+                    continue
+            self.children.discard(pid)
+
+    def close(self) -> None:
+        """Stop children still running."""
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+
+def _run_child(spec: Any) -> None:
+    code = 1
+    try:
+        # The launcher imported this package to patch Flower; the task must import the
+        # submitted run's own code (its app bundle), so forget ours first.
+        for name in [m for m in sys.modules if m == "site_node" or m.startswith("site_node.")]:
+            del sys.modules[name]
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        flower_compat.run_clientapp_task(spec)
+        code = 0
+    except SystemExit as exc:  # flwr_exit() ends every task with sys.exit
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # must never return into the parent's loop
+        log.exception("ClientApp task failed")
+    finally:
+        os._exit(code)
+
+
+def preload() -> None:
+    """Import the heavy third-party libraries once, before any fork."""
+    for name in PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
+def serve(runtime_api_address: str, parent_pid: int | None) -> None:
+    """Run Flower's SuperExec loop with :class:`ForkExecutor` (blocks until stopped)."""
+    preload()
+    flower_compat.run_superexec_with(ForkExecutor(), runtime_api_address, parent_pid)
+
+
+def main() -> None:
+    """Entry point: ``python -m site_node.deployment.launcher``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runtime-api-address", required=True)
+    parser.add_argument("--parent-pid", type=int, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    serve(args.runtime_api_address, args.parent_pid)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""The site's SuperNode: started with TLS and node authentication, watched until it is admitted.
+
+The site id, data path and state directory go into the SuperNode's own node config
+(``--node-config``); Flower hands them to the ClientApp on this machine and never sends them to
+the SuperLink. Before starting, the data file is checked and
+:mod:`site_node.deployment.preflight` checks the CA and the SuperLink's certificate; after
+starting, the SuperNode's output is watched until it reports its node id (admitted) or exits,
+and a refusal is translated into words.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from site_node.data import load_site
+from site_node.deployment import preflight, processes
+from site_node.errors import DataError, NodeStartError, PreflightError
+from site_node.home import SiteHome
+from site_node.settings import NodeSettings as SiteSettings
+
+log = logging.getLogger(__name__)
+
+ADMITTED_MARK = "SuperNode ID:"
+_REFUSALS = (
+    (
+        "[code: 2004]",
+        "the SuperLink refused this node's key: it is not enrolled, or it was revoked. Send "
+        "node.pub and receipt-key.pub.pem to the coordinator (`consortium enroll`).",
+    ),
+    ("[code: 2001]", "the SuperLink requires node authentication and no key was given"),
+    ("Exit Code: 303", "node authentication needs TLS: give --ca-cert, not --insecure"),
+    ("CERTIFICATE_VERIFY_FAILED", "the SuperLink's certificate does not verify against the CA"),
+    ("Server disconnected without sending a response", "the SuperLink refused the connection"),
+)
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """How to start one site's SuperNode."""
+
+    superlink: str
+    ca_cert: Path | None
+    data_path: Path
+    runtime_port: int = 9094
+    insecure: bool = False
+    warm: bool = True
+    max_retries: int | None = None
+
+
+@dataclass
+class RunningNode:
+    """A started SuperNode and, in warm mode, its ClientApp launcher."""
+
+    supernode: subprocess.Popen[bytes]
+    launcher: subprocess.Popen[bytes] | None = None
+    node_id: int = field(default=0)
+
+    @property
+    def pid(self) -> int:
+        """The SuperNode's process id."""
+        return self.supernode.pid
+
+    def wait(self) -> int:
+        """Wait for the SuperNode to exit; its exit code."""
+        return self.supernode.wait()
+
+    def stop(self) -> None:
+        """Stop the SuperNode, the launcher and all their helpers."""
+        processes.stop(self.supernode)
+        if self.launcher is not None:
+            processes.stop(self.launcher)
+
+
+def node_config(home: SiteHome, data_path: Path) -> str:
+    """The ``--node-config`` string: site id, data path and state directory (all local)."""
+    values = SiteSettings(site=home.site_id, data_path=Path(data_path).resolve(),
+                          state_dir=home.state_dir).node_config()
+    for key, value in values.items():
+        if "'" in value or '"' in value:
+            raise NodeStartError(f"{key} must not contain quotes: {value!r}")
+    return " ".join(f"{k}='{v}'" for k, v in values.items())
+
+
+def command(home: SiteHome, settings: NodeSettings) -> list[str]:
+    """The ``flower-supernode`` command line."""
+    args = [
+        processes.tool("flower-supernode"),
+        "--superlink",
+        settings.superlink,
+        "--port",
+        str(settings.runtime_port),
+        "--node-config",
+        node_config(home, settings.data_path),
+    ]
+    if settings.warm:
+        args += ["--isolation", "process"]
+    if settings.max_retries is not None:
+        args += ["--max-retries", str(settings.max_retries)]
+    if settings.insecure:
+        return [*args, "--insecure"]
+    return [
+        *args,
+        "--root-certificates",
+        str(settings.ca_cert),
+        "--auth-supernode-private-key",
+        str(home.node_key),
+    ]
+
+
+def explain(output: str) -> str:
+    """Translate a SuperNode's output into the reason it stopped."""
+    for mark, reason in _REFUSALS:
+        if mark in output:
+            return reason
+    tail = "\n".join(output.strip().splitlines()[-5:])
+    return f"the SuperNode stopped; its last output:\n{tail}"
+
+
+def check(home: SiteHome, settings: NodeSettings) -> None:
+    """Everything that can be checked before starting (raises NodeStartError)."""
+    if not Path(settings.data_path).is_file():
+        raise NodeStartError(f"data file not found: {settings.data_path}")
+    try:
+        load_site(home.site_id, Path(settings.data_path))
+    except DataError as err:
+        raise NodeStartError(f"the data file cannot be used: {err}") from err
+    if settings.insecure:
+        log.warning("--insecure: the SuperNode connects in PLAINTEXT without authentication")
+        return
+    if settings.ca_cert is None:
+        raise NodeStartError("give --ca-cert (the consortium's CA certificate)")
+    try:
+        preflight.probe_superlink(settings.superlink, settings.ca_cert)
+    except PreflightError:
+        raise
+
+
+def _wait_admitted(
+    proc: subprocess.Popen[bytes], log_file: Path, offset: int, timeout_s: float
+) -> int | None:
+    """Watch the log from ``offset``; node id once admitted, None if the process exited."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = log_file.read_bytes()[offset:].decode(errors="replace")
+        if ADMITTED_MARK in text:
+            return int(text.split(ADMITTED_MARK, 1)[1].split()[0])
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.2)
+    raise NodeStartError(f"no answer from the SuperLink in {timeout_s:.0f} s; see {log_file}")
+
+
+def _start_launcher(home: SiteHome, settings: NodeSettings, parent: int) -> subprocess.Popen[bytes]:
+    args = [
+        sys.executable, "-m", "site_node.deployment.launcher",
+        "--runtime-api-address", f"127.0.0.1:{settings.runtime_port}",
+        "--parent-pid", str(parent),
+    ]
+    # Flower's SuperExec asks for new tasks every second by default; ask every 0.1 s.
+    env = processes.tool_env(
+        {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1", "FLWR_HOME": str(home.flwr_home)}
+    )
+    return processes.spawn(args, home.root / "launcher.log", env=env)
+
+
+def start(home: SiteHome, settings: NodeSettings, timeout_s: float = 60.0) -> RunningNode:
+    """Start the SuperNode in the background and wait until the SuperLink admits it.
+
+    Raises
+    ------
+    NodeStartError
+        With the reason, if a check fails or the SuperLink refuses the node.
+    """
+    check(home, settings)
+    offset = home.log_file.stat().st_size if home.log_file.exists() else 0
+    env = processes.tool_env({"FLWR_HOME": str(home.flwr_home)})
+    proc = processes.spawn(command(home, settings), home.log_file, env=env)
+    node = RunningNode(proc)
+    home.write_status(state="starting", pid=proc.pid, superlink=settings.superlink)
+    try:
+        node_id = _wait_admitted(proc, home.log_file, offset, timeout_s)
+        if node_id is None:
+            reason = explain(home.log_file.read_bytes()[offset:].decode(errors="replace"))
+            home.write_status(state="refused", reason=reason)
+            raise NodeStartError(reason)
+        if settings.warm:
+            node.launcher = _start_launcher(home, settings, proc.pid)
+    except BaseException:
+        node.stop()
+        raise
+    node.node_id = node_id
+    launcher_pid = node.launcher.pid if node.launcher else None
+    home.write_status(state="connected", node_id=node_id, reason=None, launcher_pid=launcher_pid)
+    log.info("SuperNode admitted by %s as node %d", settings.superlink, node_id)
+    return node

@@ -1,0 +1,77 @@
+"""The consortium's instruction for one round, parsed once into a frozen value.
+
+The instruction carries the consortium policy itself (canonical JSON with its hash): the site
+re-validates it, so that its own policy is merged into exactly the policy the round runs under
+(:mod:`policies.effective`, the one tighten-only merge).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from policies.errors import PolicyError
+from policies.loader import LoadedPolicy, policy_from_canonical
+from site_node.protocol import wire
+from site_node.protocol.errors import InstructionError
+
+Scalar = bool | bytes | float | int | str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Instruction:
+    """What the consortium asks of every site in one round."""
+
+    run_id: str
+    round: int
+    rounds_planned: int
+    policy: LoadedPolicy
+    noise_multiplier: float
+
+    def to_config(self) -> dict[str, Scalar]:
+        """As the instruction's config record."""
+        return {
+            wire.RUN_ID: self.run_id, wire.ROUND: self.round,
+            wire.ROUNDS_PLANNED: self.rounds_planned,
+            wire.POLICY_JSON: self.policy.canonical_json,
+            wire.POLICY_SHA256: self.policy.sha256,
+            wire.NOISE_MULTIPLIER: self.noise_multiplier,
+        }
+
+
+def _get(config: Mapping[str, Scalar], key: str, kind: type) -> Scalar:
+    if key not in config:
+        raise InstructionError(f"the instruction lacks {key!r}")
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise InstructionError(f"instruction {key}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def parse_instruction(config: Mapping[str, Scalar]) -> Instruction:
+    """Parse and check an instruction.
+
+    Raises
+    ------
+    InstructionError
+        Naming the missing or invalid field.
+    """
+    run_id = str(_get(config, wire.RUN_ID, str))
+    rnd = int(_get(config, wire.ROUND, int))
+    planned = int(_get(config, wire.ROUNDS_PLANNED, int))
+    sigma = float(_get(config, wire.NOISE_MULTIPLIER, float))
+    if not run_id or not 1 <= rnd <= planned:
+        raise InstructionError(f"instruction: bad run or round (run {run_id!r}, round {rnd} of "
+                               f"{planned})")
+    if not math.isfinite(sigma) or sigma <= 0:
+        raise InstructionError(f"instruction {wire.NOISE_MULTIPLIER}: must be finite and > 0, "
+                               f"got {sigma}")
+    try:
+        policy = policy_from_canonical(str(_get(config, wire.POLICY_JSON, str)),
+                                       str(_get(config, wire.POLICY_SHA256, str)),
+                                       source="the instruction's policy")
+    except PolicyError as exc:
+        raise InstructionError(str(exc)) from None
+    return Instruction(run_id=run_id, round=rnd, rounds_planned=planned, policy=policy,
+                       noise_multiplier=sigma)

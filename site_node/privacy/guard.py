@@ -1,0 +1,165 @@
+"""The site's privacy guard around each round: its own policy, its ledger, its receipts.
+
+:meth:`SiteGuard.admit` merges the site's own policy into the consortium policy of the round
+(the one tighten-only merge, :func:`policies.effective.effective_policy`; a loosening site
+policy is refused, never clamped), derives the round's mechanism and runs admission control,
+refusing before any training. :meth:`SiteGuard.record` appends the trained round to the ledger
+at once (before the update is returned, so a lost upload is still counted) and signs the
+round's privacy receipt with the site's key.
+
+The site's own policy is the file its settings name, else ``policy.yaml`` in its state
+directory, else none. The repository's example site policies are never picked up by name: the
+local demonstration passes them explicitly, and only when asked to.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from policies.effective import EffectivePolicy, effective_policy
+from policies.errors import PolicyError
+from policies.loader import LoadedSitePolicy, load_site_policy
+from site_node.errors import ConfigError, Refusal
+from site_node.home import RECEIPT_KEY_FILE, SITE_POLICY_FILE
+from site_node.instruction import Instruction
+from site_node.privacy import accountant, budget
+from site_node.privacy.admission import Ceilings, admit
+from site_node.privacy.ledger import SiteLedger
+from site_node.protocol import keys
+from site_node.protocol.errors import KeyFileError
+from site_node.protocol.mechanism import Mechanism
+from site_node.protocol.receipt import Receipt, SignedReceipt, update_sha256
+from site_node.settings import NodeSettings
+from site_node.training import TrainPlan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AdmittedRound:
+    """A round the site agreed to train, under its effective policy."""
+
+    instruction: Instruction
+    effective: EffectivePolicy
+    plan: TrainPlan
+
+
+def find_site_policy(settings: NodeSettings) -> LoadedSitePolicy | None:
+    """The site's own policy: the configured file, else ``policy.yaml`` in its state dir."""
+    path = settings.policy_path or settings.state_dir / SITE_POLICY_FILE
+    if settings.policy_path is None and not path.is_file():
+        return None
+    loaded = load_site_policy(path)
+    if loaded.policy.site != settings.site:
+        raise ConfigError(f"{path}: policy is for site {loaded.policy.site!r}, not "
+                          f"{settings.site!r}")
+    return loaded
+
+
+class SiteGuard:
+    """Enforces one site's policy and keeps its ledger and receipts.
+
+    Raises
+    ------
+    ConfigError
+        If the site's own policy file is invalid or belongs to another site.
+    """
+
+    def __init__(self, settings: NodeSettings) -> None:
+        self.settings = settings
+        self.site = settings.site
+        self.state_dir = Path(settings.state_dir)
+        try:
+            self.policy = find_site_policy(settings)
+        except PolicyError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def effective(self, instruction: Instruction) -> EffectivePolicy:
+        """The round's consortium policy tightened by the site's; refuses a loosening one."""
+        consortium = instruction.policy.policy
+        if self.site not in consortium.sites:
+            raise Refusal(f"site {self.site} is not a member of this consortium "
+                          f"({', '.join(consortium.sites)}); it refuses to train")
+        try:
+            return effective_policy(consortium, self.policy.policy if self.policy else self.site)
+        except PolicyError as exc:
+            source = self.policy.source if self.policy else "site policy"
+            raise Refusal(f"site {self.site} refuses: {source}: {exc}") from None
+
+    def plan(self, instruction: Instruction, eff: EffectivePolicy) -> TrainPlan:
+        """The round's DP-SGD plan under the effective policy (σ never below the consortium's).
+
+        With a target ε, a site whose effective δ, target, sampling rate, epochs or accountant
+        differ from the consortium's calibrates its own σ for the planned rounds; the larger
+        of the two is used.
+        """
+        dp, base = eff.dp, instruction.policy.policy
+        steps = round(dp.local_epochs / dp.sample_rate)
+        sigma = instruction.noise_multiplier
+        if dp.noise_multiplier is not None:
+            sigma = max(sigma, float(dp.noise_multiplier))
+        same = (eff.delta, dp.target_epsilon, dp.sample_rate, dp.local_epochs, dp.accountant) == (
+            base.delta, base.dp.target_epsilon, base.dp.sample_rate, base.dp.local_epochs,
+            base.dp.accountant)
+        if dp.target_epsilon is not None and not same:
+            own = accountant.noise_for_target(
+                target_epsilon=float(dp.target_epsilon), delta=eff.delta,
+                sample_rate=float(dp.sample_rate), steps=steps * instruction.rounds_planned,
+                accountant=dp.accountant)
+            sigma = max(sigma, own)
+        return TrainPlan(noise_multiplier=sigma, sample_rate=float(dp.sample_rate),
+                         max_grad_norm=float(dp.max_grad_norm), local_epochs=dp.local_epochs,
+                         learning_rate=float(dp.learning_rate), accountant=dp.accountant,
+                         delta=eff.delta)
+
+    def admit(self, instruction: Instruction) -> AdmittedRound:
+        """Tighten the round by the site's policy and admit it; raises :class:`Refusal`."""
+        eff = self.effective(instruction)
+        plan = self.plan(instruction, eff)
+        ceilings = Ceilings(delta=eff.delta, epsilon_ceiling=eff.epsilon_ceiling,
+                            lifetime_epsilon_ceiling=eff.lifetime_epsilon_ceiling)
+        with SiteLedger.in_state_dir(self.state_dir) as ledger:
+            admit(ledger, site=self.site, run_id=instruction.run_id, rnd=instruction.round,
+                  rounds_planned=instruction.rounds_planned, mechanism=plan.mechanism,
+                  ceilings=ceilings)
+        return AdmittedRound(instruction, eff, plan)
+
+    def signing_key(self) -> Ed25519PrivateKey:
+        """The site's receipt key; the site refuses to train without one."""
+        try:
+            return keys.load_signing_key(self.state_dir / RECEIPT_KEY_FILE)
+        except KeyFileError as exc:
+            raise Refusal(f"site {self.site} has no usable receipt key ({exc}); run "
+                          "`site-node init`") from None
+
+    def record(self, admitted: AdmittedRound, *, weights: list[np.ndarray],
+               mechanism: Mechanism, num_examples: int) -> SignedReceipt:
+        """Record the trained round in the ledger, then sign its receipt."""
+        ins, plan = admitted.instruction, admitted.plan
+        key = self.signing_key()
+        with SiteLedger.in_state_dir(self.state_dir) as ledger:
+            ledger.record(run_id=ins.run_id, rnd=ins.round, policy_sha256=ins.policy.sha256,
+                          mechanism=mechanism, delta=plan.delta)
+            run_eps = budget.run_epsilon(ledger, ins.run_id, delta=plan.delta,
+                                         accountant_name=plan.accountant)
+            life = budget.lifetime(ledger)
+        assert life is not None
+        receipt = Receipt(
+            run_id=ins.run_id, round=ins.round, site=self.site, policy_sha256=ins.policy.sha256,
+            site_policy_sha256=self.policy.sha256 if self.policy else "",
+            noise_multiplier=mechanism.noise_multiplier, sample_rate=mechanism.sample_rate,
+            steps=mechanism.steps, max_grad_norm=mechanism.max_grad_norm,
+            accountant=mechanism.accountant, delta=plan.delta, epsilon=run_eps,
+            lifetime_epsilon=life.epsilon,
+            epsilon_ceiling=float(admitted.effective.epsilon_ceiling),
+            lifetime_epsilon_ceiling=float(admitted.effective.lifetime_epsilon_ceiling),
+            num_examples=int(num_examples), update_sha256=update_sha256(weights),
+            issued_at=datetime.now(UTC).isoformat(),
+        )
+        return receipt.sign(key)

@@ -1,0 +1,207 @@
+"""A site's privacy budget ledger: every DP event it has ever run, on its own disk.
+
+The ledger is a SQLite file (``ledger.sqlite`` in the site's state directory, WAL mode, private
+to the user). Each round of DP-SGD the site trained is one row of ``dp_events``, written in its
+own transaction right after training and before the update is returned, so a round whose upload
+is lost is still counted. A run the site refused is one row of ``refusals``: the site refuses
+the rest of that run too (see :mod:`site_node.privacy.admission`). Rows are never updated or
+deleted. ε is always composed over the events by :mod:`site_node.privacy.accountant`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from site_node.errors import LedgerError
+from site_node.protocol.mechanism import Mechanism
+
+log = logging.getLogger(__name__)
+
+LEDGER_FILE = "ledger.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dp_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    policy_sha256 TEXT NOT NULL,
+    noise_multiplier REAL NOT NULL,
+    sample_rate REAL NOT NULL,
+    steps INTEGER NOT NULL,
+    max_grad_norm REAL NOT NULL,
+    accountant TEXT NOT NULL,
+    delta REAL NOT NULL,
+    recorded_at TEXT NOT NULL,
+    UNIQUE (run_id, round)
+);
+CREATE TABLE IF NOT EXISTS refusals (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS dp_events_no_update BEFORE UPDATE ON dp_events
+BEGIN SELECT RAISE(ABORT, 'the privacy ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS dp_events_no_delete BEFORE DELETE ON dp_events
+BEGIN SELECT RAISE(ABORT, 'the privacy ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS refusals_no_update BEFORE UPDATE ON refusals
+BEGIN SELECT RAISE(ABORT, 'the privacy ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS refusals_no_delete BEFORE DELETE ON refusals
+BEGIN SELECT RAISE(ABORT, 'the privacy ledger is append-only'); END;
+"""
+
+_COLUMNS = (
+    "run_id, round, policy_sha256, noise_multiplier, sample_rate, steps, max_grad_norm, "
+    "accountant, delta, recorded_at"
+)
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    """One round of DP-SGD a site ran."""
+
+    run_id: str
+    round: int
+    policy_sha256: str
+    mechanism: Mechanism
+    delta: float
+    recorded_at: str
+
+
+@dataclass(frozen=True)
+class LedgerRefusal:
+    """A run the site refused (at the given round), and why."""
+
+    run_id: str
+    round: int
+    reason: str
+    recorded_at: str
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class SiteLedger:
+    """The persistent, append-only record of a site's DP events and refusals.
+
+    Parameters
+    ----------
+    path : Path
+        The SQLite file; its directory is created (0700) if needed.
+    readonly : bool
+        Open an existing ledger for reading only (status and budget commands).
+    """
+
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
+        self.path = Path(path).expanduser().resolve()
+        try:
+            if readonly:
+                if not self.path.is_file():
+                    raise LedgerError(f"no privacy ledger at {self.path}")
+                self._conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True)
+            else:
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+                os.close(fd)
+                self._conn = sqlite3.connect(self.path, timeout=30.0)
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                with self._conn:
+                    self._conn.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise LedgerError(f"cannot open privacy ledger {self.path}: {exc}") from exc
+        self._conn.row_factory = sqlite3.Row
+
+    @classmethod
+    def in_state_dir(cls, state_dir: Path | str, *, readonly: bool = False) -> SiteLedger:
+        """The ledger of the site whose state directory is ``state_dir``."""
+        return cls(Path(state_dir) / LEDGER_FILE, readonly=readonly)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._conn.close()
+
+    def __enter__(self) -> SiteLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._conn:
+                yield self._conn
+        except sqlite3.IntegrityError as exc:
+            raise LedgerError(f"privacy ledger {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise LedgerError(f"write to privacy ledger {self.path} failed: {exc}") from exc
+
+    def record(self, *, run_id: str, rnd: int, policy_sha256: str, mechanism: Mechanism,
+               delta: float) -> LedgerEvent:
+        """Append one trained round in its own transaction.
+
+        Raises
+        ------
+        LedgerError
+            If the round of that run is already recorded, or the write fails.
+        """
+        event = LedgerEvent(run_id=run_id, round=int(rnd), policy_sha256=policy_sha256,
+                            mechanism=mechanism, delta=float(delta), recorded_at=_now())
+        m = mechanism
+        with self._transaction() as conn:
+            conn.execute(
+                f"INSERT INTO dp_events({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (run_id, event.round, policy_sha256, m.noise_multiplier, m.sample_rate, m.steps,
+                 m.max_grad_norm, m.accountant, event.delta, event.recorded_at),
+            )
+        log.info("ledger %s: recorded run %s round %d", self.path, run_id, event.round)
+        return event
+
+    def record_refusal(self, *, run_id: str, rnd: int, reason: str) -> None:
+        """Append a refusal of a run (nothing was spent)."""
+        with self._transaction() as conn:
+            conn.execute("INSERT INTO refusals(run_id, round, reason, recorded_at) "
+                         "VALUES (?,?,?,?)", (run_id, int(rnd), reason, _now()))
+
+    def events(self, run_id: str | None = None) -> list[LedgerEvent]:
+        """Every event (of one run, if given), oldest first."""
+        sql = f"SELECT {_COLUMNS} FROM dp_events"
+        params: tuple[str, ...] = ()
+        if run_id is not None:
+            sql, params = sql + " WHERE run_id=?", (run_id,)
+        rows = self._conn.execute(sql + " ORDER BY seq", params).fetchall()
+        return [_event(r) for r in rows]
+
+    def refusals(self, run_id: str | None = None) -> list[LedgerRefusal]:
+        """Every refusal (of one run, if given), oldest first."""
+        sql, params = "SELECT run_id, round, reason, recorded_at FROM refusals", ()
+        if run_id is not None:
+            sql, params = sql + " WHERE run_id=?", (run_id,)  # type: ignore[assignment]
+        rows = self._conn.execute(sql + " ORDER BY seq", params).fetchall()
+        return [LedgerRefusal(r["run_id"], r["round"], r["reason"], r["recorded_at"])
+                for r in rows]
+
+    def run_ids(self) -> list[str]:
+        """The runs the site spent budget in, in the order they first did."""
+        rows = self._conn.execute(
+            "SELECT run_id, MIN(seq) AS first FROM dp_events GROUP BY run_id ORDER BY first"
+        ).fetchall()
+        return [str(r["run_id"]) for r in rows]
+
+
+def _event(row: sqlite3.Row) -> LedgerEvent:
+    mech = Mechanism(noise_multiplier=row["noise_multiplier"], sample_rate=row["sample_rate"],
+                     steps=row["steps"], max_grad_norm=row["max_grad_norm"],
+                     accountant=row["accountant"])
+    return LedgerEvent(run_id=row["run_id"], round=row["round"],
+                       policy_sha256=row["policy_sha256"], mechanism=mech, delta=row["delta"],
+                       recorded_at=row["recorded_at"])

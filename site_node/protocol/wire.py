@@ -1,0 +1,23 @@
+"""Wire keys: every key of an instruction (server -> site) and of a reply (site -> server).
+
+Only model parameters are masked by SecAgg+; everything named here travels in clear to the
+consortium, and the README's threat model lists it. Node configuration and node state names are
+not wire keys: they never leave the site (see :mod:`site_node.settings`).
+"""
+
+from __future__ import annotations
+
+# -- instructions, server -> site (legacy FitIns / EvaluateIns config) -------------------------
+RUN_ID = "run-id"
+ROUND = "round"
+ROUNDS_PLANNED = "rounds-planned"
+POLICY_JSON = "policy-json"  # the consortium policy, canonical JSON (the site re-validates it)
+POLICY_SHA256 = "policy-sha256"
+NOISE_MULTIPLIER = "noise-multiplier"  # the consortium's σ for the planned rounds
+
+# -- replies, site -> server (legacy FitRes / EvaluateRes metrics) ------------------------------
+SITE = "site"  # the site a reply claims to come from (checked against the node's enrolment)
+ACCURACY = "accuracy"
+RECEIPT = "receipt"  # canonical JSON of the site's signed privacy receipt (protocol.receipt)
+RECEIPT_SIGNATURE = "receipt-signature"  # hex Ed25519 signature over exactly those bytes
+REFUSAL = "refusal"  # why a site refused a round (it trained nothing, spent nothing, weight 0)

@@ -1,0 +1,87 @@
+"""What a node knows about itself, parsed once from its configuration: never sent anywhere.
+
+A deployed SuperNode gets ``site-id``, ``data-path``, ``state-dir`` (and optionally
+``policy-path``) in its own ``--node-config``; Flower hands them to the ClientApp on that
+machine only. The local demonstration builds the same :class:`NodeSettings` for each site it
+plays and hands them to the ClientApp it starts (:func:`site_node.client_app.client_app_for`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from policies.errors import PolicyError
+from policies.identity import check_site_id
+from site_node.errors import ConfigError
+
+# -- node configuration keys (``flower-supernode --node-config``) ------------------------------
+NODE_SITE_ID = "site-id"
+NODE_DATA_PATH = "data-path"
+NODE_STATE_DIR = "state-dir"
+NODE_POLICY_PATH = "policy-path"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeSettings:
+    """One site node's identity and local paths.
+
+    Attributes
+    ----------
+    site : str
+        The site id (the one site id rule applies).
+    data_path : Path or None
+        The site's data file (None: the embedded example's data for this site).
+    state_dir : Path
+        The node's private state: ledger, receipt key, own policy.
+    policy_path : Path or None
+        The site's own policy file; None means ``<state_dir>/policy.yaml`` if it exists.
+    """
+
+    site: str
+    data_path: Path | None
+    state_dir: Path
+    policy_path: Path | None = None
+
+    def node_config(self) -> dict[str, str]:
+        """As ``--node-config`` entries."""
+        values = {NODE_SITE_ID: self.site, NODE_STATE_DIR: str(self.state_dir)}
+        if self.data_path is not None:
+            values[NODE_DATA_PATH] = str(self.data_path)
+        if self.policy_path is not None:
+            values[NODE_POLICY_PATH] = str(self.policy_path)
+        return values
+
+
+def _path(config: Mapping[str, object], key: str) -> Path | None:
+    value = config.get(key)
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"node config {key}: expected a path, got {value!r}")
+    return Path(value)
+
+
+def settings_from_node_config(config: Mapping[str, object]) -> NodeSettings:
+    """Parse a deployed node's configuration.
+
+    Raises
+    ------
+    ConfigError
+        If the site id or the state directory is missing or invalid.
+    """
+    if NODE_SITE_ID not in config:
+        raise ConfigError(
+            f"this node has no site identity: its node config lacks {NODE_SITE_ID!r} (start it "
+            "with `site-node start`; simulations run through `consortium run`)"
+        )
+    try:
+        site = check_site_id(config[NODE_SITE_ID], what=f"node config {NODE_SITE_ID}")
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+    state_dir = _path(config, NODE_STATE_DIR)
+    if state_dir is None:
+        raise ConfigError(f"node config lacks {NODE_STATE_DIR!r}")
+    return NodeSettings(site=site, data_path=_path(config, NODE_DATA_PATH), state_dir=state_dir,
+                        policy_path=_path(config, NODE_POLICY_PATH))
