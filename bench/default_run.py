@@ -4,7 +4,7 @@ Usage: python bench/default_run.py [--seeds 0 1 2] [--rounds 10] [--out bench/re
 
 Prints one JSON object (per seed: wall seconds, final mean accuracy over the four hospitals,
 final ε per site), writes it to OUT/default_run.json and plots accuracy per round to
-OUT/default_run.svg.
+OUT/default_run.png (matplotlib: ``pip install -e ".[bench]"``).
 """
 
 from __future__ import annotations
@@ -19,16 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from consortium.keys import HOME_ENV
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from svg_plot import line_chart
+from consortium.home import HOME_ENV
+from site_node.home import HOME_ENV as SITE_HOME_ENV
 
 
 def one_run(seed: int, rounds: int, store: Path) -> dict[str, Any]:
-    # Each run gets a fresh consortium home: the sites' lifetime ledgers must not carry over
-    # between benchmark runs (Switzerland's example policy allows about two runs).
-    env = {**os.environ, HOME_ENV: str(store.parent / f"home-{seed}")}
+    # Each run gets fresh homes: the sites' lifetime ledgers must not carry over between
+    # benchmark runs (a site's lifetime budget never forgets).
+    env = {**os.environ, HOME_ENV: str(store.parent / f"home-{seed}"),
+           SITE_HOME_ENV: str(store.parent / f"sites-{seed}")}
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "consortium", "run", "--rounds", str(rounds),
                     "--seed", str(seed), "--store", str(store)], check=True,
@@ -59,11 +58,28 @@ def main() -> None:
               "min_final_accuracy": min(float(r["final_accuracy_mean"]) for r in runs)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "default_run.json").write_text(json.dumps(result, indent=2))
-    svg = line_chart({f"seed {r['seed']}": r["accuracy_by_round"] for r in runs},
-                     title="Embedded default: mean test accuracy over the four hospitals",
-                     x_label="round", y_label="mean accuracy")
-    (args.out / "default_run.svg").write_text(svg)
+    plot(runs, args.out / "default_run.png")
     print(json.dumps(result))
+
+
+def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    """Mean test accuracy per round, one line per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in runs:
+        acc = r["accuracy_by_round"]
+        ax.plot(range(1, len(acc) + 1), acc, marker="o", label=f"seed {r['seed']}")
+    ax.set(title="Embedded example: mean test accuracy over the four hospitals",
+           xlabel="round", ylabel="mean accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -42,9 +42,11 @@ class _StrictLoader(yaml.SafeLoader):
         seen: set[object] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, list | dict):
+            try:
+                hash(key)  # a list, mapping or set (``!!set``) cannot be a key
+            except TypeError:
                 raise ConstructorError(None, None, "a key must be a plain value",
-                                       key_node.start_mark)
+                                       key_node.start_mark) from None
             if key in seen:
                 raise ConstructorError(None, None, f"duplicate key {key!r}",
                                        key_node.start_mark)
