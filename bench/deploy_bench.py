@@ -3,7 +3,7 @@
 Starts a real SuperLink (TLS, node authentication) and four SuperNodes on 127.0.0.1 for each
 launcher mode, runs ROUNDS rounds, and prints one JSON document:
 
-- ``warm``: SuperNodes in ``--isolation process`` with :mod:`site_node.launcher` (forks
+- ``warm``: SuperNodes in ``--isolation process`` with :mod:`site_node.deployment.launcher` (forks
   ClientApps from a process that has already imported torch and Opacus);
 - ``cold``: Flower's default, a fresh ``flwr-clientapp`` process per message.
 
@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from consortium.local_deployment import LocalDeployment
-from consortium.store import RunStore
+from consortium.deployment.local import LocalDeployment
+from consortium.store.run_store import RunStore
 
 
 def measure(mode: str, rounds: int) -> dict[str, object]:
@@ -39,12 +39,11 @@ def measure(mode: str, rounds: int) -> dict[str, object]:
             dep.enroll_all()
             dep.start_all(warm=(mode == "warm"))
             t1 = time.monotonic()
-            log = dep.run(rounds)
+            sub = dep.run(rounds)
             t2 = time.monotonic()
-            with RunStore(dep.home.store, readonly=True) as store:
-                run_id = store.latest_run_id()
-                recorded = store.rounds(run_id)
-                run = store.get_run(run_id)
+            with RunStore(sub.store, readonly=True) as store:
+                recorded = store.rounds(sub.run_id)
+                run = store.get_run(sub.run_id)
         per_round = [round(r.duration_s, 2) for r in recorded]
         return {
             "mode": mode,
@@ -56,7 +55,7 @@ def measure(mode: str, rounds: int) -> dict[str, object]:
             "run_wall_s": round(t2 - t1, 2),
             "run_status": run.status,
             "stop_reason": run.stop_reason,
-            **({"log_tail": log[-3000:]} if len(recorded) != rounds else {}),
+            "failures": [r.failure_reason for r in recorded if r.failure_reason],
         }
 
 

@@ -14,8 +14,8 @@ WORK="$(mktemp -d -t consortium-demo-XXXXXX)"
 SITES=(cleveland hungary long_beach switzerland)
 CSV="$ROOT/site_node/data/heart_disease_uci.csv"
 
-consortium() { "$PY" -c 'from consortium.cli import main; main()' "$@"; }
-site_node() { "$PY" -m site_node.cli "$@"; }
+consortium() { "$PY" -m consortium "$@"; }
+site_node() { "$PY" -c 'from site_node.cli import main; main()' "$@"; }
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 SERVE_PID=""
@@ -35,10 +35,11 @@ trap cleanup EXIT
 
 PORT="$(free_port)"
 echo "== coordinator: consortium init (SuperLink on 127.0.0.1:$PORT)"
-consortium init "$WORK/consortium" --port "$PORT"
-export CONSORTIUM_HOME="$WORK/consortium"
-export HC_STORE="$WORK/runs.sqlite"   # the run store: enroll puts receipt keys in its audit log
-"$PY" -c 'from consortium.cli import main; main()' serve > "$WORK/serve.log" 2>&1 &
+# One home for the coordinator: run store (with the audit log that enrolment writes to),
+# consortium key, CA and SuperLink settings.
+export HOSPITAL_CONSORTIUM_HOME="$WORK/consortium"
+consortium init --port "$PORT"
+"$PY" -m consortium serve > "$WORK/serve.log" 2>&1 &  # not the function: $! must be the server
 SERVE_PID=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.2; done
 
@@ -49,15 +50,15 @@ for s in "${SITES[@]}"; do
   consortium enroll "$s" --node-key "$WORK/sites/$s/node.pub" --receipt-key "$WORK/sites/$s/state/receipt-key.pub.pem"
   echo "== site $s: site-node start"
   site_node start --home "$WORK/sites/$s" --superlink "localhost:$PORT" \
-    --ca-cert "$CONSORTIUM_HOME/tls/ca.crt" --data "$CSV" --port "$(free_port)" --detach
+    --ca-cert "$HOSPITAL_CONSORTIUM_HOME/tls/ca.crt" --data "$CSV" --port "$(free_port)" --detach
 done
 consortium sites
 
-echo "== coordinator: consortium run --federation consortium --rounds $ROUNDS"
-consortium run --federation consortium --rounds "$ROUNDS"
-HOSPITAL_CONSORTIUM_HOME="$CONSORTIUM_HOME" consortium audit verify
+echo "== coordinator: consortium submit --rounds $ROUNDS"
+consortium submit --rounds "$ROUNDS"
+consortium audit verify
 consortium export | "$PY" -c '
 import json, sys
 run = json.load(sys.stdin)
-print(json.dumps({k: run.get(k) for k in ("run_id", "status", "engine", "rounds_planned")}, indent=1))'
+print(json.dumps({k: run.get(k) for k in ("run_id", "status", "engine", "mode", "rounds_planned")}, indent=1))'
 site_node status --home "$WORK/sites/cleveland"

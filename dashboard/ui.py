@@ -13,6 +13,7 @@ import streamlit as st
 
 from consortium.errors import StoreError
 from consortium.store.records import (
+    MODE_DEMO,
     RUN_ABANDONED,
     RUN_COMPLETED,
     RUN_FAILED,
@@ -122,10 +123,13 @@ def selected_run() -> tuple[str, str] | None:
 def run_header(rd: data.RunData) -> None:
     """One line about the run, and its progress while it is live."""
     run = rd.run
-    st.markdown(f"**Run** `{run.run_id}` · {run.engine} · seed {run.seed} · started "
-                f"{_when(run.started_at)}" + (f" · ended {_when(run.finished_at)}"
-                                               if run.finished_at else ""))
+    st.markdown(f"**Run** `{run.run_id}` · {run.engine} · mode `{run.mode}` · seed {run.seed} · "
+                f"started {_when(run.started_at)}" + (f" · ended {_when(run.finished_at)}"
+                                                      if run.finished_at else ""))
     st.badge(run.status, color=_STATUS_COLOURS.get(run.status, "gray"))
+    if run.mode == MODE_DEMO:
+        st.caption("Local demonstration: one machine played every hospital and created the "
+                   "sites' keys, so the receipts prove only what that machine attests.")
     if run.stop_reason:
         st.caption(f"Stop reason: {run.stop_reason}")
     if run.status == RUN_RUNNING:

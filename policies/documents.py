@@ -2,10 +2,10 @@
 
 PyYAML's safe loader still accepts things a reviewed file must not hold: a duplicate key (the
 last one silently wins), aliases (a few lines can expand to gigabytes, and even formatting the
-error of such a document is unbounded), and any byte encoding it can guess. Here a document
-must be UTF-8 (an optional UTF-8 BOM is tolerated), at most :data:`MAX_BYTES`, with no anchors,
-aliases or duplicate keys, and its top level must be a mapping. Every error is one line that
-names the file.
+error of such a document is unbounded), explicit tags (PyYAML's constructors crash on some, such
+as an empty ``!!float``), and any byte encoding it can guess. Here a document must be UTF-8 (an
+optional UTF-8 BOM is tolerated), at most :data:`MAX_BYTES`, with no anchors, aliases, tags or
+duplicate keys, and its top level must be a mapping. Every error is one line that names the file.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ MAX_BYTES = 1 << 20
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader without aliases and without duplicate keys; ``1e-5`` is a float (YAML 1.2)."""
+    """SafeLoader without aliases, tags or duplicate keys; ``1e-5`` is a float (YAML 1.2)."""
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         if self.check_event(yaml.AliasEvent):
@@ -35,6 +35,9 @@ class _StrictLoader(yaml.SafeLoader):
             event = self.peek_event()  # type: ignore[no-untyped-call]
             if getattr(event, "anchor", None) is not None:
                 raise ConstructorError(None, None, "anchors (&name) are not allowed",
+                                       event.start_mark)
+            if getattr(event, "tag", None) is not None:
+                raise ConstructorError(None, None, "tags (!name) are not allowed",
                                        event.start_mark)
         return super().compose_node(parent, index)
 
@@ -82,6 +85,12 @@ def parse_document(data: bytes, source: str) -> dict[str, Any]:
         raise PolicyError(f"{source}: not valid YAML: {_one_line(exc)}") from None
     except RecursionError:
         raise PolicyError(f"{source}: nested too deeply") from None
+    except (ValueError, TypeError, LookupError, OverflowError) as exc:
+        # PyYAML's constructors fail with plain errors on some malformed plain scalars (a date
+        # such as 2001-02-30).
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise PolicyError(f"{source}: not valid YAML: a value cannot be read ({detail})") \
+            from None
     if not isinstance(value, dict):
         raise PolicyError(f"{source}: the document must be a mapping of fields, "
                           f"got {type(value).__name__}")

@@ -14,7 +14,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from policies.errors import LooseningError
 from policies.loader import policy_sha256
@@ -107,7 +107,14 @@ def _merge_secagg(base: SecAggPolicy, site: SitePolicy) -> SecAggPolicy:
         )
     t = _tighter("secagg.reconstruction_threshold", base.reconstruction_threshold, t,
                  operator.ge, "raise it")
-    return base.model_copy(update={"reconstruction_threshold": t})
+    try:  # a threshold raised to num_shares (or a fraction above 1) cannot be met
+        return SecAggPolicy.model_validate({**base.model_dump(), "reconstruction_threshold": t})
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise LooseningError(
+            f"secagg.reconstruction_threshold: site value {t!r} cannot apply to the consortium's "
+            f"secagg settings ({problems})"
+        ) from None
 
 
 def _merge_peers(consortium: ConsortiumPolicy, site: SitePolicy) -> tuple[str, ...]:

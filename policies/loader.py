@@ -68,11 +68,23 @@ def policy_sha256(policy: BaseModel) -> str:
     return hashlib.sha256(canonical_json(policy).encode()).hexdigest()
 
 
+_UNION_BRANCHES = {"float", "int", "str", "bool", "none", "function-after[_whole_batches(), float]"}
+
+
 def format_validation_error(source: str, exc: ValidationError) -> str:
-    """One line per problem: ``FILE: field.path: message (got VALUE)``."""
-    lines = []
+    """One line per problem: ``FILE: field.path: message (got VALUE)``.
+
+    A field that accepts a float or an integer reports each branch of the union; only the first
+    problem per field is kept, without the branch name.
+    """
+    lines, seen = [], set()
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts = [str(p) for p in err["loc"] if str(p) not in _UNION_BRANCHES
+                 and not str(p).startswith(("constrained-", "function-"))]
+        loc = ".".join(parts) or "(top level)"
+        if loc in seen:
+            continue
+        seen.add(loc)
         shown = err["type"] != "missing" and loc != "(top level)"
         got = repr(err["input"]) if shown else ""
         got = f" (got {got[:60]}{'...' if len(got) > 60 else ''})" if shown else ""

@@ -85,7 +85,6 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan) -> Trai
     """Run one round of DP-SGD from ``weights``; returns the new weights and the mechanism run."""
     model = build_model(data.x_train.shape[1])
     set_weights(model, weights)
-    engine = PrivacyEngine(accountant=plan.accountant)
     gen = _entropy_generator()
     dataset = TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train))
     loader = DPDataLoader(dataset, sample_rate=plan.sample_rate, generator=gen)
@@ -96,6 +95,7 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan) -> Trai
         # not wrapped again, which is intended (it is already a Poisson DPDataLoader).
         warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
         warnings.filterwarnings("ignore", message=".*poisson_sampling.*")
+        engine = PrivacyEngine(accountant=plan.accountant)
         dp_model, dp_opt, dp_loader = engine.make_private(
             module=model, optimizer=optimizer, data_loader=loader,
             noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,

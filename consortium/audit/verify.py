@@ -9,7 +9,8 @@
    the key its site had enrolled *when the receipt was logged* (so key rotation never breaks
    earlier receipts), for the run's policy hash;
 3. every ε: recomputed from the receipts' mechanism parameters by
-   :mod:`consortium.audit.accountant` (``dp_accounting``), within 1% of the claim;
+   :mod:`consortium.audit.accountant` (``dp_accounting``), within 1% of the claim (plus
+   Opacus' stated error of 0.01 for PRV claims);
 4. no ceiling was passed: a site's claimed ε at most its ceiling, the recomputed ε at most the
    ceiling plus the 1% tolerance, the site's ceiling at most the consortium's;
 5. no security event: a run whose trail is intact but records a rejected reply or receipt
@@ -206,10 +207,11 @@ def check_epsilons(receipts: list[Receipt], consortium_ceiling: float) -> list[E
 
 def _check_one(r: Receipt, eps: float, consortium_ceiling: float) -> EpsilonCheck:
     where = f"receipt of site {r.site} run {r.run_id} round {r.round}"
-    if not ia.agrees(r.epsilon, eps):
+    if not ia.agrees(r.epsilon, eps, accountant=r.accountant):
         raise EpsilonMismatch(f"{where}: claimed ε={r.epsilon:.6f} but dp_accounting gives "
                               f"{eps:.6f} ({r.accountant}, δ={r.delta:g}); tolerance "
-                              f"{ia.TOLERANCE:.0%}")
+                              f"{ia.TOLERANCE:.0%}"
+                              + (f" + {ia.PRV_EPS_ERROR:g}" if r.accountant == "prv" else ""))
     if r.epsilon_ceiling > consortium_ceiling:
         raise CeilingPassed(f"{where}: site ceiling {r.epsilon_ceiling:g} is above the "
                             f"consortium's {consortium_ceiling:g}")

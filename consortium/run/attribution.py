@@ -88,8 +88,13 @@ class Attribution:
         self.demo = demo
         self.bound: dict[int, str] = {}
 
-    def site_of(self, reply: Reply) -> str:
-        """The site a reply comes from; raises :class:`RejectedReply`."""
+    def site_of(self, reply: Reply, *, bind: bool = True) -> str:
+        """The site a reply comes from; raises :class:`RejectedReply`.
+
+        With ``bind`` (the default) a demonstration node is bound to the site at once; the
+        training judgement binds only after the reply was accepted (:meth:`bind`), so a reply
+        that is then rejected cannot claim a site for its node.
+        """
         claimed = reply.claimed_site
         node = reply.node_id
         site = self.bound.get(node)
@@ -110,8 +115,13 @@ class Attribution:
                                 f"{claimed!r}")
         if site not in self.members:
             raise RejectedReply(f"site {site!r} (node {node}) is not a member of this run")
-        self.bound[node] = site
+        if bind:
+            self.bind(node, site)
         return site
+
+    def bind(self, node: int, site: str) -> None:
+        """Bind ``node`` to ``site`` for the rest of the run."""
+        self.bound[node] = site
 
 
 @dataclass(frozen=True)
@@ -151,15 +161,16 @@ def judge_fit(replies: list[Reply], attribution: Attribution, ctx: RoundContext
     out = FitJudgement()
     for reply in replies:
         try:
-            site = attribution.site_of(reply)
+            site = attribution.site_of(reply, bind=False)
             refusal = reply.metrics.get(wire.REFUSAL)
             if refusal is not None:
                 if reply.num_examples != 0:
                     raise RejectedReply(f"site {site} refused with a non-zero weight "
                                         f"({reply.num_examples})")
                 out.refusals[site] = str(refusal)
-                continue
-            out.trained.append(_receipt(reply, site, ctx, attribution.registry))
+            else:
+                out.trained.append(_receipt(reply, site, ctx, attribution.registry))
+            attribution.bind(reply.node_id, site)
         except RejectedReply as exc:
             out.rejections.append(Rejection(reply.node_id, reply.claimed_site, str(exc)))
     return out

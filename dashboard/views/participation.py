@@ -40,6 +40,11 @@ def _body(rd: data.RunData) -> None:
                                             for name, rounds in summary.items()),
                    icon=":material/person_off:")
 
+    refused = rd.sites[rd.sites["refusal"].notna()].sort_values(["round", "site"])
+    for row in refused.itertuples():
+        st.warning(f"Round {row.round}: {row.site_name} refused: {row.refusal}",
+                   icon=":material/block:")
+
     st.subheader("Rounds")
     st.altair_chart(charts.duration_chart(rd.rounds), width="stretch")
     st.dataframe(

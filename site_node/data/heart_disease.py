@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -104,14 +105,14 @@ def read_rows(path: Path, site: str) -> list[dict[str, str]]:
     if site not in HOSPITALS:
         raise DataError(f"unknown site {site!r}; known sites: {', '.join(SITE_IDS)}")
     try:
-        with path.open(newline="") as fh:
+        with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             needed = {"dataset", "num", *NUMERIC, *BINARY, *CATEGORICAL}
             missing = needed - set(reader.fieldnames or ())
             if missing:
                 raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
             rows = [r for r in reader if r["dataset"] == HOSPITALS[site]]
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read data file {path}: {exc}") from exc
     if not rows:
         raise DataError(f"{path}: no rows for site {site!r} (dataset={HOSPITALS[site]!r})")
@@ -136,8 +137,13 @@ def _raw_matrix(rows: list[dict[str, str]]) -> np.ndarray:
     for i, row in enumerate(rows):
         for j, col in enumerate(NUMERIC):
             val = row[col].strip()
-            if val and not (col in ZERO_IS_MISSING and float(val) == 0.0):
-                out[i, j] = float(val)
+            if not val:
+                continue  # an empty cell is a missing value; a written "nan" is not
+            number = float(val)
+            if not math.isfinite(number):
+                raise ValueError(f"{col} = {val!r} is not finite")
+            if not (col in ZERO_IS_MISSING and number == 0.0):
+                out[i, j] = number
         for j, (col, positive) in enumerate(BINARY.items(), start=len(NUMERIC)):
             val = row[col].strip()
             if val:
@@ -204,9 +210,8 @@ def load_site(site: str, path: Path | None = None) -> SiteData:
         labels = np.array([1.0 if int(r["num"]) > 0 else 0.0 for r in rows], dtype=np.float32)
         raw, one_hot = _raw_matrix(rows), _one_hot(rows)
     except ValueError as exc:
-        raise DataError(f"{source}: site {site}: a value is not a number: {exc}") from None
-    if not np.isfinite(raw[~np.isnan(raw)]).all():
-        raise DataError(f"{source}: site {site}: a numeric value is infinite")
+        raise DataError(f"{source}: site {site}: a value is not a finite number: {exc}") \
+            from None
     if len(np.unique(labels)) < 2:
         raise DataError(f"{source}: site {site}: needs both classes of the label, found one")
     is_test = stratified_split(labels, test_fraction=TEST_FRACTION, seed=SPLIT_SEED)

@@ -36,9 +36,21 @@ def epsilon(events: Sequence[Mechanism], *, delta: float, accountant: str) -> fl
     if not events:
         return 0.0
     acc = create_accountant(accountant)
-    acc.load_state_dict({"mechanism": acc.mechanism(),
-                         "history": [e.event for e in events]})
+    acc.load_state_dict({"mechanism": acc.mechanism(), "history": _history(events)})
     return float(acc.get_epsilon(delta=delta))
+
+
+def _history(events: Sequence[Mechanism]) -> list[tuple[float, float, int]]:
+    """The accountant's history: consecutive events of the same (σ, q) merged into one entry
+    with their steps summed, as Opacus' own ``step`` records them (the accountants cost time
+    per entry, not per step, so a ledger of many equal rounds stays fast)."""
+    history: list[tuple[float, float, int]] = []
+    for noise, rate, steps in (e.event for e in events):
+        if history and history[-1][:2] == (noise, rate):
+            history[-1] = (noise, rate, history[-1][2] + steps)
+        else:
+            history.append((noise, rate, steps))
+    return history
 
 
 def projected(events: Sequence[Mechanism], mechanism: Mechanism, rounds: int, *,

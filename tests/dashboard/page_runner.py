@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-from conftest import APP
 from streamlit.testing.v1 import AppTest
 
+from dashboard import ui
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "dashboard" / "app.py"
 PAGES = {
     "overview": None,
     "privacy": "views/privacy.py",
@@ -21,13 +23,17 @@ PAGES = {
 }
 
 
-def run_page(store: Path, page: str = "overview") -> AppTest:
-    """Run the app against ``store`` (via ``HC_STORE``) and open ``page``."""
-    os.environ["HC_STORE"] = str(store)
-    at = AppTest.from_file(str(APP), default_timeout=30).run()
+def run_page(store: Path, page: str = "overview", run_id: str | None = None) -> AppTest:
+    """Run the app against ``store`` (the session's store, as ``--store`` sets it), open
+    ``page`` and, if given, select ``run_id`` in the sidebar."""
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.session_state[ui.STORE_KEY] = str(store)
+    at.run()
     target = PAGES[page]
     if target is not None:
         at.switch_page(target).run()
+    if run_id is not None:
+        at.selectbox(key=ui.RUN_KEY).select(run_id).run()
     return at
 
 
@@ -65,3 +71,8 @@ def texts(at: AppTest) -> str:
         parts += [str(e.value) for e in getattr(at, kind)]
     parts += [f"{m.label} {m.value}" for m in at.metric]
     return "\n".join(parts)
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    """Every metric on the page, label to value."""
+    return {m.label: str(m.value) for m in at.metric}

@@ -5,24 +5,20 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from conftest import SITE_NAMES, SITES, write_run
-from page_runner import PAGES, chart_titled, charts, run_page, texts
 from streamlit.testing.v1 import AppTest
 
-from consortium.store import RunStore
+from consortium.audit.log import AuditLog
+from consortium.store.records import RoundRecord
+from consortium.store.run_store import RunStore
 from dashboard import data
+from tests.dashboard.page_runner import PAGES, chart_titled, charts, metrics, run_page, texts
+from tests.dashboard.stores import SITE_NAMES, SITES, site_record, write_run
 
 ALL_PAGES = list(PAGES)
 TITLES = {"overview": "Overview", "privacy": "Privacy budget",
           "participation": "Participation and secure aggregation", "audit": "Audit"}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> None:
-    data.load_runs.clear()
-    data.load_run.clear()
-    data.load_audit_tables.clear()
 
 
 def _ok(at: AppTest, page: str) -> None:
@@ -132,7 +128,8 @@ def test_privacy_page(one_run_store: Path) -> None:
     assert list(budget["site_name"]) == list(SITE_NAMES)
     assert (budget["remaining"] >= 0).all() and budget["rounds_affordable"].notna().all()
     page = texts(at)
-    assert "δ = 1e-05" in page and "ε = 8" in page
+    # The embedded policy's δ and per-run ceiling, as the run recorded them.
+    assert "δ = 1e-05" in page and "ε = 3" in page
     assert "linear estimate" in page and "conservative" in page
 
 
@@ -144,13 +141,33 @@ def test_participation_failed_round_and_dropout(failed_store: Path) -> None:
     assert state[(2, "hungary")] == "dropped out"
     assert state[(3, "cleveland")] == "round failed"
     assert state[(4, "long_beach")] == "did not train"
+    assert state[(5, "switzerland")] == "did not train"
     assert state[(1, "switzerland")] == "took part"
     _, dur = chart_titled(at, "Time per round")
     assert list(dur["status"]) == ["ok", "ok", "failed", "ok", "ok"]
     page = texts(at)
-    assert "Round 3 failed: too few sites" in page
+    assert "Round 3 failed: secure aggregation halted" in page
     assert "Dropouts: Hungary (Budapest) (round 2)" in page
-    assert [m.value for m in at.metric][:2] == ["4", "3"]  # shares, threshold
+
+
+def test_participation_shows_the_secagg_parameters_of_the_policy(failed_store: Path) -> None:
+    """The SecAgg+ metrics come from the run's recorded parameters, under the policy's own
+    field names (``timeout_s``; the old page read ``timeout`` and always showed a dash)."""
+    at = run_page(failed_store, "participation")
+    _ok(at, "participation")
+    shown = metrics(at)
+    assert shown["Shares"] == "3" and shown["Reconstruction threshold"] == "2"
+    assert shown["Timeout (s)"] == "120"
+    assert shown["Clipping range"] == "8.0"
+
+
+def test_participation_names_every_refusal_and_its_reason(failed_store: Path) -> None:
+    at = run_page(failed_store, "participation")
+    _ok(at, "participation")
+    refusals = [w.value for w in at.warning if "refused" in w.value]
+    assert refusals == ["Round 5: Switzerland (Zurich/Basel) refused: site switzerland refuses "
+                        "run run-fail: the next round would bring its lifetime ε to 6.1 > "
+                        "lifetime ceiling 6"]
 
 
 def test_overview_failed_run(failed_store: Path) -> None:
@@ -161,29 +178,17 @@ def test_overview_failed_run(failed_store: Path) -> None:
     assert "Failed rounds 1" in texts(at)
 
 
-def test_audit_page_without_receipts(failed_store: Path) -> None:
+def test_audit_page_without_audit_log(failed_store: Path) -> None:
     at = run_page(failed_store, "audit")
     _ok(at, "audit")
-    assert at.code[0].value == "ab" * 32
+    with RunStore(failed_store, readonly=True) as store:
+        assert at.code[0].value == store.get_run("run-fail").policy_sha256
     mech = at.dataframe[0].value
     assert {"noise_multiplier", "sample_rate", "steps", "max_grad_norm"} <= set(mech.columns)
-    assert len(mech) == 15
+    assert len(mech) == 15  # 4 + 3 + 0 (failed) + 4 + 4 site rows
     page = texts(at)
-    assert "not available in this store yet" in page
+    assert "no audit log entries" in page
     assert not at.get("download_button")
-
-
-def test_audit_page_shows_receipts_table(one_run_store: Path) -> None:
-    with sqlite3.connect(one_run_store) as conn:
-        conn.execute("CREATE TABLE receipts (run_id TEXT, round INTEGER, site TEXT, sig TEXT)")
-        conn.executemany("INSERT INTO receipts VALUES (?,?,?,?)",
-                         [("run-one", 1, s, "sig") for s in SITES] + [("other", 1, "x", "s")])
-    at = run_page(one_run_store, "audit")
-    _ok(at, "audit")
-    receipts = at.dataframe[1].value
-    assert len(receipts) == 4 and set(receipts["site"]) == set(SITES)
-    assert "not available in this store yet" not in texts(at)
-    assert len(at.get("download_button")) == 1  # the CSV; no auditor report yet
 
 
 @pytest.mark.parametrize("page", ALL_PAGES)
@@ -199,10 +204,6 @@ def test_live_run_every_page(live_store: Path, page: str) -> None:
 def test_live_run_shows_new_rounds(live_store: Path) -> None:
     at = run_page(live_store, "overview")
     assert "3 / 10" in texts(at)
-    from conftest import site_record
-
-    from consortium.records import RoundRecord
-
     with RunStore(live_store) as store:
         store.record_round("run-live", RoundRecord(
             round=4, status="ok", started_at="2025-01-05T10:04:00+00:00",
@@ -225,3 +226,56 @@ def test_run_without_rounds(tmp_path: Path) -> None:
         _ok(at, page)
         expected = "No site has reported" if page == "audit" else "No round has been recorded"
         assert expected in texts(at)
+
+
+def test_header_shows_the_run_mode(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        write_run(store, "demo-run", rounds=1, demo=True, started_at="2025-01-02T00:00:00+00:00")
+        write_run(store, "deployed-run", rounds=1, started_at="2025-01-01T00:00:00+00:00")
+    demo = texts(run_page(store.path, "overview"))
+    assert "mode `local-demo`" in demo and "Local demonstration" in demo
+    deployed = texts(run_page(store.path, "overview", run_id="deployed-run"))
+    assert "mode `deployment`" in deployed and "Local demonstration" not in deployed
+
+
+# -- the audit tables of an audited store (two genuine runs) ---------------------------------
+
+
+def _table(at: AppTest, column: str) -> pd.DataFrame:
+    """The one table of the page that has ``column``."""
+    found = [df.value for df in at.dataframe if column in df.value.columns]
+    assert len(found) == 1, [list(df.value.columns) for df in at.dataframe]
+    return found[0]
+
+
+@pytest.mark.parametrize("run_id", ["run-early", "run-late"])
+def test_audit_tables_are_the_selected_runs_rows_in_order(audited_store: Path,
+                                                          run_id: str) -> None:
+    with RunStore(audited_store, readonly=True) as store:
+        log = AuditLog(store.db)
+        expected_seq = [e.seq for e in log.entries(run_id)]
+        expected_receipts = [(r.round, r.site) for r in log.receipts(run_id)]
+        other = [e.seq for e in log.entries() if e.run_id not in (run_id, None)]
+    assert expected_seq and expected_receipts and other  # both runs have rows
+    at = run_page(audited_store, "audit", run_id=run_id)
+    _ok(at, "audit")
+    entries = _table(at, "entry_hash")
+    receipts = _table(at, "receipt_json")
+    assert list(entries["seq"]) == expected_seq == sorted(expected_seq)
+    assert set(entries["run_id"]) == {run_id}
+    assert list(zip(receipts["round"], receipts["site"], strict=True)) == expected_receipts
+    assert set(receipts["run_id"]) == {run_id}
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download audit_log (CSV)" in labels and "Download receipts (CSV)" in labels
+
+
+def test_refusal_of_a_real_round_reaches_the_participation_page(audited_store: Path) -> None:
+    at = run_page(audited_store, "participation", run_id="run-early")
+    _ok(at, "participation")
+    page = texts(at)
+    for rnd in (1, 2):
+        assert (f"Round {rnd}: Switzerland (Zurich/Basel) refused: site switzerland refuses: "
+                "lifetime ceiling") in page
+        assert f"Round {rnd} failed: only 3 site(s) trained" in page
+    late = texts(run_page(audited_store, "participation", run_id="run-late"))
+    assert "refused" not in late

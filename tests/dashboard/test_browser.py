@@ -17,13 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SITE_NAMES, SITES, site_record
 
-from consortium.records import RoundRecord
-from consortium.store import RunStore
-from dashboard.launch import command
+from consortium.cli.run import streamlit_command
+from consortium.store.records import RoundRecord
+from consortium.store.run_store import RunStore
+from tests.dashboard.stores import SITE_NAMES, SITES, site_record
 
 log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[2]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -52,8 +53,8 @@ def server(live_store: Path, tmp_path: Path) -> Iterator[str]:
     port = _free_port()
     logfile = (tmp_path / "streamlit.log").open("w")
     env = {**os.environ, "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"}
-    proc = subprocess.Popen(command(live_store, port=port), cwd=ROOT, env=env,
-                            stdout=logfile, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(streamlit_command(live_store, port, "127.0.0.1"), cwd=ROOT,
+                            env=env, stdout=logfile, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -128,7 +129,7 @@ def test_dashboard_in_chromium(server: str, live_store: Path) -> None:
             _settle(page)
             assert page.locator('[data-testid="stVegaLiteChart"]').count() == 1
             drawn = _chart_texts(page)
-            assert "Cumulative privacy loss ε per site" in drawn and "ceiling ε = 8" in drawn
+            assert "Cumulative privacy loss ε per site" in drawn and "ceiling ε = 3" in drawn
             assert set(SITE_NAMES) <= set(drawn)
             assert page.get_by_text("linear estimate", exact=False).is_visible()
             for name in SITE_NAMES:

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from consortium import certificates as c
+from consortium.deployment import certificates as c
+from site_node.deployment.tls import CertificateProblem, check_ca
 
 
-def _write(tmp: Path, ca_key, ca_cert, key, cert) -> tuple[Path, Path, Path]:  # type: ignore[no-untyped-def]
+def _write(tmp: Path, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
+           key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> tuple[Path, Path, Path]:
     c.write_certificate(tmp / "ca.crt", ca_cert)
     c.write_certificate(tmp / "s.crt", cert)
     c.write_private_key(tmp / "s.key", key)
@@ -57,5 +60,17 @@ def test_mismatched_key_is_named(tmp_path: Path) -> None:
 def test_leaf_certificate_is_not_a_ca(tmp_path: Path) -> None:
     ca_key, ca_cert = c.create_ca("test CA")
     _, cert = c.issue_server_certificate(ca_key, ca_cert, ["localhost"], [])
-    with pytest.raises(c.CertificateProblem, match="not a CA"):
-        c.check_ca(cert)
+    with pytest.raises(CertificateProblem, match="not a CA"):
+        check_ca(cert)
+    key, cert = c.issue_server_certificate(ca_key, ca_cert, ["localhost"], [])
+    _, leaf, leaf_key = _write(tmp_path, ca_key, ca_cert, key, cert)
+    with pytest.raises(CertificateProblem, match="not a CA"):
+        c.check_server_chain(leaf, leaf, leaf_key)  # a leaf given as the CA
+
+
+def test_a_certificate_needs_a_name_and_the_fingerprint_is_sha256() -> None:
+    ca_key, ca_cert = c.create_ca("test CA")
+    with pytest.raises(CertificateProblem, match="at least one host name or IP"):
+        c.issue_server_certificate(ca_key, ca_cert, [], [])
+    fp = c.sha256_fingerprint(ca_cert)
+    assert len(fp.split(":")) == 32 and fp == fp.upper()

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from consortium import certificates as c
-from consortium.processes import free_port
-from site_node.preflight import PreflightError, probe_superlink
+from consortium.deployment import certificates as c
+from site_node.deployment.preflight import probe_superlink, split_address
+from site_node.deployment.processes import free_port
+from site_node.errors import PreflightError
 
 
 def _tls_server(tmp: Path, expired: bool = False) -> tuple[Path, int, threading.Event]:
@@ -108,3 +109,10 @@ def test_ca_file_that_is_not_a_ca(tmp_path: Path) -> None:
     c.write_certificate(tmp_path / "leaf.crt", leaf)
     with pytest.raises(PreflightError, match="not a CA"):
         probe_superlink("127.0.0.1:1", tmp_path / "leaf.crt")
+
+
+def test_superlink_address_must_be_host_and_port() -> None:
+    assert split_address("[::1]:9093") == ("::1", 9093)
+    assert split_address("link.example:9093") == ("link.example", 9093)
+    with pytest.raises(PreflightError, match="HOST:PORT"):
+        split_address("link.example")

@@ -1,58 +1,159 @@
-"""A site whose lifetime budget is spent refuses before training; SecAgg+ completes without it.
+"""A site over its lifetime budget refuses before training; the round completes without it.
 
-Real Flower simulation, real SecAgg+ (with the consortium's ChaCha20 masks, so the server must
-reconstruct the refusing site's pairwise masks from shares), real admission control.
+Real `consortium run` processes on Flower's simulation engine, real SecAgg+ (the refusing site
+still takes part in the protocol with weight 0), real admission control against each site's
+own ledger. A refusal is a reply, not a crash: its reason reaches the round table, the export's
+site record and the signed audit log.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from consortium.keys import site_state_dir
-from consortium.plan import make_plan
-from consortium.simulation import simulate
-from consortium.store import RunStore
-from site_node.ledger import SiteLedger
+from consortium.audit.log import AuditLog
+from consortium.audit.trail import ROUND, ROUND_FAILED
+from consortium.home import HOME_ENV
+from consortium.store.database import Database
+from policies.loader import default_policy_path
+from site_node.home import HOME_ENV as SITE_HOME_ENV
+from site_node.privacy import accountant
+from site_node.privacy.ledger import SiteLedger
+from site_node.protocol.mechanism import Mechanism
 
 pytestmark = pytest.mark.slow
+SITES = ["cleveland", "hungary", "long_beach", "switzerland"]
+# A past run that spent a lot: ε ≈ 12 at δ = 1e-5, beyond every ceiling of the demonstration.
+SPENT = Mechanism(noise_multiplier=0.6, sample_rate=0.2, steps=100, max_grad_norm=1.0,
+                  accountant="rdp")
 
 
-def test_a_refusing_site_spends_nothing_and_the_round_completes(
-    tmp_path: Path, _isolated_consortium_home: Path
-) -> None:
-    swiss = site_state_dir("switzerland", _isolated_consortium_home)
-    swiss.mkdir(parents=True)
-    (swiss / "policy.yaml").write_text(
-        "version: 1\nsite: switzerland\nlifetime_epsilon_ceiling: 0.5\n"
-    )
-    plan = make_plan(store_path=tmp_path / "runs.sqlite", rounds=1)
-    outcome = simulate(plan)
-    assert outcome.status == "completed" and outcome.rounds_ok == 1
-    with RunStore(plan.store_path, readonly=True) as store:
-        (rnd,) = store.rounds(plan.run_id)
-    trained = {s.site for s in rnd.sites if s.trained}
-    assert trained == {"cleveland", "hungary", "long_beach"}
-    assert rnd.status == "ok" and rnd.accuracy_mean is not None
-    with SiteLedger.in_state_dir(swiss) as ledger:
-        assert ledger.lifetime_epsilon(1e-5) == 0.0  # refused: nothing spent
+def consortium(*args: str, env: dict[str, str],
+               timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "consortium", *args], capture_output=True,
+                          text=True, timeout=timeout, check=False,
+                          env={**os.environ, "COLUMNS": "200", **env})
 
 
-def test_a_halted_secure_aggregation_is_recorded_as_a_failed_round(
-    tmp_path: Path, _isolated_consortium_home: Path
-) -> None:
-    for site in ("cleveland", "hungary", "long_beach", "switzerland"):
-        state = site_state_dir(site, _isolated_consortium_home)
-        state.mkdir(parents=True)
-        (state / "policy.yaml").write_text(
-            f"version: 1\nsite: {site}\nlifetime_epsilon_ceiling: 0.5\n"
-        )
-    plan = make_plan(store_path=tmp_path / "runs.sqlite", rounds=1)
-    outcome = simulate(plan)
-    assert (outcome.status, outcome.reason) == ("failed", "no round completed")
-    with RunStore(plan.store_path, readonly=True) as store:
-        (rnd,) = store.rounds(plan.run_id)
-        run = store.get_run(plan.run_id)
-    assert rnd.status == "failed" and "secure aggregation halted" in (rnd.failure_reason or "")
-    assert rnd.sites == () and run.status == "failed"
+def _state(sites_home: Path, site: str) -> Path:
+    return sites_home / "demo" / site / "state"
+
+
+def _spend_earlier(sites_home: Path, site: str) -> float:
+    """Record a past run in the site's own ledger; its lifetime ε afterwards."""
+    with SiteLedger.in_state_dir(_state(sites_home, site)) as ledger:
+        ledger.record(run_id="an-earlier-run", rnd=1, policy_sha256="0" * 64, mechanism=SPENT,
+                      delta=1e-5)
+    return accountant.epsilon([SPENT], delta=1e-5, accountant="rdp")
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A finished run, its output, its export and its audit log round entries."""
+
+    returncode: int
+    stdout: str
+    export: dict[str, Any]
+    rounds_logged: list[dict[str, Any]]
+    sites_home: Path
+
+
+def _run(tmp: Path, policy_text: str, spenders: list[str], *args: str) -> Refused:
+    env = {HOME_ENV: str(tmp / "home"), SITE_HOME_ENV: str(tmp / "sites")}
+    spent = [_spend_earlier(tmp / "sites", site) for site in spenders]
+    assert all(eps > 10 for eps in spent), spent  # over every lifetime ceiling
+    policy = tmp / "policy.yaml"
+    policy.write_text(policy_text, encoding="utf-8")
+    run = consortium("run", "--policy", str(policy), *args, env=env)
+    exp = consortium("export", env=env, timeout=120)
+    assert exp.returncode == 0, exp.stderr
+    export = json.loads(exp.stdout)
+    with closing(Database(tmp / "home" / "runs.sqlite", readonly=True)) as db:
+        logged = [e.payload for e in AuditLog(db).entries(export["run_id"])
+                  if e.kind in (ROUND, ROUND_FAILED)]
+    return Refused(run.returncode, run.stdout + run.stderr, export, logged, tmp / "sites")
+
+
+@pytest.fixture(scope="module")
+def one_refuses(tmp_path_factory: pytest.TempPathFactory) -> Refused:
+    """Switzerland spent its budget in an earlier run; the example site policies are in
+    force; the consortium needs 3 of the 4 sites per round."""
+    text = default_policy_path().read_text(encoding="utf-8").replace("min_sites: 4",
+                                                                     "min_sites: 3")
+    return _run(tmp_path_factory.mktemp("refusal"), text, ["switzerland"], "--rounds", "2",
+                "--example-site-policies")
+
+
+def test_the_run_completes_without_the_refusing_site(one_refuses: Refused) -> None:
+    assert one_refuses.returncode == 0, one_refuses.stdout[-3000:]
+    assert "Run ended: completed" in one_refuses.stdout
+    assert "example site policies in force" in one_refuses.stdout
+    assert "Traceback" not in one_refuses.stdout
+    rounds = one_refuses.export["rounds"]
+    assert [(r["round"], r["status"]) for r in rounds] == [(1, "ok"), (2, "ok")]
+    for rnd in rounds:
+        trained = sorted(s for s, fig in rnd["sites"].items() if fig["trained"])
+        assert trained == ["cleveland", "hungary", "long_beach"]
+        assert rnd["accuracy_mean"] is not None
+
+
+def test_the_refusal_reason_is_in_the_export_and_the_audit_log(one_refuses: Refused) -> None:
+    run_id = one_refuses.export["run_id"]
+    reasons = []
+    for rnd, logged in zip(one_refuses.export["rounds"], one_refuses.rounds_logged,
+                           strict=True):
+        swiss = rnd["sites"]["switzerland"]
+        assert swiss["trained"] is False and swiss["epsilon"] is None
+        assert swiss["noise_multiplier"] is None and swiss["num_train_examples"] is None
+        reason = swiss["refusal"]
+        assert reason and run_id in reason
+        assert logged["round"] == rnd["round"]
+        assert logged["refusals"] == {"switzerland": reason}  # the same words, signed
+        assert logged["sites_with_receipt"] == ["cleveland", "hungary", "long_beach"]
+        reasons.append(reason)
+    first, second = reasons
+    assert "lifetime ceiling 6" in first and "nothing was spent" in first
+    assert "keeps refusing" in second and first in second  # a refusal is final for the run
+
+
+def test_a_refusing_site_spends_nothing(one_refuses: Refused) -> None:
+    with SiteLedger.in_state_dir(_state(one_refuses.sites_home, "switzerland"),
+                                 readonly=True) as ledger:
+        assert ledger.run_ids() == ["an-earlier-run"]  # nothing of this run
+        assert [r.round for r in ledger.refusals(one_refuses.export["run_id"])] == [1, 2]
+    with SiteLedger.in_state_dir(_state(one_refuses.sites_home, "cleveland"),
+                                 readonly=True) as ledger:
+        assert [e.round for e in ledger.events(one_refuses.export["run_id"])] == [1, 2]
+
+
+def test_the_example_site_policies_were_in_force(one_refuses: Refused) -> None:
+    last = one_refuses.export["rounds"][-1]["sites"]
+    assert last["hungary"]["delta"] == 1e-6 and last["hungary"]["max_grad_norm"] == 0.8
+    assert 0 < last["cleveland"]["epsilon"] <= 2.5
+    assert last["long_beach"]["delta"] == 1e-5
+
+
+def test_when_every_site_refuses_the_run_fails_and_says_why(tmp_path: Path) -> None:
+    text = default_policy_path().read_text(encoding="utf-8")
+    refused = _run(tmp_path, text, SITES, "--rounds", "1")
+    assert refused.returncode == 1, refused.stdout[-3000:]
+    assert "Run ended: failed (no round completed)" in refused.stdout
+    assert "Traceback" not in refused.stdout
+    (rnd,) = refused.export["rounds"]
+    assert refused.export["status"] == "failed" and rnd["status"] == "failed"
+    assert "only 0 site(s) trained" in rnd["failure_reason"]
+    assert "round 1 failed: only 0 site(s) trained" in refused.stdout
+    for site in SITES:
+        fig = rnd["sites"][site]
+        assert fig["trained"] is False and "lifetime ceiling 10" in fig["refusal"]
+        assert f"{site} refused: {fig['refusal']}" in rnd["failure_reason"]
+    (logged,) = refused.rounds_logged
+    assert sorted(logged["refusals"]) == SITES and logged["sites_with_receipt"] == []

@@ -1,4 +1,4 @@
-"""Loading, the fixed stratified split, and site-local preprocessing."""
+"""Loading, the fixed stratified split, site-local preprocessing, and data a site refuses."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from site_node import data as sd
+from site_node.data import heart_disease as sd
+from site_node.errors import DataError
+from tests.site_node.data_files import single_class, with_value
 
 
 @pytest.mark.parametrize("site", sd.SITE_IDS)
@@ -56,17 +58,43 @@ def test_switzerland_zero_cholesterol_is_missing_not_zero() -> None:
 
 
 def test_unknown_site_and_missing_rows_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(sd.DataError, match="unknown site 'mars'"):
+    with pytest.raises(DataError, match="unknown site 'mars'"):
         sd.load_site("mars")
     empty = tmp_path / "empty.csv"
     with sd.embedded_csv().open() as src, empty.open("w", newline="") as dst:
         header = next(csv.reader(src))
         csv.writer(dst).writerow(header)
-    with pytest.raises(sd.DataError, match="no rows for site 'hungary'"):
+    with pytest.raises(DataError, match="no rows for site 'hungary'"):
         sd.load_site("hungary", empty)
     bad = tmp_path / "bad.csv"
     bad.write_text("id,age\n1,2\n")
-    with pytest.raises(sd.DataError, match="missing column"):
+    with pytest.raises(DataError, match="missing column"):
         sd.load_site("hungary", bad)
-    with pytest.raises(sd.DataError, match="cannot read"):
+    with pytest.raises(DataError, match="cannot read"):
         sd.load_site("hungary", tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("chol", "inf"), ("age", "-inf"), ("oldpeak", "1e999"), ("chol", "nan"), ("age", "NaN"),
+])
+def test_a_non_finite_value_is_refused(tmp_path: Path, column: str, value: str) -> None:
+    path = with_value(tmp_path, "hungary", column, value)
+    with pytest.raises(DataError, match="site hungary"):
+        sd.load_site("hungary", path)
+
+
+@pytest.mark.parametrize(("column", "value"), [("age", "sixty"), ("num", "1.5"), ("num", "")])
+def test_a_value_that_is_not_a_number_is_refused(tmp_path: Path, column: str, value: str
+                                                 ) -> None:
+    with pytest.raises(DataError, match="not a finite number"):
+        sd.load_site("hungary", with_value(tmp_path, "hungary", column, value))
+
+
+def test_an_empty_cell_is_missing_not_an_error(tmp_path: Path) -> None:
+    d = sd.load_site("hungary", with_value(tmp_path, "hungary", "chol", ""))
+    assert np.isfinite(d.x_train).all() and np.isfinite(d.x_test).all()
+
+
+def test_a_single_class_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="needs both classes"):
+        sd.load_site("hungary", single_class(tmp_path, "hungary"))

@@ -1,8 +1,9 @@
 """Secure aggregation is real: the server sees masked vectors, and only their sum unmasks.
 
 Four nodes with known updates run Flower's real SecAgg+ protocol (``secaggplus_mod`` on the
-clients, the consortium's configured ``SecAggPlusWorkflow`` on the server) in Flower's simulation
-engine. The test taps what the server receives in the masked-vector stage.
+clients, with the sites' ChaCha20 masks; the consortium's configured ``SecAggPlusWorkflow`` on
+the server, with the same masks) in Flower's simulation engine, and the consortium's strategy
+collects the result. The test taps what the server receives in the masked-vector stage.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.simulation import run_simulation
 
-from consortium import masking
-from consortium.plan import make_plan
-from consortium.strategy import ConsortiumFedAvg
-from consortium.workflow import secagg_workflow
+from consortium import flower_compat as server_compat
+from consortium.run.plan import make_plan
+from consortium.run.strategy import ConsortiumStrategy
+from consortium.run.workflow import secagg_workflow
+from site_node import flower_compat as site_compat
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +48,8 @@ class KnownClient(NumPyClient):
 
 
 def client_fn(context: Context) -> Client:
-    masking.install()  # the consortium's ClientApp does this at import
+    site_compat.install_masking()  # the site's ClientApp does this at import
+    assert site_compat.masking_installed()
     return KnownClient(int(context.node_config["partition-id"])).to_client()
 
 
@@ -74,7 +77,7 @@ class TappedSecAgg(SecAggPlusWorkflow):
 
 
 def test_server_learns_only_the_weighted_sum() -> None:
-    masking.install()  # as the consortium's ServerApp and ClientApp do
+    server_compat.install_masking()  # as the consortium's ServerApp does
     plan = make_plan(rounds=1)
     base = secagg_workflow(plan)  # the consortium's own, policy-validated parameters
     tapped = TappedSecAgg(
@@ -83,24 +86,14 @@ def test_server_learns_only_the_weighted_sum() -> None:
         quantization_range=base.quantization_range, modulus_range=base.modulus_range,
         timeout=60.0,
     )
-    aggregated: list[list[np.ndarray]] = []
-
-    class Capture(ConsortiumFedAvg):
-        def aggregate_fit(self, rnd: int, results: Any, failures: Any) -> Any:
-            params, metrics = super().aggregate_fit(rnd, results, failures)
-            from flwr.common import parameters_to_ndarrays
-            assert params is not None
-            aggregated.append(parameters_to_ndarrays(params))
-            return params, metrics
-
+    strategies: list[ConsortiumStrategy] = []
     server = ServerApp()
 
     @server.main()
     def _main(grid: Any, context: Context) -> None:
-        strategy = Capture(min_sites=4,
-                           initial_parameters=ndarrays_to_parameters(
-                               [np.zeros(s, np.float32) for s in SHAPES]),
-                           fit_config=lambda rnd: {})
+        strategy = ConsortiumStrategy(min_sites=4, initial_parameters=ndarrays_to_parameters(
+            [np.zeros(s, np.float32) for s in SHAPES]), fit_config=lambda rnd: {})
+        strategies.append(strategy)
         legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=1),
                                strategy=strategy)
         DefaultWorkflow(fit_workflow=tapped, evaluate_workflow=lambda g, c: None)(grid, legacy)
@@ -110,8 +103,13 @@ def test_server_learns_only_the_weighted_sum() -> None:
                    num_supernodes=4,
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
 
-    assert len(tapped.received) == 4 and len(aggregated) == 1
-    assert masking.installed()
+    assert server_compat.masking_installed()
+    (strategy,) = strategies
+    fit = strategy.fits[1]
+    assert len(tapped.received) == 4 and fit.aggregate is not None
+    # the strategy kept every node's plaintext reply: example counts and claims
+    assert sorted(r.num_examples for r in fit.replies) == sorted(EXAMPLES)
+    assert sorted(str(r.claimed_site) for r in fit.replies) == ["s0", "s1", "s2", "s3"]
     # 1. What the server received from each node is not any site's (quantized) update.
     plain = []
     for pid in range(4):
@@ -130,5 +128,5 @@ def test_server_learns_only_the_weighted_sum() -> None:
     expected = [sum(site_update(p)[i] * EXAMPLES[p] for p in range(4)) / total
                 for i in range(len(SHAPES))]
     tol = 4 * 2 * base.clipping_range / base.quantization_range * base.max_weight / min(EXAMPLES)
-    for got, want in zip(aggregated[0], expected, strict=True):
+    for got, want in zip(fit.aggregate, expected, strict=True):
         np.testing.assert_allclose(got, want, atol=tol)

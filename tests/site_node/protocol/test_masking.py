@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 from flwr.common.secure_aggregation.secaggplus_utils import pseudo_rand_gen as flower_prg
 
-from consortium import masking
-from consortium.masking import chacha20_masks
+from site_node.protocol.masking import chacha20_masks
 
 SEED = bytes(range(32))
 
@@ -19,6 +16,16 @@ def test_known_answer() -> None:
     assert masks[0].tolist() == [2560350016, 1426737470, 2196645321]
     assert masks[1].shape == () and int(masks[1]) == 3385927511
     assert all(m.dtype == np.int64 for m in masks)
+
+
+def test_the_same_secret_gives_the_same_masks_and_shapes() -> None:
+    dims: list[tuple[int, ...]] = [(2, 3), (4,), ()]
+    a, b = chacha20_masks(SEED, 2**20, dims), chacha20_masks(SEED, 2**20, dims)
+    assert [m.shape for m in a] == dims
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    # A pairwise secret is Flower's 44-byte base64 key: any length of at least 16 works.
+    assert chacha20_masks(b"k" * 44, 2**32, [(2,)])[0].shape == (2,)
 
 
 def test_word_permuted_secrets_collide_in_flower_but_not_here() -> None:
@@ -39,14 +46,14 @@ def test_every_bit_of_the_secret_matters_and_values_cover_the_range() -> None:
     assert abs(base.mean() / 2**32 - 0.5) < 0.02  # roughly uniform
 
 
-@pytest.mark.parametrize(("seed", "rng"), [(b"short", 2**32), (SEED, 1000), (SEED, 2**65)])
+def test_the_largest_range_keeps_values_non_negative() -> None:
+    masks = chacha20_masks(SEED, 2**63, [(1000,)])[0]
+    assert masks.min() >= 0 and masks.max() > 2**62
+
+
+@pytest.mark.parametrize(("seed", "rng"), [
+    (b"short", 2**32), (bytes(15), 2**32), (SEED, 1000), (SEED, 2**65), (SEED, 1), (SEED, 0),
+])
 def test_bad_arguments_raise(seed: bytes, rng: int) -> None:
     with pytest.raises(ValueError):
         chacha20_masks(seed, rng, [(2,)])
-
-
-def test_install_patches_both_sides_of_the_protocol() -> None:
-    masking.install()
-    assert masking.installed()
-    for name in masking._PATCHED_MODULES:
-        assert importlib.import_module(name).pseudo_rand_gen is chacha20_masks

@@ -1,0 +1,66 @@
+"""The server's Flower patches: ChaCha20 masks in the SecAgg+ server workflow, and a clear
+refusal on any Flower but the one they were written for."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from consortium import flower_compat
+from consortium.errors import FlowerVersionError
+from site_node.protocol.masking import chacha20_masks
+
+
+@pytest.fixture
+def unpatched(monkeypatch: pytest.MonkeyPatch) -> object:
+    """Flower's server workflow module with its own mask generator (restored afterwards)."""
+    module = importlib.import_module(flower_compat.SERVER_MASK_MODULE)
+    from flwr.common.secure_aggregation.secaggplus_utils import pseudo_rand_gen
+
+    monkeypatch.setattr(module, "pseudo_rand_gen", pseudo_rand_gen)
+    return module
+
+
+def test_install_masking_puts_chacha20_into_the_server_workflow(unpatched: object) -> None:
+    assert not flower_compat.masking_installed()
+    flower_compat.install_masking()
+    assert unpatched.pseudo_rand_gen is chacha20_masks  # type: ignore[attr-defined]
+    assert flower_compat.masking_installed()
+    flower_compat.install_masking()  # idempotent
+    assert flower_compat.masking_installed()
+
+
+def test_another_flower_version_is_refused_naming_both(
+    unpatched: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(flower_compat, "version", lambda name: "1.99.0")
+    with pytest.raises(FlowerVersionError) as err:
+        flower_compat.install_masking()
+    message = str(err.value)
+    assert "1.42.0" in message and "1.99.0" in message and "flower_compat" in message
+    assert not flower_compat.masking_installed()  # nothing was patched
+
+
+def test_the_installed_flower_is_the_supported_one() -> None:
+    flower_compat.check_version()
+    assert flower_compat.FLWR_VERSION == "1.42.0"
+
+
+def test_a_flower_without_the_patched_function_is_refused(
+    unpatched: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(unpatched, "pseudo_rand_gen")
+    with pytest.raises(FlowerVersionError, match="no pseudo_rand_gen"):
+        flower_compat.install_masking()
+
+
+def test_engine_of_tells_simulation_from_deployment() -> None:
+    class InMemoryGrid:
+        pass
+
+    class GrpcGrid:
+        pass
+
+    assert flower_compat.engine_of(InMemoryGrid()) == "simulation"
+    assert flower_compat.engine_of(GrpcGrid()) == "deployment"

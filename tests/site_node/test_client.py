@@ -1,0 +1,144 @@
+"""The site's Flower client, with real Opacus and a real instruction (no server needed): a
+refusal is a reply of weight 0 that spends nothing; a trained round is signed and recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from site_node import client as client_mod
+from site_node.client import FitReply, SiteClient
+from site_node.home import SiteHome
+from site_node.model import initial_weights
+from site_node.privacy import budget
+from site_node.privacy.ledger import SiteLedger
+from site_node.protocol import keys, wire
+from site_node.protocol.receipt import SignedReceipt, update_sha256
+from tests.site_node.data_files import single_class, with_value
+from tests.site_node.factories import instruction, mech, policy, settings, site_home
+
+
+def ledger_state(home: SiteHome) -> tuple[int, int]:
+    """(DP events, refusals) in the site's ledger."""
+    with SiteLedger.in_state_dir(home.state_dir) as ledger:
+        return len(ledger.events()), len(ledger.refusals())
+
+
+@pytest.fixture
+def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a refused round must not train")
+
+    monkeypatch.setattr(client_mod, "train_dp", forbidden)
+
+
+def assert_refusal(reply: FitReply,
+                   incoming: list[np.ndarray], site: str, reason: str) -> None:
+    weights, n, metrics = reply
+    assert weights is incoming and n == 0
+    assert metrics[wire.SITE] == site
+    assert set(metrics) == {wire.SITE, wire.REFUSAL}
+    assert reason in str(metrics[wire.REFUSAL])
+
+
+@pytest.mark.usefixtures("no_training")
+@pytest.mark.parametrize(("case", "reason"), [
+    ("loosening policy", "epsilon_ceiling"),
+    ("not a member", "not a member"),
+    ("no receipt key", "no usable receipt key"),
+    ("non-finite model", "is not finite"),
+    ("bad instruction", "lacks"),
+    ("non-finite data", "not a finite number"),
+    ("single class", "both classes"),
+    ("unreadable data", "cannot read data file"),
+    ("foreign policy", "policy is for site"),
+])
+def test_a_refusal_has_weight_zero_returns_the_model_and_spends_nothing(
+    tmp_path: Path, case: str, reason: str
+) -> None:
+    home = site_home(tmp_path)
+    node = settings(home)
+    config = instruction().to_config()
+    incoming = initial_weights(0)
+    if case == "loosening policy":
+        own = tmp_path / "p.yaml"
+        own.write_text("site: hungary\nepsilon_ceiling: 9.0\n", encoding="utf-8")
+        node = settings(home, policy_path=own)
+    elif case == "foreign policy":
+        own = tmp_path / "p.yaml"
+        own.write_text("site: cleveland\n", encoding="utf-8")
+        node = settings(home, policy_path=own)
+    elif case == "not a member":
+        config = instruction(loaded=policy(sites=["cleveland", "long_beach", "switzerland",
+                                                  "mayo"])).to_config()
+    elif case == "no receipt key":
+        home.receipt_key.unlink()
+    elif case == "non-finite model":
+        incoming[0][0, 0] = np.nan
+    elif case == "bad instruction":
+        del config[wire.ROUND]
+    elif case == "non-finite data":
+        node = settings(home, data_path=with_value(tmp_path, "hungary", "chol", "inf"))
+    elif case == "single class":
+        node = settings(home, data_path=single_class(tmp_path, "hungary"))
+    elif case == "unreadable data":
+        node = settings(home, data_path=tmp_path / "missing.csv")
+    reply = SiteClient(node).fit(incoming, config)
+    assert_refusal(reply, incoming, "hungary", reason)
+    assert ledger_state(home)[0] == 0
+
+
+@pytest.mark.usefixtures("no_training")
+def test_a_refused_run_stays_refused_and_the_refusal_is_recorded(tmp_path: Path) -> None:
+    home = site_home(tmp_path)
+    own = tmp_path / "p.yaml"
+    own.write_text("site: hungary\nlifetime_epsilon_ceiling: 2.0\nepsilon_ceiling: 2.0\n"
+                   "dp:\n  target_epsilon: 2.0\n", encoding="utf-8")
+    node = settings(home, policy_path=own)
+    # The site's own target fits its ceiling, but a lifetime already near it does not.
+    with SiteLedger.in_state_dir(home.state_dir) as ledger:
+        for rnd in range(1, 4):
+            ledger.record(run_id="earlier", rnd=rnd, policy_sha256="p", mechanism=mech(0.8),
+                          delta=1e-5)
+    first = instruction("run-x", 1)
+    incoming = initial_weights(0)
+    assert_refusal(SiteClient(node).fit(incoming, first.to_config()), incoming, "hungary",
+                   "lifetime ceiling")
+    later = instruction("run-x", 2, sigma=first.noise_multiplier)
+    assert_refusal(SiteClient(node).fit(incoming, later.to_config()), incoming, "hungary",
+                   "keeps refusing")
+    assert ledger_state(home) == (3, 2)
+
+
+def test_an_accepted_round_returns_a_verified_receipt_matching_the_ledger(tmp_path: Path
+                                                                          ) -> None:
+    home = site_home(tmp_path)
+    ins = instruction("run-ok", 1)
+    incoming = initial_weights(0)
+    client = SiteClient(settings(home))
+    weights, n, metrics = client.fit(incoming, ins.to_config())
+    assert set(metrics) == {wire.SITE, wire.RECEIPT, wire.RECEIPT_SIGNATURE}
+    assert metrics[wire.SITE] == "hungary"
+    signed = SignedReceipt.from_wire(metrics)
+    signed.verify(keys.load_public_key_file(home.receipt_pub))
+    r = signed.receipt
+    assert r.update_sha256 == update_sha256(weights) and r.num_examples == n > 0
+    assert not np.allclose(weights[0], incoming[0])
+    assert r.noise_multiplier == pytest.approx(ins.noise_multiplier)
+    with SiteLedger.in_state_dir(home.state_dir) as ledger:
+        (event,) = ledger.events()
+        assert event.mechanism == r.mechanism and event.policy_sha256 == ins.policy.sha256
+        assert r.epsilon == budget.run_epsilon(ledger, "run-ok", delta=r.delta,
+                                               accountant_name=r.accountant)
+        life = budget.lifetime(ledger)
+    assert life is not None and r.lifetime_epsilon == life.epsilon
+    assert r.epsilon <= r.epsilon_ceiling
+
+
+def test_evaluate_reports_loss_and_accuracy_on_the_test_split(tmp_path: Path) -> None:
+    home = site_home(tmp_path)
+    loss, n, metrics = SiteClient(settings(home)).evaluate(initial_weights(0), {})
+    assert n > 0 and loss > 0
+    assert metrics[wire.SITE] == "hungary" and 0.0 <= float(metrics[wire.ACCURACY]) <= 1.0

@@ -1,0 +1,42 @@
+"""A node's settings, parsed once from its own configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from site_node.errors import ConfigError
+from site_node.settings import (
+    NODE_DATA_PATH,
+    NODE_POLICY_PATH,
+    NODE_SITE_ID,
+    NODE_STATE_DIR,
+    NodeSettings,
+    settings_from_node_config,
+)
+
+
+def test_settings_round_trip_through_the_node_config(tmp_path: Path) -> None:
+    s = NodeSettings(site="hungary", data_path=tmp_path / "d.csv", state_dir=tmp_path / "s",
+                     policy_path=tmp_path / "p.yaml")
+    assert settings_from_node_config(s.node_config()) == s
+    bare = NodeSettings(site="hungary", data_path=None, state_dir=tmp_path / "s")
+    assert set(bare.node_config()) == {NODE_SITE_ID, NODE_STATE_DIR}
+    assert settings_from_node_config(bare.node_config()) == bare
+    blank = {**bare.node_config(), NODE_DATA_PATH: "", NODE_POLICY_PATH: ""}
+    assert settings_from_node_config(blank) == bare
+
+
+@pytest.mark.parametrize(("config", "match"), [
+    ({NODE_STATE_DIR: "/s"}, "no site identity"),
+    ({NODE_SITE_ID: "../x", NODE_STATE_DIR: "/s"}, "invalid site id"),
+    ({NODE_SITE_ID: "Hungary", NODE_STATE_DIR: "/s"}, "invalid site id"),
+    ({NODE_SITE_ID: 5, NODE_STATE_DIR: "/s"}, "invalid site id"),
+    ({NODE_SITE_ID: "hungary"}, "lacks 'state-dir'"),
+    ({NODE_SITE_ID: "hungary", NODE_STATE_DIR: ""}, "lacks 'state-dir'"),
+    ({NODE_SITE_ID: "hungary", NODE_STATE_DIR: 3}, "expected a path"),
+])
+def test_bad_node_configs_are_config_errors(config: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        settings_from_node_config(config)
