@@ -86,3 +86,7 @@ class SecurityEventsFound(AuditVerificationError):
 
 class UnknownSiteKey(ConsortiumError):
     """A receipt or reply names a site, key or node that has no enrolment valid for it."""
+
+
+class RunInterrupted(ConsortiumError):
+    """The coordinator stopped the run (Ctrl-C or SIGTERM)."""

@@ -108,7 +108,7 @@ class ConsortiumHome:
 
     def ensure(self) -> ConsortiumHome:
         """Create the home directory (0700) if needed; returns self."""
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        keys.private_dir(self.root)
         os.chmod(self.root, 0o700)
         return self
 

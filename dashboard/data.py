@@ -11,7 +11,7 @@ import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +19,8 @@ import streamlit as st
 
 from consortium.audit.log import AuditEntry, AuditLog, StoredReceipt
 from consortium.errors import StoreError
-from consortium.store.records import RunRecord
+from consortium.store.owner import owner_gone
+from consortium.store.records import RUN_RUNNING, RunRecord
 from consortium.store.run_store import RunStore
 from dashboard import frames
 
@@ -68,11 +69,21 @@ def open_store(path: str | Path) -> Iterator[RunStore]:
         store.close()
 
 
+KILLED = "killed"
+
+
+def shown_status(run: RunRecord) -> str:
+    """The status to show: a ``running`` run whose process on this host is gone was killed."""
+    if run.status == RUN_RUNNING and owner_gone(run.owner):
+        return KILLED
+    return run.status
+
+
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def load_runs(path: str) -> pd.DataFrame:
     """All runs of the store, newest first (:func:`dashboard.frames.runs_frame`)."""
     with open_store(path) as store:
-        runs = store.list_runs()
+        runs = [replace(r, status=shown_status(r)) for r in store.list_runs()]
         rounds = {run.run_id: store.rounds(run.run_id) for run in runs}
     log.debug("read %d runs from %s", len(runs), path)
     return frames.runs_frame(runs, rounds)
@@ -83,6 +94,7 @@ def load_run(path: str, run_id: str) -> RunData:
     """One run with its rounds and site figures."""
     with open_store(path) as store:
         run = store.get_run(run_id)
+        run = replace(run, status=shown_status(run))
         rounds = store.rounds(run_id)
     return RunData(run=run, rounds=frames.rounds_frame(rounds), sites=frames.sites_frame(rounds))
 

@@ -36,7 +36,7 @@ _RUNS_MEMO = "_hc_runs_this_run"
 _Colour = Literal["blue", "green", "orange", "red", "gray"]
 _STATUS_COLOURS: dict[str, _Colour] = {
     RUN_RUNNING: "blue", RUN_COMPLETED: "green", RUN_STOPPED: "orange", RUN_FAILED: "red",
-    RUN_INTERRUPTED: "orange", RUN_ABANDONED: "gray",
+    RUN_INTERRUPTED: "orange", RUN_ABANDONED: "gray", "killed": "red",
 }
 
 
@@ -132,6 +132,10 @@ def run_header(rd: data.RunData) -> None:
                    "sites' keys, so the receipts prove only what that machine attests.")
     if run.stop_reason:
         st.caption(f"Stop reason: {run.stop_reason}")
+    if run.status == data.KILLED:
+        st.warning("This run is recorded as running but the process running it is gone (killed "
+                   "or crashed). Continue it with `consortium run --resume --run "
+                   f"{run.run_id}`.", icon=":material/heart_broken:")
     if run.status == RUN_RUNNING:
         done = len(rd.rounds)
         planned = max(run.rounds_planned, done, 1)

@@ -22,7 +22,8 @@ from site_node.errors import ConfigError, DataError, Refusal
 from site_node.instruction import parse_instruction
 from site_node.privacy.guard import SiteGuard
 from site_node.protocol import wire
-from site_node.protocol.errors import InstructionError
+from site_node.protocol.errors import InstructionError, ProtocolError
+from site_node.protocol.receipt import SignedReceipt
 from site_node.settings import NodeSettings
 from site_node.training import evaluate, train_dp
 
@@ -65,6 +66,14 @@ class SiteClient(NumPyClient):
         log.warning("%s", reason)
         return parameters, 0, {wire.SITE: self.settings.site, wire.REFUSAL: reason}
 
+    def _resend(self, parameters: list[np.ndarray], earlier: SignedReceipt) -> FitReply:
+        r = earlier.receipt
+        reason = (f"site {r.site} already trained round {r.round} of run {r.run_id} (before an "
+                  "interruption): it re-sends that round's receipt and never trains it twice")
+        log.warning("%s", reason)
+        return parameters, 0, {wire.SITE: self.settings.site, wire.REFUSAL: reason,
+                               **earlier.to_wire()}
+
     def fit(self, parameters: list[np.ndarray], config: Mapping[str, Scalar]) -> FitReply:
         """One round of DP-SGD, or a refusal (weight 0, reason in clear) before any training."""
         site = self.settings.site
@@ -72,11 +81,19 @@ class SiteClient(NumPyClient):
             instruction = parse_instruction(config)
             guard = SiteGuard(self.settings)
             guard.signing_key()
+            earlier = guard.spent_before(instruction)
+            if earlier is not None:
+                return self._resend(parameters, earlier)
             if not _all_finite(parameters):
                 raise Refusal(f"site {site} refuses: the global model it received is not finite")
             data = site_data(self.settings)
+            max_weight = instruction.policy.policy.secagg.max_weight
+            if data.num_train > max_weight:
+                raise Refusal(f"site {site} refuses: its {data.num_train} training examples "
+                              f"exceed secagg.max_weight {max_weight:g} (SecAgg+ would "
+                              "overflow its weight)")
             admitted = guard.admit(instruction)
-        except (Refusal, InstructionError, ConfigError, DataError) as exc:
+        except (Refusal, InstructionError, ConfigError, DataError, ProtocolError) as exc:
             return self._refuse(parameters, str(exc))
         result = train_dp(parameters, data, admitted.plan)
         if not _all_finite(result.weights):

@@ -141,7 +141,7 @@ def init_site_home(root: Path, site_id: str) -> SiteHome:
     root = Path(root).expanduser().resolve()
     if (root / "site.toml").exists() or (root / "node.key").exists():
         raise SiteHomeError(f"{root} already holds a site identity; refusing to overwrite its keys")
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    keys.private_dir(root)
     os.chmod(root, 0o700)
     home = SiteHome(root, site_id)
     home.state_dir.mkdir(mode=0o700, exist_ok=True)

@@ -14,12 +14,13 @@ import logging
 from collections.abc import Sequence
 
 from consortium.audit.log import AuditLog
-from consortium.run.attribution import FitJudgement, Rejection
+from consortium.run.attribution import FitJudgement, Rejection, Trained
 from consortium.store.records import RunRecord
 
 log = logging.getLogger(__name__)
 
 RUN_START, RUN_STOP, ROUND, ROUND_FAILED = "run-start", "run-stop", "round", "round-failed"
+RUN_RESUME, ROUND_INTERRUPTED = "run-resume", "round-interrupted"
 
 
 class RunAudit:
@@ -45,11 +46,21 @@ class RunAudit:
             "policy_json": r.policy_json, "sites": list(r.sites),
             "rounds_planned": r.rounds_planned}, r.run_id)
 
+    def resumed(self, next_round: int) -> None:
+        """Log that the run resumes at ``next_round`` (after an interruption or a crash)."""
+        self.log.append(RUN_RESUME, {"next_round": next_round}, self.run.run_id)
+
+    def interrupted(self, rnd: int) -> None:
+        """Log that round ``rnd`` was interrupted (sites may have trained and spent in it)."""
+        self.log.append(ROUND_INTERRUPTED, {
+            "round": rnd, "note": "sites may have trained and spent budget in this round; a "
+            "resumed run asks for it again and they re-send its receipts"}, self.run.run_id)
+
     def round(self, rnd: int, judgement: FitJudgement, *, failures: int, status: str,
               reason: str | None, eval_rejections: Sequence[Rejection] = ()) -> None:
         """Store the round's accepted receipts, log its rejections and the round itself."""
         run_id = self.run.run_id
-        for t in judgement.trained:
+        for t in [*judgement.trained, *self._new(judgement.resent)]:
             self.log.store_receipt(run_id, t.signed, t.key.fingerprint)
         for rej in [*judgement.rejections, *eval_rejections]:
             self.log.security_event(run_id, f"reply rejected: {rej.reason}", round=rnd,
@@ -57,9 +68,16 @@ class RunAudit:
         self.log.append(ROUND if reason is None else ROUND_FAILED, {
             "round": rnd, "status": status,
             "sites_with_receipt": sorted(t.site for t in judgement.trained),
+            "receipts_resent": sorted(t.site for t in judgement.resent),
             "refusals": dict(sorted(judgement.refusals.items())),
             "rejected": len(judgement.rejections), "failures": failures, "reason": reason,
         }, run_id)
+
+    def _new(self, resent: Sequence[Trained]) -> list[Trained]:
+        """Re-sent receipts the log does not hold yet."""
+        held = {(r.round, r.site) for r in self.log.receipts(self.run.run_id)}
+        return [t for t in resent
+                if (t.signed.receipt.round, t.signed.receipt.site) not in held]
 
     def finish(self, status: str, reason: str) -> None:
         """Log why the run stopped."""

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +25,7 @@ from rich.table import Table
 
 from consortium.cli.options import StoreOpt, configure_logging, store_path
 from consortium.run.plan import RunPlan, make_plan
-from consortium.store.records import RUN_FAILED, RoundRecord
+from consortium.store.records import RUN_FAILED, RUN_INTERRUPTED, RoundRecord
 from consortium.store.run_store import RunStore
 
 console = Console()
@@ -47,10 +51,11 @@ def round_table(plan: RunPlan, rounds: list[RoundRecord]) -> Table:
     return table
 
 
-def _announce(plan: RunPlan) -> None:
+def _announce(plan: RunPlan, resumed_at: int | None) -> None:
     p = plan.loaded.policy
+    what = "local demonstration" if resumed_at is None else f"resumed at round {resumed_at}"
     console.print(
-        f"Run [bold]{plan.run_id}[/] (local demonstration): {len(p.sites)} sites, {plan.rounds} "
+        f"Run [bold]{plan.run_id}[/] ({what}): {len(p.sites)} sites, {plan.rounds} "
         f"rounds, DP-SGD σ={plan.noise_multiplier:.4f} q={p.dp.sample_rate} "
         f"C={p.dp.max_grad_norm}, ε ceiling {p.epsilon_ceiling} at δ={p.delta}, SecAgg+ every "
         f"round\npolicy {plan.loaded.source} (sha256 {plan.policy_sha256[:16]}…)"
@@ -69,40 +74,87 @@ def run(
         "--example-site-policies",
         help="Let the demonstration's hospitals apply the example site policies in "
         "policies/sites/ (each may only tighten the consortium's).")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue an interrupted or killed run from its last completed "
+        "round (the latest such run, or --run).")] = False,
+    run_id: Annotated[str | None, typer.Option(
+        "--run", help="With --resume: the run to continue.")] = None,
     verbose: Annotated[bool, typer.Option(help="Show Flower's protocol log.")] = False,
 ) -> None:
     """Run the local demonstration: every member hospital on this machine, on Flower's
-    simulation engine, with DP-SGD at every site and SecAgg+ every round."""
+    simulation engine, with DP-SGD at every site and SecAgg+ every round.
+
+    Ctrl-C or SIGTERM stops the run at once (it is recorded as interrupted, exit 130);
+    `--resume` continues it later.
+    """
     from consortium.run.demo import check_store, demo_sites
+    from consortium.run.resume import resume_plan
     from consortium.run.simulation import simulate
 
     configure_logging(verbose)
-    plan = make_plan(policy_path=policy, store_path=store_path(store), rounds=rounds, seed=seed,
-                     demo=True, example_site_policies=example_site_policies)
+    path = store_path(store)
+    if resume:
+        plan, point = resume_plan(path, run_id)
+    else:
+        if run_id is not None:
+            raise typer.BadParameter("--run is only for --resume", param_hint="--run")
+        plan = make_plan(policy_path=policy, store_path=path, rounds=rounds, seed=seed,
+                         demo=True, example_site_policies=example_site_policies)
+        point = None
     sites = demo_sites(plan)
     check_store(plan)
-    _announce(plan)
-    done: list[RoundRecord] = []
-    columns = (TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, disable=verbose) as progress:
-        task = progress.add_task("starting Flower simulation…", total=plan.rounds)
-
-        def on_round(rec: RoundRecord) -> None:
-            done.append(rec)
-            progress.update(task, advance=1, description=f"round {rec.round} {rec.status}, "
-                            f"mean acc {_fmt(rec.accuracy_mean)}")
-
-        outcome = simulate(plan, sites, on_round=on_round, verbose=verbose)
+    _announce(plan, point.next_round if point else None)
+    done = list(point.rounds) if point else []
+    stop = threading.Event()
+    with _progress(plan, done) as on_round, _stop_on_signals(stop):
+        outcome = simulate(plan, sites, on_round=on_round, verbose=verbose, stop=stop,
+                           resume=point)
     console.print(round_table(plan, done))
     for rec in done:
         if rec.failure_reason:
             console.print(f"round {rec.round} failed: {rec.failure_reason}", highlight=False)
     console.print(f"Run ended: [bold]{outcome.status}[/] ({outcome.reason}); "
                   f"{outcome.rounds_ok} round(s) ok, {outcome.rounds_failed} failed.")
+    if outcome.status == RUN_INTERRUPTED:
+        console.print(f"Resume it with: consortium run --resume --run {plan.run_id}")
     console.print(f"Export: consortium export --store {plan.store_path} --run {plan.run_id}\n"
                   f"Dashboard: consortium dashboard --store {plan.store_path}", highlight=False)
-    raise typer.Exit(1 if outcome.status == RUN_FAILED else 0)
+    raise typer.Exit({RUN_FAILED: 1, RUN_INTERRUPTED: 130}.get(outcome.status, 0))
+
+
+@contextmanager
+def _progress(plan: RunPlan, done: list[RoundRecord]) -> Iterator[Callable[[RoundRecord], None]]:
+    """A progress bar over the planned rounds; yields the per-round callback."""
+    columns = (TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("starting Flower simulation…", total=plan.rounds,
+                                 completed=len(done))
+
+        def on_round(rec: RoundRecord) -> None:
+            done.append(rec)
+            progress.update(task, advance=1, description=f"round {rec.round} {rec.status}, "
+                            f"mean acc {_fmt(rec.accuracy_mean)}")
+
+        yield on_round
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C or SIGTERM set ``stop`` (the run ends within a second); a second one aborts."""
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt(f"signal {signum} again")
+        stop.set()
+        console.print("[yellow]stopping the run (Ctrl-C again to abort at once)…[/]")
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def export(

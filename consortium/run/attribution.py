@@ -58,11 +58,17 @@ class Trained:
 
 @dataclass
 class FitJudgement:
-    """What the server made of one round's training replies."""
+    """What the server made of one round's training replies.
+
+    ``resent`` holds receipts of this round that sites trained before an interruption of the
+    run and send again (with weight 0) instead of training twice: their spending is recorded,
+    their update is not in this round's sum.
+    """
 
     trained: list[Trained] = field(default_factory=list)
     refusals: dict[str, str] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
+    resent: list[Trained] = field(default_factory=list)
 
 
 class RejectedReply(Exception):
@@ -133,13 +139,15 @@ class RoundContext:
     policy_sha256: str
 
 
-def _receipt(reply: Reply, site: str, ctx: RoundContext, registry: KeyRegistry) -> Trained:
+def _receipt(reply: Reply, site: str, ctx: RoundContext, registry: KeyRegistry, *,
+             resent: bool = False) -> Trained:
     try:
         signed = SignedReceipt.from_wire(reply.metrics)
     except ReceiptError as exc:
         raise RejectedReply(f"site {site}: {exc}") from None
     r = signed.receipt
-    expected = (site, ctx.run_id, ctx.round, ctx.policy_sha256, reply.num_examples)
+    weight = r.num_examples if resent else reply.num_examples
+    expected = (site, ctx.run_id, ctx.round, ctx.policy_sha256, weight)
     got = (r.site, r.run_id, r.round, r.policy_sha256, r.num_examples)
     if got != expected:
         raise RejectedReply(f"site {site}: receipt names (site, run, round, policy, examples) "
@@ -167,6 +175,9 @@ def judge_fit(replies: list[Reply], attribution: Attribution, ctx: RoundContext
                 if reply.num_examples != 0:
                     raise RejectedReply(f"site {site} refused with a non-zero weight "
                                         f"({reply.num_examples})")
+                if wire.RECEIPT in reply.metrics:
+                    out.resent.append(_receipt(reply, site, ctx, attribution.registry,
+                                               resent=True))
                 out.refusals[site] = str(refusal)
             else:
                 out.trained.append(_receipt(reply, site, ctx, attribution.registry))

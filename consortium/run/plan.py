@@ -87,7 +87,22 @@ def make_plan(
     PlanError
         If an override is invalid (the message names it).
     """
-    loaded = load_policy(policy_path)
+    return make_plan_from_policy(load_policy(policy_path), store_path=store_path, rounds=rounds,
+                                 seed=seed, run_id=run_id, demo=demo,
+                                 example_site_policies=example_site_policies)
+
+
+def make_plan_from_policy(
+    loaded: LoadedPolicy,
+    *,
+    store_path: Path | str | None = None,
+    rounds: int | None = None,
+    seed: int = 0,
+    run_id: str | None = None,
+    demo: bool = False,
+    example_site_policies: bool = False,
+) -> RunPlan:
+    """Resolve a run's settings under an already validated policy (see :func:`make_plan`)."""
     policy = loaded.policy
     n_rounds = policy.rounds if rounds in (None, 0) else _int_option("rounds", rounds, 1,
                                                                        MAX_ROUNDS)

@@ -38,12 +38,14 @@ def _mean(values: list[float], weights: list[int] | None = None) -> float | None
 
 def site_records(judgement: FitJudgement, evals: list[EvalFigure]) -> tuple[SiteRoundRecord, ...]:
     """One record per site that trained, refused or evaluated, sorted by site id; the privacy
-    figures are those of the site's verified receipt."""
+    figures are those of the site's verified receipt (also one it re-sent for a round it had
+    trained before an interruption: it spent that budget, though its update is not in the sum)."""
     trained = {t.site: t for t in judgement.trained}
+    receipts = {t.site: t for t in [*judgement.resent, *judgement.trained]}
     evaluated = {e.site: e for e in evals}
     out = []
-    for site in sorted(set(trained) | set(judgement.refusals) | set(evaluated)):
-        t, e = trained.get(site), evaluated.get(site)
+    for site in sorted(set(receipts) | set(judgement.refusals) | set(evaluated)):
+        t, e = receipts.get(site), evaluated.get(site)
         r = t.signed.receipt if t else None
         out.append(SiteRoundRecord(
             site=site,
@@ -55,7 +57,7 @@ def site_records(judgement: FitJudgement, evals: list[EvalFigure]) -> tuple[Site
             sample_rate=r.sample_rate if r else None, steps=r.steps if r else None,
             max_grad_norm=r.max_grad_norm if r else None,
             accountant=r.accountant if r else None,
-            trained=t is not None, refusal=judgement.refusals.get(site),
+            trained=site in trained, refusal=judgement.refusals.get(site),
         ))
     return tuple(out)
 

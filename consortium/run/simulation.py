@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 
 from consortium.errors import SimulationError
 from consortium.run.plan import RunPlan
+from consortium.run.resume import ResumePoint
 from consortium.run.workflow import RunOutcome
 from consortium.store.records import RoundRecord
 from site_node.settings import NodeSettings
@@ -32,7 +34,8 @@ def backend_config(num_sites: int) -> dict[str, object]:
 
 def simulate(plan: RunPlan, sites: Sequence[NodeSettings], *,
              on_round: Callable[[RoundRecord], None] | None = None,
-             verbose: bool = False) -> RunOutcome:
+             verbose: bool = False, stop: threading.Event | None = None,
+             resume: ResumePoint | None = None) -> RunOutcome:
     """Run ``plan`` with one virtual node per site of ``sites``; returns how it ended.
 
     Raises
@@ -52,7 +55,8 @@ def simulate(plan: RunPlan, sites: Sequence[NodeSettings], *,
     outcomes: list[RunOutcome] = []
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     run_simulation(
-        server_app=server_app_for(plan, on_round=on_round, outcomes=outcomes),
+        server_app=server_app_for(plan, on_round=on_round, outcomes=outcomes, stop=stop,
+                                  resume=resume),
         client_app=client_app_for(list(sites)), num_supernodes=len(sites),
         backend_config=backend_config(len(sites)),  # type: ignore[arg-type]
         verbose_logging=verbose,

@@ -13,6 +13,7 @@ entries in one transaction. Before each round the budget projection may stop the
 from __future__ import annotations
 
 import logging
+import threading
 import timeit
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from consortium import flower_compat as compat
 from consortium.audit.log import AuditLog
 from consortium.audit.registry import KeyRegistry
 from consortium.audit.trail import RunAudit
-from consortium.errors import ConsortiumError
+from consortium.errors import ConsortiumError, RunInterrupted
 from consortium.home import open_home
 from consortium.run import rounds as rr
 from consortium.run.attribution import (
@@ -44,8 +45,11 @@ from consortium.run.convergence import (
     budget_allows,
 )
 from consortium.run.demo import enrol_demo_sites
+from consortium.run.grid import PacedGrid
 from consortium.run.plan import RunPlan
+from consortium.run.resume import ResumePoint
 from consortium.run.strategy import ConsortiumStrategy, FitRound
+from consortium.store.owner import this_process
 from consortium.store.records import (
     ROUND_OK,
     RUN_COMPLETED,
@@ -98,25 +102,29 @@ class ConsortiumWorkflow:
     """
 
     def __init__(self, plan: RunPlan, *,
-                 on_round: Callable[[RoundRecord], None] | None = None) -> None:
+                 on_round: Callable[[RoundRecord], None] | None = None,
+                 stop: threading.Event | None = None,
+                 resume: ResumePoint | None = None) -> None:
         self.plan = plan
         self.on_round = on_round
+        self.stop = stop or threading.Event()
+        self.resume = resume
         self.fit_workflow = secagg_workflow(plan)
         self.outcome: RunOutcome | None = None
+        self.done: list[RoundRecord] = list(resume.rounds) if resume else []
 
     def __call__(self, grid: Grid, context: Context) -> None:
         """Execute the run (Flower calls this with a LegacyContext)."""
         if not isinstance(context, LegacyContext):
             raise TypeError(f"Expect a LegacyContext, but get {type(context).__name__}.")
+        engine = compat.engine_of(grid)
+        grid = PacedGrid(grid, self.stop)
         store = RunStore(self.plan.store_path)  # refuses a store of a newer version
         try:
             audit_log = AuditLog(store.db, key=open_home().signing_key())
-            run = self._run_record(compat.engine_of(grid))
             attribution = self._attribution(audit_log)
             with store.db.transaction():
-                store.start_run(run)
-                audit = RunAudit(audit_log, run)
-                audit.start()
+                audit = self._open_run(store, audit_log, engine)
             self._execute(grid, context, store, audit, attribution)
         finally:
             store.close()
@@ -129,6 +137,8 @@ class ConsortiumWorkflow:
         try:
             compat.default_init_params_workflow(grid, context)
             self.outcome = self._rounds(grid, context, store, audit, attribution)
+        except RunInterrupted as exc:
+            self.outcome = self._interrupted(str(exc))
         except BaseException as exc:
             status = RUN_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RUN_FAILED
             reason = "interrupted" if status == RUN_INTERRUPTED else f"error: {exc!r}"
@@ -138,6 +148,24 @@ class ConsortiumWorkflow:
             f_stop.set()
             thread.join()
         self._finish(store, audit, self.outcome.status, self.outcome.reason)
+
+    def _open_run(self, store: RunStore, audit_log: AuditLog, engine: str) -> RunAudit:
+        """Record the run's start (or its resumption) with this process as its owner."""
+        if self.resume is None:
+            run = self._run_record(engine)
+            store.start_run(run)
+            audit = RunAudit(audit_log, run)
+            audit.start()
+            return audit
+        store.reopen_run(self.plan.run_id, owner=this_process())
+        audit = RunAudit(audit_log, store.get_run(self.plan.run_id))
+        audit.resumed(self.resume.next_round)
+        return audit
+
+    def _interrupted(self, reason: str) -> RunOutcome:
+        ok = sum(r.status == ROUND_OK for r in self.done)
+        log.warning("run %s interrupted: %s", self.plan.run_id, reason)
+        return RunOutcome(self.plan.run_id, RUN_INTERRUPTED, reason, ok, len(self.done) - ok)
 
     def _finish(self, store: RunStore, audit: RunAudit, status: str, reason: str) -> None:
         with store.db.transaction():
@@ -165,6 +193,7 @@ class ConsortiumWorkflow:
             policy_json=self.plan.loaded.canonical_json, delta=p.delta,
             epsilon_ceiling=p.epsilon_ceiling, rounds_planned=self.plan.rounds,
             seed=self.plan.seed, sites=p.sites, secagg_json=self.plan.secagg_json(),
+            owner=this_process(), example_site_policies=self.plan.example_site_policies,
         )
 
     def _mechanism(self) -> Mechanism:
@@ -180,9 +209,12 @@ class ConsortiumWorkflow:
                                 p.convergence.min_delta)
         cfg = ConfigRecord({compat.Key.START_TIME: timeit.default_timer()})
         context.state.config_records[compat.MAIN_CONFIGS_RECORD] = cfg
-        done: list[RoundRecord] = []
+        done = self.done
+        for earlier in done:
+            conv.observe(earlier.accuracy_mean if earlier.status == ROUND_OK else None)
         status, reason = RUN_COMPLETED, STOP_ROUNDS_DONE
-        for rnd in range(1, self.plan.rounds + 1):
+        first = self.resume.next_round if self.resume else 1
+        for rnd in range(first, self.plan.rounds + 1):
             allowed, eps = budget_allows(mechanism=self._mechanism(), rounds_attempted=rnd - 1,
                                          delta=p.delta, ceiling=p.epsilon_ceiling)
             if not allowed:
@@ -191,7 +223,11 @@ class ConsortiumWorkflow:
                           f"{p.epsilon_ceiling}")
                 break
             cfg[compat.Key.CURRENT_ROUND] = rnd
-            record = self._one_round(rnd, grid, context, store, audit, attribution)
+            try:
+                record = self._one_round(rnd, grid, context, store, audit, attribution)
+            except RunInterrupted:
+                audit.interrupted(rnd)
+                raise
             done.append(record)
             stop = conv.observe(record.accuracy_mean) if record.status == ROUND_OK else None
             if stop:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from consortium.errors import StoreError
+from site_node.protocol.keys import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ CREATE TABLE IF NOT EXISTS runs (
     stop_reason TEXT, engine TEXT NOT NULL, policy_sha256 TEXT NOT NULL,
     policy_json TEXT NOT NULL, delta REAL NOT NULL, epsilon_ceiling REAL NOT NULL,
     rounds_planned INTEGER NOT NULL, seed INTEGER NOT NULL, sites_json TEXT NOT NULL,
-    secagg_json TEXT NOT NULL, mode TEXT NOT NULL DEFAULT 'deployment'
+    secagg_json TEXT NOT NULL, mode TEXT NOT NULL DEFAULT 'deployment', owner TEXT,
+    example_site_policies INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS rounds (
     run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
@@ -74,6 +76,8 @@ BEGIN SELECT RAISE(ABORT, 'receipts are append-only'); END;
 #: Statements that bring a store of version ``v`` to ``v + 1``.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE runs ADD COLUMN mode TEXT NOT NULL DEFAULT 'deployment'",
+        "ALTER TABLE runs ADD COLUMN owner TEXT",
+        "ALTER TABLE runs ADD COLUMN example_site_policies INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE site_rounds ADD COLUMN delta REAL",
         "ALTER TABLE site_rounds ADD COLUMN refusal TEXT",
         "DROP TABLE IF EXISTS audit_keys"),
@@ -108,7 +112,7 @@ class Database:
                 self.conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True,
                                             timeout=5.0, isolation_level=None)
             else:
-                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                private_dir(self.path.parent)
                 os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
                 self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
                 self.conn.execute("PRAGMA journal_mode=WAL")

@@ -59,6 +59,11 @@ class RunRecord:
         The member sites expected to take part.
     secagg_json : str
         The SecAgg+ parameters used, as JSON.
+    owner : str
+        ``host:pid`` of the process running the run (to tell a live run from one whose process
+        was killed).
+    example_site_policies : bool
+        Whether the local demonstration applied the example site policies.
     """
 
     run_id: str
@@ -76,6 +81,8 @@ class RunRecord:
     mode: str = MODE_DEPLOYMENT
     finished_at: str | None = None
     stop_reason: str | None = None
+    owner: str | None = None
+    example_site_policies: bool = False
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ _ROUND_COLUMNS = (
 _RUN_COLUMNS = (
     "run_id", "started_at", "status", "engine", "policy_sha256", "policy_json", "delta",
     "epsilon_ceiling", "rounds_planned", "seed", "sites_json", "secagg_json", "mode",
-    "finished_at", "stop_reason",
+    "finished_at", "stop_reason", "owner", "example_site_policies",
 )
 
 
@@ -79,7 +79,7 @@ class RunStore:
                 (run.run_id, run.started_at, run.status, run.engine, run.policy_sha256,
                  run.policy_json, run.delta, run.epsilon_ceiling, run.rounds_planned, run.seed,
                  json.dumps(list(run.sites)), run.secagg_json, run.mode, run.finished_at,
-                 run.stop_reason),
+                 run.stop_reason, run.owner, int(run.example_site_policies)),
             )
 
     def record_round(self, run_id: str, rnd: RoundRecord, *, checkpoint: bytes | None = None,
@@ -109,6 +109,12 @@ class RunStore:
         with self.db.transaction() as conn:
             conn.execute("UPDATE runs SET status=?, stop_reason=?, finished_at=? WHERE run_id=?",
                          (status, reason, finished_at, run_id))
+
+    def reopen_run(self, run_id: str, *, owner: str) -> None:
+        """Mark a run live again (it is being resumed by ``owner``)."""
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE runs SET status='running', stop_reason=NULL, finished_at=NULL, "
+                         "owner=? WHERE run_id=?", (owner, run_id))
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -153,6 +159,14 @@ class RunStore:
             raise StoreError(f"no checkpoint for run {run_id!r} round {rnd}")
         return bytes(rows[0]["model"]), str(rows[0]["sha256"])
 
+    def last_checkpoint(self, run_id: str) -> tuple[int, bytes, str] | None:
+        """The latest checkpoint of a run: (round, ``.npz`` bytes, SHA-256), if any."""
+        rows = self.db.query("SELECT round, model, sha256 FROM checkpoints WHERE run_id=? "
+                             "ORDER BY round DESC LIMIT 1", (run_id,))
+        if not rows:
+            return None
+        return int(rows[0]["round"]), bytes(rows[0]["model"]), str(rows[0]["sha256"])
+
     def table_names(self) -> list[str]:
         """Names of the tables the store holds."""
         return self.db.table_names()
@@ -177,4 +191,5 @@ def _round_from_row(row: sqlite3.Row, sites: tuple[SiteRoundRecord, ...]) -> Rou
 def _run_from_row(row: sqlite3.Row) -> RunRecord:
     values = {c: row[c] for c in _RUN_COLUMNS if c != "sites_json"}
     values["mode"] = values["mode"] or "deployment"
+    values["example_site_policies"] = bool(values["example_site_policies"])
     return RunRecord(**values, sites=tuple(json.loads(row["sites_json"])))

@@ -30,7 +30,7 @@ from site_node.home import RECEIPT_KEY_FILE, SITE_POLICY_FILE
 from site_node.instruction import Instruction
 from site_node.privacy import accountant, budget
 from site_node.privacy.admission import Ceilings, admit
-from site_node.privacy.ledger import SiteLedger
+from site_node.privacy.ledger import LEDGER_FILE, SiteLedger
 from site_node.protocol import keys
 from site_node.protocol.errors import KeyFileError
 from site_node.protocol.mechanism import Mechanism
@@ -140,26 +140,53 @@ class SiteGuard:
 
     def record(self, admitted: AdmittedRound, *, weights: list[np.ndarray],
                mechanism: Mechanism, num_examples: int) -> SignedReceipt:
-        """Record the trained round in the ledger, then sign its receipt."""
+        """Record the trained round in the ledger and sign its receipt, in one transaction."""
         ins, plan = admitted.instruction, admitted.plan
         key = self.signing_key()
-        with SiteLedger.in_state_dir(self.state_dir) as ledger:
+        with SiteLedger.in_state_dir(self.state_dir) as ledger, ledger.transaction():
             ledger.record(run_id=ins.run_id, rnd=ins.round, policy_sha256=ins.policy.sha256,
                           mechanism=mechanism, delta=plan.delta)
             run_eps = budget.run_epsilon(ledger, ins.run_id, delta=plan.delta,
                                          accountant_name=plan.accountant)
             life = budget.lifetime(ledger)
-        assert life is not None
-        receipt = Receipt(
-            run_id=ins.run_id, round=ins.round, site=self.site, policy_sha256=ins.policy.sha256,
-            site_policy_sha256=self.policy.sha256 if self.policy else "",
-            noise_multiplier=mechanism.noise_multiplier, sample_rate=mechanism.sample_rate,
-            steps=mechanism.steps, max_grad_norm=mechanism.max_grad_norm,
-            accountant=mechanism.accountant, delta=plan.delta, epsilon=run_eps,
-            lifetime_epsilon=life.epsilon,
-            epsilon_ceiling=float(admitted.effective.epsilon_ceiling),
-            lifetime_epsilon_ceiling=float(admitted.effective.lifetime_epsilon_ceiling),
-            num_examples=int(num_examples), update_sha256=update_sha256(weights),
-            issued_at=datetime.now(UTC).isoformat(),
-        )
-        return receipt.sign(key)
+            assert life is not None
+            receipt = Receipt(
+                run_id=ins.run_id, round=ins.round, site=self.site,
+                policy_sha256=ins.policy.sha256,
+                site_policy_sha256=self.policy.sha256 if self.policy else "",
+                noise_multiplier=mechanism.noise_multiplier,
+                sample_rate=mechanism.sample_rate, steps=mechanism.steps,
+                max_grad_norm=mechanism.max_grad_norm, accountant=mechanism.accountant,
+                delta=plan.delta, epsilon=run_eps, lifetime_epsilon=life.epsilon,
+                epsilon_ceiling=float(admitted.effective.epsilon_ceiling),
+                lifetime_epsilon_ceiling=float(admitted.effective.lifetime_epsilon_ceiling),
+                num_examples=int(num_examples), update_sha256=update_sha256(weights),
+                issued_at=datetime.now(UTC).isoformat(),
+            )
+            signed = receipt.sign(key)
+            ledger.store_receipt(run_id=ins.run_id, rnd=ins.round, data=signed.data,
+                                 signature=signed.signature)
+        return signed
+
+    def spent_before(self, instruction: Instruction) -> SignedReceipt | None:
+        """The kept receipt if this round of this run was already trained (None if not).
+
+        A round can be asked for again when the coordinator resumes a run that crashed while
+        the round was in flight; the site never trains it twice.
+
+        Raises
+        ------
+        Refusal
+            If the round was trained but its receipt was not kept.
+        """
+        ledger_file = self.state_dir / LEDGER_FILE
+        if not ledger_file.is_file():
+            return None
+        with SiteLedger(ledger_file, readonly=True) as ledger:
+            if not ledger.spent(instruction.run_id, instruction.round):
+                return None
+            kept = ledger.receipt(instruction.run_id, instruction.round)
+        if kept is None:
+            raise Refusal(f"site {self.site} already trained round {instruction.round} of run "
+                          f"{instruction.run_id}; it never trains a round twice")
+        return SignedReceipt.from_parts(*kept)

@@ -1,11 +1,13 @@
 """A site's privacy budget ledger: every DP event it has ever run, on its own disk.
 
 The ledger is a SQLite file (``ledger.sqlite`` in the site's state directory, WAL mode, private
-to the user). Each round of DP-SGD the site trained is one row of ``dp_events``, written in its
-own transaction right after training and before the update is returned, so a round whose upload
-is lost is still counted. A run the site refused is one row of ``refusals``: the site refuses
-the rest of that run too (see :mod:`site_node.privacy.admission`). Rows are never updated or
-deleted. ε is always composed over the events by :mod:`site_node.privacy.accountant`.
+to the user). Each round of DP-SGD the site trained is one row of ``dp_events``, written right
+after training and before the update is returned, so a round whose upload is lost is still
+counted; the receipt the site signed for it is kept in ``receipts`` in the same transaction, so
+that it can be sent again if the round's reply was lost (a run resumed after a crash). A run
+the site refused is one row of ``refusals``: the site refuses the rest of that run too (see
+:mod:`site_node.privacy.admission`). Rows are never updated or deleted. ε is always composed
+over the events by :mod:`site_node.privacy.accountant`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from site_node.errors import LedgerError
+from site_node.protocol.keys import private_dir
 from site_node.protocol.mechanism import Mechanism
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,13 @@ CREATE TABLE IF NOT EXISTS dp_events (
     recorded_at TEXT NOT NULL,
     UNIQUE (run_id, round)
 );
+CREATE TABLE IF NOT EXISTS receipts (
+    run_id TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    receipt_json TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    PRIMARY KEY (run_id, round)
+);
 CREATE TABLE IF NOT EXISTS refusals (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT NOT NULL,
@@ -51,6 +61,10 @@ CREATE TABLE IF NOT EXISTS refusals (
 CREATE TRIGGER IF NOT EXISTS dp_events_no_update BEFORE UPDATE ON dp_events
 BEGIN SELECT RAISE(ABORT, 'the privacy ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS dp_events_no_delete BEFORE DELETE ON dp_events
+BEGIN SELECT RAISE(ABORT, 'the privacy ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS receipts_no_update BEFORE UPDATE ON receipts
+BEGIN SELECT RAISE(ABORT, 'the privacy ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS receipts_no_delete BEFORE DELETE ON receipts
 BEGIN SELECT RAISE(ABORT, 'the privacy ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS refusals_no_update BEFORE UPDATE ON refusals
 BEGIN SELECT RAISE(ABORT, 'the privacy ledger is append-only'); END;
@@ -109,16 +123,16 @@ class SiteLedger:
                     raise LedgerError(f"no privacy ledger at {self.path}")
                 self._conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True)
             else:
-                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                private_dir(self.path.parent)
                 fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
                 os.close(fd)
-                self._conn = sqlite3.connect(self.path, timeout=30.0)
+                self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
                 self._conn.execute("PRAGMA journal_mode=WAL")
-                with self._conn:
-                    self._conn.executescript(_SCHEMA)
+                self._conn.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(f"cannot open privacy ledger {self.path}: {exc}") from exc
         self._conn.row_factory = sqlite3.Row
+        self._depth = 0
 
     @classmethod
     def in_state_dir(cls, state_dir: Path | str, *, readonly: bool = False) -> SiteLedger:
@@ -136,14 +150,27 @@ class SiteLedger:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; nested uses join the outermost (all commit or none)."""
+        outer = self._depth == 0
         try:
-            with self._conn:
+            if outer:
+                self._conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
                 yield self._conn
-        except sqlite3.IntegrityError as exc:
-            raise LedgerError(f"privacy ledger {self.path}: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise LedgerError(f"write to privacy ledger {self.path} failed: {exc}") from exc
+            finally:
+                self._depth -= 1
+            if outer:
+                self._conn.execute("COMMIT")
+        except BaseException as exc:
+            if outer and self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise LedgerError(f"privacy ledger {self.path}: {exc}") from exc
+            if isinstance(exc, sqlite3.Error):
+                raise LedgerError(f"write to privacy ledger {self.path} failed: {exc}") from exc
+            raise
 
     def record(self, *, run_id: str, rnd: int, policy_sha256: str, mechanism: Mechanism,
                delta: float) -> LedgerEvent:
@@ -157,7 +184,7 @@ class SiteLedger:
         event = LedgerEvent(run_id=run_id, round=int(rnd), policy_sha256=policy_sha256,
                             mechanism=mechanism, delta=float(delta), recorded_at=_now())
         m = mechanism
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 f"INSERT INTO dp_events({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (run_id, event.round, policy_sha256, m.noise_multiplier, m.sample_rate, m.steps,
@@ -166,9 +193,28 @@ class SiteLedger:
         log.info("ledger %s: recorded run %s round %d", self.path, run_id, event.round)
         return event
 
+    def store_receipt(self, *, run_id: str, rnd: int, data: bytes, signature: bytes) -> None:
+        """Keep the signed receipt of a recorded round (call in the round's transaction)."""
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO receipts(run_id, round, receipt_json, signature) "
+                         "VALUES (?,?,?,?)", (run_id, int(rnd), data.decode("ascii"),
+                                              signature.hex()))
+
+    def receipt(self, run_id: str, rnd: int) -> tuple[str, str] | None:
+        """The signed receipt (canonical JSON, hex signature) of a recorded round, if kept."""
+        row = self._conn.execute("SELECT receipt_json, signature FROM receipts WHERE run_id=? "
+                                 "AND round=?", (run_id, int(rnd))).fetchone()
+        return None if row is None else (str(row["receipt_json"]), str(row["signature"]))
+
+    def spent(self, run_id: str, rnd: int) -> bool:
+        """Whether the site already trained (and spent budget in) this round of this run."""
+        row = self._conn.execute("SELECT 1 FROM dp_events WHERE run_id=? AND round=?",
+                                 (run_id, int(rnd))).fetchone()
+        return row is not None
+
     def record_refusal(self, *, run_id: str, rnd: int, reason: str) -> None:
         """Append a refusal of a run (nothing was spent)."""
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute("INSERT INTO refusals(run_id, round, reason, recorded_at) "
                          "VALUES (?,?,?,?)", (run_id, int(rnd), reason, _now()))
 

@@ -29,10 +29,27 @@ from site_node.protocol.errors import KeyFileError
 log = logging.getLogger(__name__)
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and each missing parent with mode 0700 (existing directories are kept).
+
+    ``Path.mkdir(mode=..., parents=True)`` applies the mode to the last directory only; every
+    directory this product creates for keys, ledgers and stores is private to the user.
+    """
+    path = Path(path)
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
 def write_secret(path: Path, data: bytes) -> None:
     """Create ``path`` with mode 0600 and write ``data``; refuse to overwrite an existing file."""
     path = Path(path)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)

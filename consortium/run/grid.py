@@ -1,0 +1,98 @@
+"""The server's view of the grid: Flower's public Grid API, paced and stoppable.
+
+Flower's ``send_and_receive`` pulls replies at a fixed interval (3 s for a deployed SuperLink,
+0.1 s in simulation) and cannot be interrupted before its timeout. :class:`PacedGrid` wraps any
+grid and implements ``send_and_receive`` with the public ``push_messages``/``pull_messages``:
+it pulls after a short interval that backs off while nothing arrives (so a fast round is not
+padded by polling and an idle one does not spin), and it raises :class:`RunInterrupted` within
+one interval once the run's stop event is set (Ctrl-C or SIGTERM at the coordinator).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from flwr.app import Message
+from flwr.serverapp import Grid
+
+from consortium.errors import RunInterrupted
+
+FIRST_INTERVAL_S = 0.02
+MAX_INTERVAL_S = 0.5
+BACKOFF = 1.5
+
+
+class PacedGrid(Grid):
+    """A grid whose ``send_and_receive`` is paced and stoppable (everything else delegates).
+
+    Parameters
+    ----------
+    grid : Grid
+        The grid Flower handed to the ServerApp.
+    stop : threading.Event, optional
+        Set it to stop the run: the current exchange raises :class:`RunInterrupted`.
+    """
+
+    def __init__(self, grid: Grid, stop: threading.Event | None = None) -> None:
+        self.inner = grid
+        self.stop = stop or threading.Event()
+
+    def set_run(self, run: Any) -> None:
+        """Delegate to the wrapped grid."""
+        self.inner.set_run(run)
+
+    @property
+    def run(self) -> Any:
+        """The run of the wrapped grid."""
+        return self.inner.run
+
+    def create_message(self, *args: Any, **kwargs: Any) -> Message:
+        """Delegate to the wrapped grid."""
+        return self.inner.create_message(*args, **kwargs)
+
+    def get_node_ids(self) -> Iterable[int]:
+        """Delegate to the wrapped grid."""
+        return self.inner.get_node_ids()
+
+    def get_nodes(self) -> Iterable[Any]:
+        """Delegate to the wrapped grid."""
+        return self.inner.get_nodes()
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        """Delegate to the wrapped grid."""
+        return self.inner.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        """Delegate to the wrapped grid."""
+        return self.inner.pull_messages(message_ids)
+
+    def check_stop(self) -> None:
+        """Raise :class:`RunInterrupted` if the run's stop event is set."""
+        if self.stop.is_set():
+            raise RunInterrupted("the coordinator stopped the run")
+
+    def send_and_receive(self, messages: Iterable[Message], *,
+                         timeout: float | None = None) -> Iterable[Message]:
+        """Push ``messages`` and pull their replies until all arrived, ``timeout`` passed or the
+        run is stopped (raises :class:`RunInterrupted`)."""
+        self.check_stop()
+        pending = set(self.push_messages(messages))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval, replies = FIRST_INTERVAL_S, []
+        while pending:
+            got = list(self.pull_messages(pending))
+            replies += got
+            pending -= {m.metadata.reply_to_message_id for m in got}
+            if not pending:
+                break
+            self.check_stop()
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            time.sleep(interval if left is None else min(interval, left))
+            interval = FIRST_INTERVAL_S if got else min(interval * BACKOFF, MAX_INTERVAL_S)
+        self.check_stop()
+        return replies
