@@ -140,10 +140,14 @@ class SiteGuard:
 
     def record(self, admitted: AdmittedRound, *, weights: list[np.ndarray],
                mechanism: Mechanism, num_examples: int) -> SignedReceipt:
-        """Record the trained round in the ledger and sign its receipt, in one transaction."""
+        """Record the trained round in the ledger at once, then sign and keep its receipt.
+
+        The round is committed to the ledger first, so it counts even if anything after
+        training fails (signing, the upload).
+        """
         ins, plan = admitted.instruction, admitted.plan
         key = self.signing_key()
-        with SiteLedger.in_state_dir(self.state_dir) as ledger, ledger.transaction():
+        with SiteLedger.in_state_dir(self.state_dir) as ledger:
             ledger.record(run_id=ins.run_id, rnd=ins.round, policy_sha256=ins.policy.sha256,
                           mechanism=mechanism, delta=plan.delta)
             run_eps = budget.run_epsilon(ledger, ins.run_id, delta=plan.delta,

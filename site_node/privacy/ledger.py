@@ -3,8 +3,8 @@
 The ledger is a SQLite file (``ledger.sqlite`` in the site's state directory, WAL mode, private
 to the user). Each round of DP-SGD the site trained is one row of ``dp_events``, written right
 after training and before the update is returned, so a round whose upload is lost is still
-counted; the receipt the site signed for it is kept in ``receipts`` in the same transaction, so
-that it can be sent again if the round's reply was lost (a run resumed after a crash). A run
+counted; the receipt the site then signed for it is kept in ``receipts``, so that it can be sent
+again if the round's reply was lost (a run resumed after a crash). A run
 the site refused is one row of ``refusals``: the site refuses the rest of that run too (see
 :mod:`site_node.privacy.admission`). Rows are never updated or deleted. ε is always composed
 over the events by :mod:`site_node.privacy.accountant`.
@@ -194,7 +194,7 @@ class SiteLedger:
         return event
 
     def store_receipt(self, *, run_id: str, rnd: int, data: bytes, signature: bytes) -> None:
-        """Keep the signed receipt of a recorded round (call in the round's transaction)."""
+        """Keep the signed receipt of a recorded round."""
         with self.transaction() as conn:
             conn.execute("INSERT INTO receipts(run_id, round, receipt_json, signature) "
                          "VALUES (?,?,?,?)", (run_id, int(rnd), data.decode("ascii"),
