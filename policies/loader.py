@@ -173,6 +173,23 @@ def policy_from_canonical(text: str, expected_sha256: str, source: str) -> Loade
     return loaded
 
 
+def with_sites(loaded: LoadedPolicy, sites: tuple[str, ...], source: str) -> LoadedPolicy:
+    """The policy with its member ``sites`` replaced, validated again (``min_sites``, SecAgg+
+    shares and capacity must still fit) and hashed anew: the policy a run with those sites is
+    recorded under. Unchanged (same hash) when the sites are the policy's own.
+
+    Raises
+    ------
+    PolicyError
+        Naming ``source`` and the field that no longer fits.
+    """
+    if tuple(sites) == loaded.policy.sites:
+        return loaded
+    data = loaded.policy.model_dump(mode="json")
+    data["sites"] = list(sites)
+    return parse_policy(data, source)
+
+
 def json_schema() -> dict[str, Any]:
     """The consortium policy's JSON Schema, for reviewers."""
     return ConsortiumPolicy.model_json_schema()

@@ -1,7 +1,8 @@
 """Export the policies' JSON Schemas for reviewers.
 
-``python -m policies.schema_export`` rewrites ``policies/consortium.schema.json`` and
-``policies/site.schema.json``; a test fails while the committed files are out of date.
+``python -m policies.schema_export`` rewrites ``policies/consortium.schema.json``,
+``policies/site.schema.json`` and ``policies/task.schema.json`` (task files,
+``policies/tasks/*.yaml``); a test fails while the committed files are out of date.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from policies.loader import json_schema, site_json_schema
+from policies.task_loader import task_json_schema
 
 POLICIES_DIR = Path(__file__).resolve().parent
-SCHEMA_FILES = {"consortium.schema.json": json_schema, "site.schema.json": site_json_schema}
+SCHEMA_FILES = {"consortium.schema.json": json_schema, "site.schema.json": site_json_schema,
+                "task.schema.json": task_json_schema}
 
 
 def schema_text(schema: dict[str, Any]) -> str:

@@ -1,0 +1,223 @@
+"""The consortium's task as frozen, validated objects: what is learnt, from which data, by which
+model.
+
+A task is reviewed data (``policies/tasks/*.yaml``) beside the policy: the modality (tabular or
+image), the label and its classes, the model family, the fixed train/test split and, for
+tabular data, every feature column (:mod:`policies.task_columns`); for images, their size,
+channels and pixel scaling. Like the policy it is parsed once at the edge (strict, finite
+numbers, unknown keys are errors), travels with every instruction as canonical JSON with its
+hash, and is recorded with the run and in every receipt.
+
+``preprocessing: fixed`` says that every statistic shaping training is declared here (ranges,
+imputation values, levels, pixel scaling) rather than computed from a site's data; it is the only
+value this version accepts (a DP-computed statistic is not implemented).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+
+from policies.task_columns import Column, ColumnName, column_features
+
+TASK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+ClassValue = Annotated[StrictStr, Field(min_length=1, max_length=64)] | StrictInt
+MAX_CLASSES = 1000
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class ClassSpec(_Frozen):
+    """One class: its name, the label values that mean it, and (images) its folder."""
+
+    name: StrictStr = Field(min_length=1, max_length=128)
+    values: tuple[ClassValue, ...] = Field(
+        min_length=1, max_length=64,
+        description="Label values (tabular label cells, npz labels) that mean this class.")
+    folder: StrictStr | None = Field(
+        None, min_length=1, max_length=128,
+        description="Image folder of this class (default: its name).")
+
+    @property
+    def folder_name(self) -> str:
+        """The folder that holds this class's images in a folder-per-class layout."""
+        return self.folder or self.name
+
+
+class LabelSpec(_Frozen):
+    """The label: its column (tabular), its classes, and how many a site must hold."""
+
+    column: ColumnName | None = Field(None, description="Label column (tabular tasks only).")
+    classes: tuple[ClassSpec, ...] = Field(min_length=2, max_length=MAX_CLASSES)
+    min_classes_per_site: StrictInt = Field(
+        2, ge=2, description="A site whose training data holds fewer classes is refused.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LabelSpec:
+        names, values, folders = set(), set(), set()
+        for i, cls in enumerate(self.classes):
+            if cls.name in names:
+                raise ValueError(f"classes[{i}].name {cls.name!r} is listed twice")
+            if cls.folder_name in folders:
+                raise ValueError(f"classes[{i}]: folder {cls.folder_name!r} is used twice")
+            names.add(cls.name)
+            folders.add(cls.folder_name)
+            for value in cls.values:
+                key = str(value)
+                if key in values:
+                    raise ValueError(f"classes[{i}].values: label value {value!r} belongs to "
+                                     "two classes")
+                values.add(key)
+        if self.min_classes_per_site > len(self.classes):
+            raise ValueError(f"min_classes_per_site ({self.min_classes_per_site}) exceeds the "
+                             f"number of classes ({len(self.classes)})")
+        return self
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Class names in index order (the model's outputs)."""
+        return tuple(c.name for c in self.classes)
+
+
+class LogisticModel(_Frozen):
+    """Multinomial logistic regression (one linear layer, softmax over the classes)."""
+
+    family: Literal["logistic"]
+
+
+class MLPModel(_Frozen):
+    """A small multi-layer perceptron with ReLU activations."""
+
+    family: Literal["mlp"]
+    hidden: tuple[Annotated[StrictInt, Field(ge=1, le=4096)], ...] = Field(
+        min_length=1, max_length=8, description="Width of each hidden layer.")
+
+
+class CNNModel(_Frozen):
+    """A small Opacus-compatible CNN: 3×3 conv blocks with GroupNorm, ReLU and pooling."""
+
+    family: Literal["cnn"]
+    channels: tuple[Annotated[StrictInt, Field(ge=1, le=512)], ...] = Field(
+        min_length=1, max_length=6, description="Output channels of each conv block.")
+    groups: StrictInt = Field(4, ge=1, le=64, description="GroupNorm groups (at most).")
+
+
+Model = Annotated[LogisticModel | MLPModel | CNNModel, Field(discriminator="family")]
+
+
+class SplitSpec(_Frozen):
+    """The fixed train/test split every site makes of its own rows (unless its file holds one)."""
+
+    test_fraction: StrictFloat = Field(gt=0, lt=1, description="Share of rows for testing.")
+    seed: StrictInt = Field(ge=0, le=2**32 - 1, description="Seed of the split.")
+    stratified: StrictBool = Field(True, description="The same share of each class.")
+
+
+class _Task(_Frozen):
+    version: Literal[1] = 1
+    name: StrictStr = Field(description="Task id: lower-case letters, digits, '_' and '-'.")
+    description: StrictStr = Field("", max_length=2000)
+    preprocessing: Literal["fixed"] = Field(
+        description="'fixed': every statistic that shapes training is declared in this file.")
+    label: LabelSpec
+    model: Model
+    split: SplitSpec
+
+    @field_validator("name")
+    @classmethod
+    def _task_name(cls, value: str) -> str:
+        if TASK_NAME.fullmatch(value) is None:
+            raise ValueError(f"invalid task name {value!r} (lower-case letters, digits, '_' "
+                             "and '-', 1-63 chars)")
+        return value
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (the model's outputs)."""
+        return len(self.label.classes)
+
+
+class TabularTask(_Task):
+    """A table: one row per record, a label column and declared feature columns."""
+
+    modality: Literal["tabular"]
+    columns: tuple[Column, ...] = Field(min_length=1, max_length=2000)
+    ignore_columns: tuple[ColumnName, ...] = Field(
+        (), max_length=100, description="Columns a file may hold that the task does not use "
+        "(identifiers); any other extra column is an error.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TabularTask:
+        if self.label.column is None:
+            raise ValueError("label.column: a tabular task names its label column")
+        seen: dict[str, str] = {}
+        names = [(f"columns[{i}]", c.name) for i, c in enumerate(self.columns)]
+        names += [(f"ignore_columns[{i}]", n) for i, n in enumerate(self.ignore_columns)]
+        names.append(("label.column", self.label.column))
+        for where, name in names:
+            if name in seen:
+                raise ValueError(f"{where}: column {name!r} is already declared as "
+                                 f"{seen[name]}")
+            seen[name] = where
+        if isinstance(self.model, CNNModel):
+            raise ValueError("model.family: cnn is for image tasks (use logistic or mlp)")
+        return self
+
+    def feature_names(self) -> tuple[str, ...]:
+        """The fixed feature layout every site produces, in order."""
+        return tuple(name for c in self.columns for name in column_features(c))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one example's features."""
+        return (len(self.feature_names()),)
+
+
+class ImageSpec(_Frozen):
+    """Size, channels and the fixed pixel scaling of every image."""
+
+    height: StrictInt = Field(ge=1, le=4096)
+    width: StrictInt = Field(ge=1, le=4096)
+    channels: Literal[1, 3] = Field(description="1: 8-bit grayscale; 3: 8-bit RGB.")
+    pixel_scaling: Literal["divide-by-255"] = Field(
+        description="8-bit pixel values are divided by 255 (fixed, the same at every site).")
+
+
+class ImageTask(_Task):
+    """Images of a fixed size: a folder per class (PNG/JPEG) or a MedMNIST-format ``.npz``."""
+
+    modality: Literal["image"]
+    image: ImageSpec
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ImageTask:
+        if self.label.column is not None:
+            raise ValueError("label.column: an image task has no label column (classes come "
+                             "from folders or the npz labels)")
+        for i, cls in enumerate(self.label.classes):
+            if any(not isinstance(v, int) for v in cls.values):
+                raise ValueError(f"label.classes[{i}].values: image labels are integers")
+        return self
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one example: channels, height, width."""
+        return (self.image.channels, self.image.height, self.image.width)
+
+
+Task = Annotated[TabularTask | ImageTask, Field(discriminator="modality")]
+AnyTask = TabularTask | ImageTask

@@ -1,0 +1,182 @@
+"""The feature columns of a tabular task: their types, allowed values and missing-value rules.
+
+Every column a site's file must hold is declared with its type: ``numeric`` (a unit and an
+allowed range ``[lo, hi]``), ``categorical`` (its levels) or ``boolean`` (the spellings of true
+and false). How a missing cell is handled is declared per column too: which cell values mean
+missing, whether 0 means missing (``zero_is_missing``, numeric only), the value it is imputed
+with, and whether a missing-value indicator feature is added.
+
+Preprocessing is fixed by these declarations, never by a site's data: a numeric value is scaled
+from its declared range to [-1, 1], a missing value is replaced by the declared imputation
+value, a categorical value is one-hot encoded over the declared levels. No statistic of a
+site's records shapes training outside the DP accounting.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
+
+Number = StrictFloat | StrictInt
+#: A cell value that means "missing", as written in a file (compared after stripping spaces).
+MissingSpelling = Annotated[StrictStr, Field(max_length=64)]
+ColumnName = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+Level = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+def _unique(values: tuple[str, ...], what: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{what}: {value!r} is listed twice")
+        seen.add(value)
+
+
+class _Missing(_Frozen):
+    values: tuple[MissingSpelling, ...] = Field(
+        ("",), max_length=32, description="Cell values that mean missing (e.g. '' or '?').")
+    indicator: StrictBool = Field(
+        False, description="Add a 0/1 feature that says the value was missing.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> _Missing:
+        _unique(tuple(v.strip() for v in self.values), "missing.values")
+        return self
+
+
+class NumericMissing(_Missing):
+    """Missing values of a numeric column and the fixed value that replaces them."""
+
+    zero_is_missing: StrictBool = Field(
+        False, description="A recorded 0 means missing (e.g. an unmeasured cholesterol).")
+    impute: Number = Field(description="The value a missing cell is replaced with.")
+
+
+class CategoricalMissing(_Missing):
+    """Missing values of a categorical column: imputed with a level, or with no level."""
+
+    impute: Level | None = Field(
+        None, description="The level a missing cell takes; null: no level (all-zero one-hot).")
+
+
+class BooleanMissing(_Missing):
+    """Missing values of a boolean column and the fixed value that replaces them."""
+
+    impute: StrictBool = Field(description="The value a missing cell is replaced with.")
+
+
+class NumericColumn(_Frozen):
+    """A number with a unit and an allowed range; it is scaled from the range to [-1, 1]."""
+
+    name: ColumnName
+    type: Literal["numeric"]
+    unit: StrictStr = Field(max_length=64, description="Unit, for reviewers ('' if none).")
+    range: tuple[Number, Number] = Field(description="Allowed values [lo, hi], lo < hi.")
+    missing: NumericMissing | None = Field(
+        None, description="How missing values are handled (none: a missing cell is an error).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NumericColumn:
+        lo, hi = self.range
+        if not lo < hi:
+            raise ValueError(f"range: lo ({lo}) must be below hi ({hi})")
+        if self.missing is not None:
+            if not lo <= self.missing.impute <= hi:
+                raise ValueError(f"missing.impute ({self.missing.impute}) is outside the range "
+                                 f"[{lo}, {hi}]")
+            if self.missing.zero_is_missing and lo <= 0 <= hi:
+                raise ValueError(f"missing.zero_is_missing: 0 is inside the range [{lo}, {hi}], "
+                                 "so a recorded 0 cannot mean missing")
+            for spelling in self.missing.values:
+                if _is_number(spelling):
+                    raise ValueError(f"missing.values: {spelling!r} is a number, not a missing "
+                                     "marker")
+        return self
+
+    def scale(self, value: float) -> float:
+        """The fixed scaling of a value in the range to [-1, 1]."""
+        lo, hi = self.range
+        return 2.0 * (value - lo) / (hi - lo) - 1.0
+
+
+class CategoricalColumn(_Frozen):
+    """One of a fixed list of levels; one-hot encoded over them."""
+
+    name: ColumnName
+    type: Literal["categorical"]
+    levels: tuple[Level, ...] = Field(min_length=1, max_length=256)
+    missing: CategoricalMissing | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CategoricalColumn:
+        _unique(self.levels, "levels")
+        if self.missing is not None:
+            if self.missing.impute is not None and self.missing.impute not in self.levels:
+                raise ValueError(f"missing.impute {self.missing.impute!r} is not one of the "
+                                 "levels")
+            clash = [v for v in self.missing.values if v.strip() in self.levels]
+            if clash:
+                raise ValueError(f"missing.values: {clash[0]!r} is also a level")
+        return self
+
+
+class BooleanColumn(_Frozen):
+    """True or false, each with the spellings a file may use (e.g. ``TRUE``, ``Male``)."""
+
+    name: ColumnName
+    type: Literal["boolean"]
+    true_values: tuple[Level, ...] = Field(min_length=1, max_length=16,
+                                           description="Spellings of true.")
+    false_values: tuple[Level, ...] = Field(min_length=1, max_length=16,
+                                            description="Spellings of false.")
+    missing: BooleanMissing | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BooleanColumn:
+        _unique(self.true_values + self.false_values, "true/false spellings")
+        if self.missing is not None:
+            spellings = self.true_values + self.false_values
+            clash = [v for v in self.missing.values if v.strip() in spellings]
+            if clash:
+                raise ValueError(f"missing.values: {clash[0]!r} is also a spelling of true or "
+                                 "false")
+        return self
+
+
+Column = Annotated[NumericColumn | CategoricalColumn | BooleanColumn,
+                   Field(discriminator="type")]
+COLUMN_TYPES = ("numeric", "categorical", "boolean")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def column_features(column: NumericColumn | CategoricalColumn | BooleanColumn
+                    ) -> tuple[str, ...]:
+    """The model features one column produces, in order (its indicator last)."""
+    if isinstance(column, CategoricalColumn):
+        names = tuple(f"{column.name}={level}" for level in column.levels)
+    else:
+        names = (column.name,)
+    if column.missing is not None and column.missing.indicator:
+        names += (f"{column.name}_missing",)
+    return names
