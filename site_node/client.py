@@ -9,17 +9,18 @@ reason in clear, so the coordinator sees why, and nothing is trained or spent.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 from flwr.client import NumPyClient
 
-from site_node.data import SiteData, load_site
+from policies.errors import PolicyError
+from policies.task_loader import LoadedTask, load_task
+from site_node.data import SiteData, load_cached
 from site_node.errors import ConfigError, DataError, Refusal
-from site_node.instruction import parse_instruction
+from site_node.instruction import Instruction, parse_instruction
+from site_node.model import build_model, set_weights
 from site_node.privacy.guard import SiteGuard
 from site_node.protocol import wire
 from site_node.protocol.errors import InstructionError, ProtocolError
@@ -33,23 +34,50 @@ Scalar = bool | bytes | float | int | str
 FitReply = tuple[list[np.ndarray], int, dict[str, Scalar]]
 
 
-@functools.lru_cache(maxsize=8)
-def _cached_site(site: str, path: str | None, stamp: tuple[int, int] | None) -> SiteData:
-    del stamp  # part of the cache key: a changed file is read again
-    return load_site(site, Path(path) if path else None)
+def site_data(settings: NodeSettings, task: LoadedTask) -> SiteData:
+    """The site's data, validated against ``task`` (kept per process while unchanged).
+
+    Raises
+    ------
+    ConfigError
+        If the node has no data file.
+    DataError
+        (:class:`~site_node.data.DataRefused`) if the data do not fit the task.
+    """
+    if settings.data_path is None:
+        raise ConfigError(f"site {settings.site} has no data: start the node with --data")
+    return load_cached(task, settings.data_path)
 
 
-def site_data(settings: NodeSettings) -> SiteData:
-    """The site's prepared data, read once per process while the file is unchanged."""
-    path = settings.data_path
-    stamp = None
-    if path is not None:
-        try:
-            st = Path(path).stat()
-        except OSError as exc:
-            raise DataError(f"site {settings.site}: cannot read data file {path}: {exc}") from None
-        stamp = (st.st_mtime_ns, st.st_size)
-    return _cached_site(settings.site, str(path) if path else None, stamp)
+def check_task(settings: NodeSettings, instruction: Instruction) -> None:
+    """Refuse an instruction for another task than the one the site admin started the node for.
+
+    Raises
+    ------
+    Refusal
+        If the node was started for a task (``--task``) and the instruction asks for another.
+    ConfigError
+        If the node's task file cannot be read.
+    """
+    if settings.task_path is None:
+        return
+    try:
+        agreed = load_task(settings.task_path)
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+    asked = instruction.task
+    if agreed.sha256 != asked.sha256:
+        raise Refusal(f"site {settings.site} refuses: the consortium asks for task {asked.name} "
+                      f"(sha256 {asked.sha256[:16]}…) but this node was started for task "
+                      f"{agreed.name} (sha256 {agreed.sha256[:16]}…, {settings.task_path})")
+
+
+def _fits_task(parameters: list[np.ndarray], instruction: Instruction, site: str) -> None:
+    try:
+        set_weights(build_model(instruction.task.task), parameters)
+    except ValueError as exc:
+        raise Refusal(f"site {site} refuses: the global model it received does not fit task "
+                      f"{instruction.task.name}: {exc}") from None
 
 
 def _all_finite(weights: list[np.ndarray]) -> bool:
@@ -75,7 +103,14 @@ class SiteClient(NumPyClient):
                                **earlier.to_wire()}
 
     def fit(self, parameters: list[np.ndarray], config: Mapping[str, Scalar]) -> FitReply:
-        """One round of DP-SGD, or a refusal (weight 0, reason in clear) before any training."""
+        """One round of DP-SGD, or a refusal (weight 0, reason in clear) before any training.
+
+        Before training the site checks, in order: the instruction (policy and task re-validated
+        against their hashes), its receipt key, whether it already trained this round (then it
+        re-sends that round's receipt), the incoming model, the task (the one it agreed to),
+        its data against the task, the model's shape, SecAgg+'s weight limit, and admission
+        (its own policy, the sampling rate, its ε ceilings).
+        """
         site = self.settings.site
         try:
             instruction = parse_instruction(config)
@@ -86,16 +121,21 @@ class SiteClient(NumPyClient):
                 return self._resend(parameters, earlier)
             if not _all_finite(parameters):
                 raise Refusal(f"site {site} refuses: the global model it received is not finite")
-            data = site_data(self.settings)
+            check_task(self.settings, instruction)
+            try:
+                data = site_data(self.settings, instruction.task)
+            except DataError as exc:
+                raise Refusal(f"site {site} refuses before any training: {exc}") from None
+            _fits_task(parameters, instruction, site)
             max_weight = instruction.policy.policy.secagg.max_weight
             if data.num_train > max_weight:
                 raise Refusal(f"site {site} refuses: its {data.num_train} training examples "
                               f"exceed secagg.max_weight {max_weight:g} (SecAgg+ would "
                               "overflow its weight)")
-            admitted = guard.admit(instruction)
+            admitted = guard.admit(instruction, num_examples=data.num_train)
         except (Refusal, InstructionError, ConfigError, DataError, ProtocolError) as exc:
             return self._refuse(parameters, str(exc))
-        result = train_dp(parameters, data, admitted.plan)
+        result = train_dp(parameters, data, admitted.plan, instruction.task.task)
         if not _all_finite(result.weights):
             return self._refuse(parameters, f"site {site} refuses: its update is not finite; "
                                 "nothing was recorded or sent")
@@ -105,7 +145,16 @@ class SiteClient(NumPyClient):
 
     def evaluate(self, parameters: list[np.ndarray], config: Mapping[str, Scalar]
                  ) -> tuple[float, int, dict[str, Scalar]]:
-        """Loss and accuracy of the global model on this site's test split."""
-        data = site_data(self.settings)
-        loss, accuracy = evaluate(parameters, data.x_test, data.y_test)
+        """Loss and accuracy of the global model on this site's test split.
+
+        Raises
+        ------
+        SiteNodeError
+            If the instruction is invalid, or the data do not fit the task (the evaluation
+            fails; the server counts it as a failure).
+        """
+        instruction = parse_instruction(config)
+        check_task(self.settings, instruction)
+        data = site_data(self.settings, instruction.task)
+        loss, accuracy = evaluate(parameters, data.x_test, data.y_test, instruction.task.task)
         return loss, data.num_test, {wire.SITE: self.settings.site, wire.ACCURACY: accuracy}

@@ -4,7 +4,7 @@ Every training message passes through Flower's ``secaggplus_mod``, so the site's
 the node only masked; the mod's mask generator is replaced first (:mod:`site_node.flower_compat`).
 A node's identity comes from its own configuration (deployment), from the settings the local
 demonstration hands over (:func:`client_app_for`), or, under ``flwr run`` with the run config
-``demo = true`` only, from the embedded example by partition.
+``demo = true`` only, from the embedded example (run config ``example``) by partition.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ def resolve_settings(context: Context, sites: Sequence[NodeSettings] | None) -> 
     if context.run_config.get("demo") is not True:
         raise ConfigError("a simulated node has no site identity: use `consortium run`, or pass "
                           "--run-config 'demo=true' to play the embedded example")
-    from site_node.demo import demo_settings, partition_site
+    from site_node.demo import demo_settings, example_data, partition_site
 
     site = partition_site(int(config[PARTITION_ID]), context.run_config)
-    return demo_settings(site, example_policy=context.run_config.get(
-        "example-site-policies") is True)
+    return demo_settings(site, data_path=example_data(site, context.run_config),
+                         example_policy=context.run_config.get("example-site-policies") is True)
 
 
 def client_app_for(sites: Sequence[NodeSettings] | None = None) -> ClientApp:

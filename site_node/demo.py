@@ -2,9 +2,9 @@
 
 Each demonstration site is a real site home (keys, state, ledger) under
 ``<site home>/demo/<site>`` (:func:`site_node.home.demo_site_home`), provisioned once with the
-same code as ``site-node init``. Its data is the embedded example's rows for that hospital
-unless another file is given, and its own policy is the repository's example site policy only
-when the coordinator asks for it.
+same code as ``site-node init``. Its data is the file the coordinator gives for it (the
+example's file for that site, or ``consortium run --data SITE=PATH``), and its own policy is the
+repository's example site policy only when the coordinator asks for it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from policies.errors import PolicyError
+from policies.example import DEFAULT_EXAMPLE, load_example
 from policies.loader import example_site_policy_path
 from site_node.errors import ConfigError
 from site_node.home import SiteHome, demo_site_home, ensure_site_home
@@ -46,3 +48,17 @@ def partition_site(partition_id: int, run_config: Mapping[str, object]) -> str:
         raise ConfigError(f"simulated node {partition_id} has no site: the policy has "
                           f"{len(sites)} members ({', '.join(sites)})")
     return sites[partition_id]
+
+
+def example_data(site: str, run_config: Mapping[str, object]) -> Path:
+    """The data file a simulated node plays under ``flwr run`` in demonstration mode: the site's
+    file in the run config's ``example`` (default: the heart-disease example)."""
+    name = str(run_config.get("example") or DEFAULT_EXAMPLE)
+    try:
+        example = load_example(name)
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+    if site not in example.data:
+        raise ConfigError(f"site {site} has no data in example {name} (its sites: "
+                          f"{', '.join(example.sites)})")
+    return example.data[site]

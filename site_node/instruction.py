@@ -1,8 +1,9 @@
 """The consortium's instruction for one round, parsed once into a frozen value.
 
-The instruction carries the consortium policy itself (canonical JSON with its hash): the site
-re-validates it, so that its own policy is merged into exactly the policy the round runs under
-(:mod:`policies.effective`, the one tighten-only merge).
+The instruction carries the consortium policy and the task themselves (canonical JSON with
+their hashes): the site re-validates both, so that its own policy is merged into exactly the
+policy the round runs under (:mod:`policies.effective`, the one tighten-only merge) and its data
+are checked against exactly the task the round trains.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 from policies.errors import PolicyError
 from policies.loader import LoadedPolicy, policy_from_canonical
+from policies.task_loader import LoadedTask, task_from_canonical
 from site_node.protocol import wire
 from site_node.protocol.errors import InstructionError
 
@@ -27,6 +29,7 @@ class Instruction:
     round: int
     rounds_planned: int
     policy: LoadedPolicy
+    task: LoadedTask
     noise_multiplier: float
 
     def to_config(self) -> dict[str, Scalar]:
@@ -36,6 +39,8 @@ class Instruction:
             wire.ROUNDS_PLANNED: self.rounds_planned,
             wire.POLICY_JSON: self.policy.canonical_json,
             wire.POLICY_SHA256: self.policy.sha256,
+            wire.TASK_JSON: self.task.canonical_json,
+            wire.TASK_SHA256: self.task.sha256,
             wire.NOISE_MULTIPLIER: self.noise_multiplier,
         }
 
@@ -71,7 +76,10 @@ def parse_instruction(config: Mapping[str, Scalar]) -> Instruction:
         policy = policy_from_canonical(str(_get(config, wire.POLICY_JSON, str)),
                                        str(_get(config, wire.POLICY_SHA256, str)),
                                        source="the instruction's policy")
+        task = task_from_canonical(str(_get(config, wire.TASK_JSON, str)),
+                                   str(_get(config, wire.TASK_SHA256, str)),
+                                   source="the instruction's task")
     except PolicyError as exc:
         raise InstructionError(str(exc)) from None
     return Instruction(run_id=run_id, round=rnd, rounds_planned=planned, policy=policy,
-                       noise_multiplier=sigma)
+                       task=task, noise_multiplier=sigma)

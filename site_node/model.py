@@ -1,27 +1,77 @@
-"""The shared model: logistic regression over the fixed feature layout.
+"""The shared model, built from the task: every site and the consortium build the same one.
 
-Every site and the consortium build the same architecture from :func:`build_model`; weights
-travel as a list of NumPy arrays in ``state_dict`` order.
+The task's model family decides the architecture, its input shape and class count decide the
+sizes (:func:`build_model`):
+
+- ``logistic``: one linear layer, a logit per class (softmax; two logits for two classes, so
+  there is one training path, cross-entropy, for every task);
+- ``mlp``: linear layers of the declared widths with ReLU between them;
+- ``cnn`` (images): 3×3 convolution blocks, each with GroupNorm, ReLU and 2×2 max pooling while
+  the image is large enough, then global average pooling and a linear layer. Only layers Opacus
+  computes per-sample gradients for, and no in-place operation (checked by Opacus'
+  ``ModuleValidator`` in the tests).
+
+Images enter the logistic and MLP models flattened. Weights travel as a list of NumPy arrays in
+``state_dict`` order; :func:`initial_weights` is the run's seeded starting point.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 from torch import nn
 
-from site_node.data.heart_disease import NUM_FEATURES
+from policies.task import AnyTask, CNNModel, LogisticModel, MLPModel
 
 
-def build_model(num_features: int = NUM_FEATURES) -> nn.Module:
-    """A logistic-regression model (one linear layer producing a logit)."""
-    return nn.Sequential(nn.Linear(num_features, 1))
+def _dense(inputs: int, hidden: tuple[int, ...], outputs: int) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    width = inputs
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, outputs))
+    return layers
 
 
-def initial_weights(seed: int, num_features: int = NUM_FEATURES) -> list[np.ndarray]:
+def _cnn(spec: CNNModel, channels: int, height: int, width: int, outputs: int) -> nn.Module:
+    layers: list[nn.Module] = []
+    c_in = channels
+    for c_out in spec.channels:
+        groups = math.gcd(c_out, spec.groups)
+        layers += [nn.Conv2d(c_in, c_out, kernel_size=3, padding=1),
+                   nn.GroupNorm(groups, c_out), nn.ReLU()]
+        if min(height, width) >= 4:
+            layers.append(nn.MaxPool2d(2))
+            height, width = height // 2, width // 2
+        c_in = c_out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, outputs)]
+    return nn.Sequential(*layers)
+
+
+def build_model(task: AnyTask) -> nn.Module:
+    """The task's model, freshly initialised (by torch's current random state)."""
+    outputs = task.num_classes
+    shape = task.input_shape
+    spec = task.model
+    if isinstance(spec, CNNModel):
+        channels, height, width = shape
+        return _cnn(spec, channels, height, width, outputs)
+    hidden = spec.hidden if isinstance(spec, MLPModel) else ()
+    assert isinstance(spec, LogisticModel | MLPModel)
+    flat = math.prod(shape)
+    layers = _dense(flat, hidden, outputs)
+    if len(shape) > 1:
+        layers.insert(0, nn.Flatten())
+    return nn.Sequential(*layers)
+
+
+def initial_weights(task: AnyTask, seed: int) -> list[np.ndarray]:
     """The run's initial global weights, fixed by the run seed."""
     torch.manual_seed(seed)
-    return get_weights(build_model(num_features))
+    return get_weights(build_model(task))
 
 
 def get_weights(model: nn.Module) -> list[np.ndarray]:

@@ -1,9 +1,10 @@
 """What a node knows about itself, parsed once from its configuration: never sent anywhere.
 
 A deployed SuperNode gets ``site-id``, ``data-path``, ``state-dir`` (and optionally
-``policy-path``) in its own ``--node-config``; Flower hands them to the ClientApp on that
-machine only. The local demonstration builds the same :class:`NodeSettings` for each site it
-plays and hands them to the ClientApp it starts (:func:`site_node.client_app.client_app_for`).
+``policy-path`` and ``task-path``) in its own ``--node-config``; Flower hands them to the
+ClientApp on that machine only. The local demonstration builds the same :class:`NodeSettings`
+for each site it plays and hands them to the ClientApp it starts
+(:func:`site_node.client_app.client_app_for`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ NODE_SITE_ID = "site-id"
 NODE_DATA_PATH = "data-path"
 NODE_STATE_DIR = "state-dir"
 NODE_POLICY_PATH = "policy-path"
+NODE_TASK_PATH = "task-path"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,17 +34,22 @@ class NodeSettings:
     site : str
         The site id (the one site id rule applies).
     data_path : Path or None
-        The site's data file (None: the embedded example's data for this site).
+        The site's data file or folder (None: the node has no data and refuses to train).
     state_dir : Path
         The node's private state: ledger, receipt key, own policy.
     policy_path : Path or None
         The site's own policy file; None means ``<state_dir>/policy.yaml`` if it exists.
+    task_path : Path or None
+        The task file the site admin agreed to (``site-node start --task``): the node refuses
+        an instruction for any other task. None: the node trains the task the instruction
+        carries (the local demonstration).
     """
 
     site: str
     data_path: Path | None
     state_dir: Path
     policy_path: Path | None = None
+    task_path: Path | None = None
 
     def node_config(self) -> dict[str, str]:
         """As ``--node-config`` entries."""
@@ -51,6 +58,8 @@ class NodeSettings:
             values[NODE_DATA_PATH] = str(self.data_path)
         if self.policy_path is not None:
             values[NODE_POLICY_PATH] = str(self.policy_path)
+        if self.task_path is not None:
+            values[NODE_TASK_PATH] = str(self.task_path)
         return values
 
 
@@ -84,4 +93,5 @@ def settings_from_node_config(config: Mapping[str, object]) -> NodeSettings:
     if state_dir is None:
         raise ConfigError(f"node config lacks {NODE_STATE_DIR!r}")
     return NodeSettings(site=site, data_path=_path(config, NODE_DATA_PATH), state_dir=state_dir,
-                        policy_path=_path(config, NODE_POLICY_PATH))
+                        policy_path=_path(config, NODE_POLICY_PATH),
+                        task_path=_path(config, NODE_TASK_PATH))

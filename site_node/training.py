@@ -1,10 +1,11 @@
 """Local training with Opacus DP-SGD, and local evaluation.
 
-One call of :func:`train_dp` is one round of a site's work: Poisson sampling, per-sample
-clipping and Gaussian noise through a fresh Opacus ``PrivacyEngine``. The mechanism actually
-run (with the number of noisy steps Opacus counted) is returned for the site's ledger, which is
-the one record ε is composed from. DP noise and sampling draw from operating-system entropy;
-only the model initialisation is seeded by the run.
+One call of :func:`train_dp` is one round of a site's work on the task's model
+(:mod:`site_node.model`): Poisson sampling, per-sample clipping and Gaussian noise through a
+fresh Opacus ``PrivacyEngine``, with one loss for every task (cross-entropy over the classes).
+The mechanism actually run (with the number of noisy steps Opacus counted) is returned for the
+site's ledger, which is the one record ε is composed from. DP noise and sampling draw from
+operating-system entropy; only the model initialisation is seeded by the run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from policies.task import AnyTask
 from site_node.data import SiteData
 from site_node.model import build_model, get_weights, set_weights
 from site_node.protocol.mechanism import Mechanism
@@ -81,9 +83,16 @@ def _entropy_generator() -> torch.Generator:
     return gen
 
 
-def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan) -> TrainResult:
-    """Run one round of DP-SGD from ``weights``; returns the new weights and the mechanism run."""
-    model = build_model(data.x_train.shape[1])
+def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan, task: AnyTask
+             ) -> TrainResult:
+    """Run one round of DP-SGD from ``weights``; returns the new weights and the mechanism run.
+
+    Raises
+    ------
+    ValueError
+        If ``weights`` do not fit the task's model.
+    """
+    model = build_model(task)
     set_weights(model, weights)
     gen = _entropy_generator()
     dataset = TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train))
@@ -92,16 +101,19 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan) -> Trai
     with warnings.catch_warnings():
         # Opacus warns that its default noise generator is not cryptographically secure: this
         # one is seeded from os.urandom (see the README's threat model); and that the loader is
-        # not wrapped again, which is intended (it is already a Poisson DPDataLoader).
+        # not wrapped again, which is intended (it is already a Poisson DPDataLoader). Torch
+        # warns that the full backward hooks Opacus puts on the first layer fire although its
+        # input (the data) needs no gradient: expected, per-sample gradients are of the weights.
         warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
         warnings.filterwarnings("ignore", message=".*poisson_sampling.*")
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
         engine = PrivacyEngine(accountant=plan.accountant)
         dp_model, dp_opt, dp_loader = engine.make_private(
             module=model, optimizer=optimizer, data_loader=loader,
             noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
             poisson_sampling=False, noise_generator=gen,
         )
-    _run_epochs(dp_model, dp_opt, dp_loader, plan.local_epochs)
+        _run_epochs(dp_model, dp_opt, dp_loader, plan.local_epochs)
     steps = sum(int(n) for _, _, n in engine.accountant.history)
     mechanism = Mechanism(noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
                           steps=steps, max_grad_norm=plan.max_grad_norm,
@@ -111,26 +123,46 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan) -> Trai
 
 def _run_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DPDataLoader,
                 epochs: int) -> None:
-    criterion = nn.BCEWithLogitsLoss()
+    criterion = nn.CrossEntropyLoss()
     model.train()
     for _ in range(epochs):
         for xb, yb in loader:
             optimizer.zero_grad()
             # An empty Poisson batch still takes a (pure-noise) step.
             empty = len(xb) == 0
-            loss = model(xb).sum() * 0.0 if empty else criterion(model(xb).squeeze(-1), yb)
+            loss = model(xb).sum() * 0.0 if empty else criterion(model(xb), yb)
             loss.backward()
             optimizer.step()
 
 
-def evaluate(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Loss (mean binary cross-entropy) and accuracy of ``weights`` on ``(x, y)``."""
-    model = build_model(x.shape[1])
+def _logits(weights: list[np.ndarray], x: np.ndarray, task: AnyTask) -> torch.Tensor:
+    model = build_model(task)
     set_weights(model, weights)
     model.eval()
     with torch.no_grad():
-        logits = model(torch.from_numpy(x)).squeeze(-1)
-        target = torch.from_numpy(y)
-        loss = float(nn.functional.binary_cross_entropy_with_logits(logits, target))
-        acc = float(((logits > 0).float() == target).float().mean())
+        logits: torch.Tensor = model(torch.from_numpy(x))
+    return logits
+
+
+def evaluate(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, task: AnyTask
+             ) -> tuple[float, float]:
+    """Loss (mean cross-entropy) and accuracy of ``weights`` on ``(x, y)``."""
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    logits = _logits(weights, x, task)
+    target = torch.from_numpy(y)
+    loss = float(nn.functional.cross_entropy(logits, target))
+    acc = float((logits.argmax(dim=1) == target).float().mean())
     return loss, acc
+
+
+def class_counts(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, task: AnyTask
+                 ) -> tuple[list[int], list[int]]:
+    """Per class: how many examples of ``(x, y)`` the model gets right, and how many there are."""
+    k = task.num_classes
+    if len(y) == 0:
+        return [0] * k, [0] * k
+    predicted = _logits(weights, x, task).argmax(dim=1).numpy()
+    correct = np.bincount(y[predicted == y], minlength=k)
+    total = np.bincount(y, minlength=k)
+    return [int(c) for c in correct], [int(t) for t in total]

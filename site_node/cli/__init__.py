@@ -13,14 +13,16 @@ import typer
 from rich.console import Console
 
 from policies.errors import PolicyError
-from site_node.cli import budget, node
+from site_node.cli import budget, data, node
 from site_node.errors import SiteNodeError
 from site_node.protocol.errors import ProtocolError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="A hospital's site node: its keys, its SuperNode and its privacy budget.")
+                  help="A hospital's site node: its keys, its SuperNode, its data and its privacy "
+                  "budget.")
 node.register_commands(app)
 budget.register_commands(app)
+data.register_commands(app)
 err = Console(stderr=True, soft_wrap=True)
 
 

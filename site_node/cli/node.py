@@ -48,7 +48,11 @@ def init(
 
 def start_cmd(
     superlink: Annotated[str, typer.Option("--superlink", help="SuperLink HOST:PORT.")],
-    data: Annotated[Path, typer.Option("--data", help="This site's data file (stays here).")],
+    data: Annotated[Path, typer.Option(
+        "--data", help="This site's data file or folder (stays here).")],
+    task: Annotated[Path, typer.Option(
+        "--task", help="The consortium's task file you agreed to: the data are checked against "
+        "it now, and the node refuses to train any other task.")],
     ca_cert: Annotated[Path | None, typer.Option("--ca-cert", help="Consortium CA.")] = None,
     home: HomeOpt = None,
     port: Annotated[int, typer.Option(help="Local port of the node's runtime API.",
@@ -59,9 +63,10 @@ def start_cmd(
         bool, typer.Option(help="Fork ClientApps from a pre-imported launcher (faster).")
     ] = True,
 ) -> None:
-    """Start this site's SuperNode with TLS and node authentication (checks the data first)."""
+    """Start this site's SuperNode with TLS and node authentication (checks the data against the
+    task first)."""
     site = load_site_home(home or default_site_home())
-    settings = NodeSettings(superlink, ca_cert, data, port, insecure, warm)
+    settings = NodeSettings(superlink, ca_cert, data, task, port, insecure, warm)
     node = start(site, settings)
     console.print(f"[green]Connected[/] to {superlink} as site {site.site_id} (pid {node.pid})")
     if detach:

@@ -1,9 +1,15 @@
-"""A hospital's own data: loading, the fixed split and preprocessing.
+"""A site's own data for the consortium's task: read, validated against the task, split and
+encoded with the task's fixed preprocessing (:mod:`.dataset`), or refused with a report naming
+the column or file, the rule and the first offending rows (:mod:`.report`).
 
-The embedded example is the UCI Heart Disease data (:mod:`.heart_disease`; its provenance is in
-``PROVENANCE.md`` beside it).
+Tables are CSV or Parquet (:mod:`.tables`, :mod:`.tabular`); images a folder per class or a
+MedMNIST ``.npz`` (:mod:`.images`). The embedded examples' files are in ``examples/`` beside
+this package, each with its provenance.
 """
 
-from site_node.data.heart_disease import SiteData, load_site
+from site_node.data.dataset import SiteData, load_cached, load_site_data
+from site_node.data.report import DataRefused, DataReport
+from site_node.data.summary import DataSummary
 
-__all__ = ["SiteData", "load_site"]
+__all__ = ["DataRefused", "DataReport", "DataSummary", "SiteData", "load_cached",
+           "load_site_data"]

@@ -1,8 +1,9 @@
 """The site's SuperNode: started with TLS and node authentication, watched until it is admitted.
 
-The site id, data path and state directory go into the SuperNode's own node config
+The site id, data path, task file and state directory go into the SuperNode's own node config
 (``--node-config``); Flower hands them to the ClientApp on this machine and never sends them to
-the SuperLink. Before starting, the data file is checked and
+the SuperLink. Before starting, the data are validated against the task the site admin agreed
+to (the node then refuses instructions for any other task), and
 :mod:`site_node.deployment.preflight` checks the CA and the SuperLink's certificate; after
 starting, the SuperNode's output is watched until it reports its node id (admitted) or exits,
 and a refusal is translated into words.
@@ -17,9 +18,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from site_node.data import load_site
+from policies.errors import PolicyError
+from policies.task_loader import load_task
+from site_node.data import DataRefused, load_site_data
 from site_node.deployment import preflight, processes
-from site_node.errors import DataError, NodeStartError, PreflightError
+from site_node.errors import NodeStartError, PreflightError
 from site_node.home import SiteHome
 from site_node.settings import NodeSettings as SiteSettings
 
@@ -46,6 +49,7 @@ class NodeSettings:
     superlink: str
     ca_cert: Path | None
     data_path: Path
+    task_path: Path
     runtime_port: int = 9094
     insecure: bool = False
     warm: bool = True
@@ -76,10 +80,12 @@ class RunningNode:
             processes.stop(self.launcher)
 
 
-def node_config(home: SiteHome, data_path: Path) -> str:
-    """The ``--node-config`` string: site id, data path and state directory (all local)."""
+def node_config(home: SiteHome, data_path: Path, task_path: Path) -> str:
+    """The ``--node-config`` string: site id, data path, task file and state directory (all
+    local)."""
     values = SiteSettings(site=home.site_id, data_path=Path(data_path).resolve(),
-                          state_dir=home.state_dir).node_config()
+                          state_dir=home.state_dir,
+                          task_path=Path(task_path).resolve()).node_config()
     for key, value in values.items():
         if "'" in value or '"' in value:
             raise NodeStartError(f"{key} must not contain quotes: {value!r}")
@@ -95,7 +101,7 @@ def command(home: SiteHome, settings: NodeSettings) -> list[str]:
         "--port",
         str(settings.runtime_port),
         "--node-config",
-        node_config(home, settings.data_path),
+        node_config(home, settings.data_path, settings.task_path),
     ]
     if settings.warm:
         args += ["--isolation", "process"]
@@ -123,12 +129,18 @@ def explain(output: str) -> str:
 
 def check(home: SiteHome, settings: NodeSettings) -> None:
     """Everything that can be checked before starting (raises NodeStartError)."""
-    if not Path(settings.data_path).is_file():
-        raise NodeStartError(f"data file not found: {settings.data_path}")
+    if not Path(settings.data_path).exists():
+        raise NodeStartError(f"data file or folder not found: {settings.data_path}")
     try:
-        load_site(home.site_id, Path(settings.data_path))
-    except DataError as err:
-        raise NodeStartError(f"the data file cannot be used: {err}") from err
+        loaded = load_task(settings.task_path)
+    except PolicyError as err:
+        raise NodeStartError(f"the task file cannot be used: {err}") from None
+    try:
+        load_site_data(loaded, Path(settings.data_path))
+    except DataRefused as err:
+        lines = "\n  ".join(err.report.lines())
+        raise NodeStartError(f"the data do not fit task {loaded.name} "
+                             f"({settings.data_path}):\n  {lines}") from None
     if settings.insecure:
         log.warning("--insecure: the SuperNode connects in PLAINTEXT without authentication")
         return

@@ -118,10 +118,20 @@ class SiteGuard:
                          learning_rate=float(dp.learning_rate), accountant=dp.accountant,
                          delta=eff.delta)
 
-    def admit(self, instruction: Instruction) -> AdmittedRound:
-        """Tighten the round by the site's policy and admit it; raises :class:`Refusal`."""
+    def admit(self, instruction: Instruction, *, num_examples: int) -> AdmittedRound:
+        """Tighten the round by the site's policy and admit it; raises :class:`Refusal`.
+
+        Besides the ε ceilings, a site with too few training examples for the round's sampling
+        rate refuses: Opacus' expected batch size q·N must be at least 1.
+        """
         eff = self.effective(instruction)
         plan = self.plan(instruction, eff)
+        batch = plan.sample_rate * num_examples
+        if batch < 1:
+            raise Refusal(
+                f"site {self.site} refuses: {num_examples} training example(s) at sample rate "
+                f"{plan.sample_rate:g} give an expected batch of {batch:.2f} < 1 (too few rows "
+                "for the sampling rate); nothing was spent")
         ceilings = Ceilings(delta=eff.delta, epsilon_ceiling=eff.epsilon_ceiling,
                             lifetime_epsilon_ceiling=eff.lifetime_epsilon_ceiling)
         with SiteLedger.in_state_dir(self.state_dir) as ledger:
@@ -156,7 +166,7 @@ class SiteGuard:
             assert life is not None
             receipt = Receipt(
                 run_id=ins.run_id, round=ins.round, site=self.site,
-                policy_sha256=ins.policy.sha256,
+                policy_sha256=ins.policy.sha256, task_sha256=ins.task.sha256,
                 site_policy_sha256=self.policy.sha256 if self.policy else "",
                 noise_multiplier=mechanism.noise_multiplier,
                 sample_rate=mechanism.sample_rate, steps=mechanism.steps,

@@ -6,6 +6,10 @@ ASCII, no NaN); the signature covers exactly those bytes. It travels to the cons
 round's plaintext fit metrics: the canonical JSON under :data:`wire.RECEIPT`, the hex signature
 under :data:`wire.RECEIPT_SIGNATURE`.
 
+Version 2 adds ``task_sha256``, the hash of the task the round trained (``policies/tasks``).
+Version-1 receipts (written before tasks existed; no ``task_sha256`` field) still parse and
+verify, with ``task_sha256`` empty: their canonical bytes are those of version 1.
+
 Verification raises (small exception classes, as ``cryptography`` does); it never returns False.
 """
 
@@ -26,7 +30,10 @@ from site_node.protocol.errors import InvalidReceiptSignature, MalformedReceipt
 from site_node.protocol.keys import fingerprint
 from site_node.protocol.mechanism import Mechanism
 
-RECEIPT_VERSION = 1
+RECEIPT_VERSION = 2
+#: Versions this code reads; the fields a version lacks are left out of its canonical bytes.
+SUPPORTED_VERSIONS = (1, 2)
+_ADDED_IN_2 = frozenset({"task_sha256"})
 MAX_RECEIPT_BYTES = 8192
 
 
@@ -37,7 +44,8 @@ class Receipt:
     ``epsilon`` is the site's cumulative ε in this run after the round and ``lifetime_epsilon``
     over every run in its ledger, both at ``delta`` (the site's own δ); the mechanism fields are
     this round's, so ``epsilon`` can be recomputed from the run's receipts. ``update_sha256``
-    is the SHA-256 of the site's unmasked update (its weights as concatenated float32 bytes).
+    is the SHA-256 of the site's unmasked update (its weights as concatenated float32 bytes);
+    ``task_sha256`` the hash of the task trained (empty in a version-1 receipt).
     """
 
     version: int = RECEIPT_VERSION
@@ -59,8 +67,12 @@ class Receipt:
     num_examples: int
     update_sha256: str
     issued_at: str
+    task_sha256: str = ""
 
     def __post_init__(self) -> None:
+        if self.version >= 2 and not self.task_sha256:
+            raise ValueError(f"a version-{self.version} receipt names its task (task_sha256 "
+                             "is empty)")
         for f in fields(self):
             value = getattr(self, f.name)
             if f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
@@ -75,7 +87,11 @@ class Receipt:
 
     def canonical_bytes(self) -> bytes:
         """The exact bytes a signature covers."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"),
+        data = asdict(self)
+        if self.version == 1:
+            for name in _ADDED_IN_2:
+                data.pop(name)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"),
                           ensure_ascii=True, allow_nan=False).encode("ascii")
 
     @classmethod
@@ -109,7 +125,12 @@ class Receipt:
 def _typed(obj: Any) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise TypeError("a receipt is a JSON object")
-    names = {f.name: f.type for f in fields(Receipt)}
+    version = obj.get("version")
+    if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
+        raise TypeError(f"unsupported receipt version {version!r} (this code reads "
+                        f"{', '.join(map(str, SUPPORTED_VERSIONS))})")
+    names = {f.name: f.type for f in fields(Receipt)
+             if version >= 2 or f.name not in _ADDED_IN_2}
     if set(obj) != set(names):
         raise TypeError(f"fields differ: {sorted(set(obj) ^ set(names))}")
     for name, kind in names.items():
@@ -119,8 +140,6 @@ def _typed(obj: Any) -> dict[str, Any]:
               "float": isinstance(value, float)}[str(kind)]
         if not ok:
             raise TypeError(f"{name} must be {kind}, got {value!r}")
-    if obj["version"] != RECEIPT_VERSION:
-        raise TypeError(f"unsupported receipt version {obj['version']}")
     return obj
 
 

@@ -13,6 +13,8 @@ ROUND = "round"
 ROUNDS_PLANNED = "rounds-planned"
 POLICY_JSON = "policy-json"  # the consortium policy, canonical JSON (the site re-validates it)
 POLICY_SHA256 = "policy-sha256"
+TASK_JSON = "task-json"  # the consortium's task, canonical JSON (the site re-validates it)
+TASK_SHA256 = "task-sha256"
 NOISE_MULTIPLIER = "noise-multiplier"  # the consortium's σ for the planned rounds
 
 # -- replies, site -> server (legacy FitRes / EvaluateRes metrics) ------------------------------

@@ -1,4 +1,4 @@
-"""Edited copies of the embedded data file, for tests of what a site refuses."""
+"""The example's data files, and edited copies of them, for tests of what a site refuses."""
 
 from __future__ import annotations
 
@@ -6,37 +6,43 @@ import csv
 from collections.abc import Callable
 from pathlib import Path
 
-from site_node.data.heart_disease import HOSPITALS, embedded_csv
+from policies.example import load_example
+from policies.task_loader import LoadedTask, load_task
 
 Row = dict[str, str]
 
 
+def heart_task() -> LoadedTask:
+    """The heart-disease example's task."""
+    return load_task(load_example("heart-disease").task)
+
+
+def example_file(site: str = "hungary", example: str = "heart-disease") -> Path:
+    """A site's data file in an embedded example."""
+    return load_example(example).data[site]
+
+
 def edited_csv(tmp_path: Path, site: str, edit: Callable[[int, Row], Row | None],
                name: str = "data.csv") -> Path:
-    """The embedded CSV with ``edit(i, row)`` applied to the ``i``-th row of ``site``
-    (returning None drops the row)."""
+    """The site's example CSV with ``edit(i, row)`` applied to its ``i``-th row (returning None
+    drops the row)."""
     out = tmp_path / name
-    with embedded_csv().open(newline="") as src, out.open("w", newline="") as dst:
+    with example_file(site).open(newline="") as src, out.open("w", newline="") as dst:
         reader = csv.DictReader(src)
         writer = csv.DictWriter(dst, fieldnames=list(reader.fieldnames or ()))
         writer.writeheader()
-        i = 0
-        for row in reader:
-            if row["dataset"] == HOSPITALS[site]:
-                edited = edit(i, dict(row))
-                i += 1
-                if edited is None:
-                    continue
-                row = edited
-            writer.writerow(row)
+        for i, row in enumerate(reader):
+            edited = edit(i, dict(row))
+            if edited is not None:
+                writer.writerow(edited)
     return out
 
 
 def with_value(tmp_path: Path, site: str, column: str, value: str) -> Path:
-    """The embedded CSV with ``column`` of the site's first row set to ``value``."""
+    """The site's example CSV with ``column`` of its first row set to ``value``."""
     return edited_csv(tmp_path, site, lambda i, r: {**r, column: value} if i == 0 else r)
 
 
 def single_class(tmp_path: Path, site: str) -> Path:
-    """The embedded CSV where every row of ``site`` has label 0."""
+    """The site's example CSV with every row labelled 0 (no disease)."""
     return edited_csv(tmp_path, site, lambda i, r: {**r, "num": "0"})

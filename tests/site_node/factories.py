@@ -6,12 +6,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from policies.example import load_example
 from policies.loader import LoadedPolicy, load_policy, parse_policy
+from policies.task_loader import LoadedTask
 from site_node.home import SiteHome, init_site_home
 from site_node.instruction import Instruction
 from site_node.privacy import accountant
 from site_node.protocol.mechanism import Mechanism
 from site_node.settings import NodeSettings
+from tests.site_node.data_files import example_file, heart_task
 
 DELTA = 1e-5
 
@@ -43,11 +46,13 @@ def consortium_sigma(loaded: LoadedPolicy, rounds: int | None = None) -> float:
 
 
 def instruction(run_id: str | None = None, rnd: int = 1, loaded: LoadedPolicy | None = None,
-                rounds: int | None = None, sigma: float | None = None) -> Instruction:
+                rounds: int | None = None, sigma: float | None = None,
+                task: LoadedTask | None = None) -> Instruction:
+    """An instruction of the shipped policy and the heart-disease task (unless given)."""
     loaded = loaded or load_policy()
     planned = rounds or loaded.policy.rounds
     return Instruction(run_id=run_id or uuid.uuid4().hex, round=rnd, rounds_planned=planned,
-                       policy=loaded,
+                       policy=loaded, task=task or heart_task(),
                        noise_multiplier=sigma or consortium_sigma(loaded, planned))
 
 
@@ -56,6 +61,10 @@ def site_home(tmp_path: Path, site: str = "hungary") -> SiteHome:
 
 
 def settings(home: SiteHome, *, policy_path: Path | None = None,
-             data_path: Path | None = None) -> NodeSettings:
-    return NodeSettings(site=home.site_id, data_path=data_path, state_dir=home.state_dir,
-                        policy_path=policy_path)
+             data_path: Path | None = None, task_path: Path | None = None) -> NodeSettings:
+    """The site's settings; its data default to its file in the heart-disease example (none for
+    a site that example does not have)."""
+    default = example_file(home.site_id) if home.site_id in load_example(
+        "heart-disease").data else None
+    return NodeSettings(site=home.site_id, data_path=data_path or default,
+                        state_dir=home.state_dir, policy_path=policy_path, task_path=task_path)

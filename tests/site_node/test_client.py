@@ -1,8 +1,10 @@
 """The site's Flower client, with real Opacus and a real instruction (no server needed): a
-refusal is a reply of weight 0 that spends nothing; a trained round is signed and recorded."""
+refusal is a reply of weight 0 that spends nothing; a trained round is signed and recorded.
+Refusals of data that do not fit the task: tests/site_node/test_client_data.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +18,10 @@ from site_node.privacy import budget
 from site_node.privacy.ledger import SiteLedger
 from site_node.protocol import keys, wire
 from site_node.protocol.receipt import SignedReceipt, update_sha256
-from tests.site_node.data_files import single_class, with_value
+from tests.site_node.data_files import heart_task, single_class, with_value
 from tests.site_node.factories import instruction, mech, policy, settings, site_home
+
+HEART = heart_task().task
 
 
 def ledger_state(home: SiteHome) -> tuple[int, int]:
@@ -50,10 +54,12 @@ def assert_refusal(reply: FitReply,
     ("no receipt key", "no usable receipt key"),
     ("non-finite model", "is not finite"),
     ("bad instruction", "lacks"),
-    ("non-finite data", "not a finite number"),
-    ("single class", "both classes"),
-    ("unreadable data", "cannot read data file"),
+    ("non-finite data", "column chol: non-finite value"),
+    ("single class", "single class"),
+    ("unreadable data", "no such file or folder"),
+    ("no data", "has no data"),
     ("foreign policy", "policy is for site"),
+    ("model of another task", "does not fit task heart-disease"),
 ])
 def test_a_refusal_has_weight_zero_returns_the_model_and_spends_nothing(
     tmp_path: Path, case: str, reason: str
@@ -61,7 +67,7 @@ def test_a_refusal_has_weight_zero_returns_the_model_and_spends_nothing(
     home = site_home(tmp_path)
     node = settings(home)
     config = instruction().to_config()
-    incoming = initial_weights(0)
+    incoming = initial_weights(HEART, 0)
     if case == "loosening policy":
         own = tmp_path / "p.yaml"
         own.write_text("site: hungary\nepsilon_ceiling: 9.0\n", encoding="utf-8")
@@ -85,6 +91,10 @@ def test_a_refusal_has_weight_zero_returns_the_model_and_spends_nothing(
         node = settings(home, data_path=single_class(tmp_path, "hungary"))
     elif case == "unreadable data":
         node = settings(home, data_path=tmp_path / "missing.csv")
+    elif case == "no data":
+        node = replace(settings(home), data_path=None)
+    elif case == "model of another task":
+        incoming = [np.zeros((3, 29), np.float32), np.zeros(3, np.float32)]
     reply = SiteClient(node).fit(incoming, config)
     assert_refusal(reply, incoming, "hungary", reason)
     assert ledger_state(home)[0] == 0
@@ -103,7 +113,7 @@ def test_a_refused_run_stays_refused_and_the_refusal_is_recorded(tmp_path: Path)
             ledger.record(run_id="earlier", rnd=rnd, policy_sha256="p", mechanism=mech(0.8),
                           delta=1e-5)
     first = instruction("run-x", 1)
-    incoming = initial_weights(0)
+    incoming = initial_weights(HEART, 0)
     assert_refusal(SiteClient(node).fit(incoming, first.to_config()), incoming, "hungary",
                    "lifetime ceiling")
     later = instruction("run-x", 2, sigma=first.noise_multiplier)
@@ -116,7 +126,7 @@ def test_an_accepted_round_returns_a_verified_receipt_matching_the_ledger(tmp_pa
                                                                           ) -> None:
     home = site_home(tmp_path)
     ins = instruction("run-ok", 1)
-    incoming = initial_weights(0)
+    incoming = initial_weights(HEART, 0)
     client = SiteClient(settings(home))
     weights, n, metrics = client.fit(incoming, ins.to_config())
     assert set(metrics) == {wire.SITE, wire.RECEIPT, wire.RECEIPT_SIGNATURE}
@@ -125,6 +135,7 @@ def test_an_accepted_round_returns_a_verified_receipt_matching_the_ledger(tmp_pa
     signed.verify(keys.load_public_key_file(home.receipt_pub))
     r = signed.receipt
     assert r.update_sha256 == update_sha256(weights) and r.num_examples == n > 0
+    assert r.task_sha256 == ins.task.sha256 and r.version == 2
     assert not np.allclose(weights[0], incoming[0])
     assert r.noise_multiplier == pytest.approx(ins.noise_multiplier)
     with SiteLedger.in_state_dir(home.state_dir) as ledger:
@@ -139,6 +150,7 @@ def test_an_accepted_round_returns_a_verified_receipt_matching_the_ledger(tmp_pa
 
 def test_evaluate_reports_loss_and_accuracy_on_the_test_split(tmp_path: Path) -> None:
     home = site_home(tmp_path)
-    loss, n, metrics = SiteClient(settings(home)).evaluate(initial_weights(0), {})
-    assert n > 0 and loss > 0
+    config = instruction().to_config()
+    loss, n, metrics = SiteClient(settings(home)).evaluate(initial_weights(HEART, 0), config)
+    assert n == 73 and loss > 0
     assert metrics[wire.SITE] == "hungary" and 0.0 <= float(metrics[wire.ACCURACY]) <= 1.0

@@ -1,4 +1,5 @@
-"""The round's instruction: parsed once; the policy it carries is re-validated against its hash."""
+"""The round's instruction: parsed once; the policy and the task it carries are re-validated
+against their hashes."""
 
 from __future__ import annotations
 
@@ -29,12 +30,15 @@ def test_an_instruction_round_trips_through_its_config() -> None:
     assert (back.run_id, back.round, back.rounds_planned, back.noise_multiplier) == (
         "run-1", 2, 3, 1.25)
     assert back.policy.policy == ins.policy.policy and back.policy.sha256 == ins.policy.sha256
+    assert back.task.task == ins.task.task and back.task.sha256 == ins.task.sha256
     assert set(ins.to_config()) == {wire.RUN_ID, wire.ROUND, wire.ROUNDS_PLANNED,
-                                    wire.POLICY_JSON, wire.POLICY_SHA256, wire.NOISE_MULTIPLIER}
+                                    wire.POLICY_JSON, wire.POLICY_SHA256, wire.TASK_JSON,
+                                    wire.TASK_SHA256, wire.NOISE_MULTIPLIER}
 
 
 @pytest.mark.parametrize("key", [wire.RUN_ID, wire.ROUND, wire.ROUNDS_PLANNED, wire.POLICY_JSON,
-                                 wire.POLICY_SHA256, wire.NOISE_MULTIPLIER])
+                                 wire.POLICY_SHA256, wire.TASK_JSON, wire.TASK_SHA256,
+                                 wire.NOISE_MULTIPLIER])
 def test_a_missing_field_is_named(key: str) -> None:
     cfg = config()
     del cfg[key]
@@ -45,7 +49,8 @@ def test_a_missing_field_is_named(key: str) -> None:
 @pytest.mark.parametrize(("key", "value"), [
     (wire.ROUND, True), (wire.ROUNDS_PLANNED, False), (wire.ROUND, 1.0), (wire.ROUND, "1"),
     (wire.NOISE_MULTIPLIER, True), (wire.NOISE_MULTIPLIER, 2), (wire.RUN_ID, 7),
-    (wire.POLICY_JSON, b"{}"), (wire.POLICY_SHA256, 5),
+    (wire.POLICY_JSON, b"{}"), (wire.POLICY_SHA256, 5), (wire.TASK_JSON, 1),
+    (wire.TASK_SHA256, b"x"),
 ])
 def test_a_value_of_the_wrong_type_is_named(key: str, value: object) -> None:
     with pytest.raises(InstructionError, match=f"instruction {key}: expected"):
@@ -84,3 +89,21 @@ def test_an_invalid_policy_is_refused_even_with_a_matching_hash() -> None:
     digest = hashlib.sha256(text.encode()).hexdigest()
     with pytest.raises(InstructionError, match="the instruction's policy: dp"):
         parse_instruction(config(**{wire.POLICY_JSON: text, wire.POLICY_SHA256: digest}))
+
+
+def test_a_task_that_does_not_match_its_hash_is_refused() -> None:
+    text = str(config()[wire.TASK_JSON])
+    widened = text.replace('"range":[0,100]', '"range":[0,200]')
+    assert widened != text
+    with pytest.raises(InstructionError, match="the instruction's task: the task does not "
+                                               "match its hash"):
+        parse_instruction(config(**{wire.TASK_JSON: widened}))
+
+
+def test_an_invalid_task_is_refused_even_with_a_matching_hash() -> None:
+    data = json.loads(str(config()[wire.TASK_JSON]))
+    data["columns"][0]["range"] = [100, 0]
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    with pytest.raises(InstructionError, match=r"the instruction's task: columns\[0\] \(age\)"):
+        parse_instruction(config(**{wire.TASK_JSON: text, wire.TASK_SHA256: digest}))

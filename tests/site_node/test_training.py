@@ -1,17 +1,23 @@
-"""DP-SGD training with real Opacus: the mechanism actually run is what the ledger composes."""
+"""DP-SGD training with real Opacus on the task's model: the mechanism actually run is what the
+ledger composes; one loss (cross-entropy) for every task."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from site_node.data import load_site
+from site_node.data import SiteData, load_site_data
 from site_node.model import build_model, initial_weights, set_weights
 from site_node.privacy.accountant import epsilon
-from site_node.training import TrainPlan, evaluate, train_dp
+from site_node.training import TrainPlan, class_counts, evaluate, train_dp
 from tests.privacy_reference import rdp_epsilon
+from tests.site_node.data.images import image_task, npz_file
+from tests.site_node.data_files import example_file, heart_task
+
+HEART = heart_task()
 
 
 def plan(**over: Any) -> TrainPlan:
@@ -21,12 +27,16 @@ def plan(**over: Any) -> TrainPlan:
     return TrainPlan(**{**base, **over})
 
 
+def site(name: str) -> SiteData:
+    return load_site_data(HEART, example_file(name))
+
+
 def test_rounds_compose_and_match_an_independent_accountant() -> None:
-    data = load_site("hungary")
-    weights = initial_weights(0)
+    data = site("hungary")
+    weights = initial_weights(HEART.task, 0)
     mechanisms = []
     for _ in range(3):
-        result = train_dp(weights, data, plan())
+        result = train_dp(weights, data, plan(), HEART.task)
         assert result.mechanism.steps == 4  # 1 epoch at q = 0.25
         assert result.mechanism == plan().mechanism
         weights = result.weights
@@ -34,36 +44,63 @@ def test_rounds_compose_and_match_an_independent_accountant() -> None:
     eps = [epsilon(mechanisms[: i + 1], delta=1e-5, accountant="rdp") for i in range(3)]
     assert eps[0] < eps[1] < eps[2]
     assert eps[2] == pytest.approx(rdp_epsilon([(1.2, 0.25, 4)] * 3, 1e-5), rel=0.01)
-    assert not all(np.allclose(a, b) for a, b in zip(weights, initial_weights(0), strict=True))
+    assert not all(np.allclose(a, b) for a, b in zip(weights, initial_weights(HEART.task, 0),
+                                                       strict=True))
 
 
 def test_the_plan_states_steps_from_epochs_and_sampling() -> None:
     p = plan(local_epochs=2, sample_rate=0.2)
     assert p.steps == 10 and p.mechanism.steps == 10
-    result = train_dp(initial_weights(0), load_site("switzerland"), p)
+    result = train_dp(initial_weights(HEART.task, 0), site("switzerland"), p, HEART.task)
     assert result.mechanism.steps == 10
 
 
 def test_training_learns_something() -> None:
-    data = load_site("cleveland")
-    w = initial_weights(1)
-    _, before = evaluate(w, data.x_test, data.y_test)
+    data = site("cleveland")
+    w = initial_weights(HEART.task, 1)
+    _, before = evaluate(w, data.x_test, data.y_test, HEART.task)
     for _ in range(5):
-        w = train_dp(w, data, plan(noise_multiplier=0.8)).weights
-    _, after = evaluate(w, data.x_test, data.y_test)
+        w = train_dp(w, data, plan(noise_multiplier=0.8), HEART.task).weights
+    _, after = evaluate(w, data.x_test, data.y_test, HEART.task)
     assert after > max(before, 0.7)
 
 
+def test_a_cnn_on_images_trains_with_dp_and_counts_per_class(tmp_path: Path) -> None:
+    task = image_task(tmp_path, model="{family: cnn, channels: [4, 8]}")
+    data = load_site_data(task, npz_file(tmp_path / "s.npz", 48))
+    w = initial_weights(task.task, 0)
+    result = train_dp(w, data, plan(noise_multiplier=0.5), task.task)
+    assert result.mechanism.steps == 4
+    assert not all(np.allclose(a, b) for a, b in zip(result.weights, w, strict=True))
+    correct, total = class_counts(result.weights, data.x_test, data.y_test, task.task)
+    assert total == np.bincount(data.y_test, minlength=3).tolist()
+    assert all(0 <= c <= t for c, t in zip(correct, total, strict=True))
+    _, acc = evaluate(result.weights, data.x_test, data.y_test, task.task)
+    assert acc == pytest.approx(sum(correct) / sum(total))
+
+
 def test_noise_is_drawn_afresh_every_round() -> None:
-    data = load_site("hungary")
-    a = train_dp(initial_weights(0), data, plan()).weights
-    b = train_dp(initial_weights(0), data, plan()).weights
+    data = site("hungary")
+    a = train_dp(initial_weights(HEART.task, 0), data, plan(), HEART.task).weights
+    b = train_dp(initial_weights(HEART.task, 0), data, plan(), HEART.task).weights
     assert not np.allclose(a[0], b[0])
 
 
 def test_weights_of_the_wrong_shape_are_refused() -> None:
-    model = build_model()
+    model = build_model(HEART.task)
     with pytest.raises(ValueError, match="expected 2 weight arrays"):
-        set_weights(model, initial_weights(0)[:1])
+        set_weights(model, initial_weights(HEART.task, 0)[:1])
     with pytest.raises(ValueError, match="shape"):
-        set_weights(model, [np.zeros((1, 3), np.float32), np.zeros(1, np.float32)])
+        set_weights(model, [np.zeros((1, 29), np.float32), np.zeros(1, np.float32)])
+    with pytest.raises(ValueError, match="shape"):
+        train_dp([np.zeros((2, 3), np.float32), np.zeros(2, np.float32)], site("hungary"),
+                 plan(), HEART.task)
+
+
+def test_an_empty_test_split_evaluates_to_nothing() -> None:
+    empty = np.zeros((0, 29), np.float32)
+    loss, acc = evaluate(initial_weights(HEART.task, 0), empty, np.zeros(0, np.int64),
+                         HEART.task)
+    assert np.isnan(loss) and np.isnan(acc)
+    assert class_counts(initial_weights(HEART.task, 0), empty, np.zeros(0, np.int64),
+                        HEART.task) == ([0, 0], [0, 0])

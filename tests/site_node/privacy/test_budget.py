@@ -23,7 +23,7 @@ WEIGHTS = [np.zeros((1, 3), np.float32), np.zeros(1, np.float32)]
 def train_rounds(guard: SiteGuard, run_id: str, rounds: int) -> SignedReceipt:
     signed = None
     for rnd in range(1, rounds + 1):
-        admitted = guard.admit(instruction(run_id, rnd))
+        admitted = guard.admit(instruction(run_id, rnd), num_examples=100)
         signed = guard.record(admitted, weights=WEIGHTS, mechanism=admitted.plan.mechanism,
                               num_examples=100)
     assert signed is not None

@@ -44,7 +44,7 @@ def test_a_loosening_site_policy_is_refused_never_clamped(
     path = write_policy(tmp_path, "site: hungary\n" + text)
     guard = SiteGuard(settings(home, policy_path=path))
     with pytest.raises(Refusal) as info:
-        guard.admit(instruction())
+        guard.admit(instruction(), num_examples=100)
     msg = str(info.value)
     assert "site hungary refuses" in msg and str(path) in msg and field in msg
     assert all(v in msg for v in values)
@@ -93,7 +93,7 @@ def test_a_site_that_is_not_a_member_refuses(tmp_path: Path) -> None:
     home = site_home(tmp_path, "mayo")
     guard = SiteGuard(settings(home))
     with pytest.raises(Refusal, match="site mayo is not a member of this consortium"):
-        guard.admit(instruction())
+        guard.admit(instruction(), num_examples=100)
     assert events(home.state_dir) == 0
 
 
@@ -134,7 +134,7 @@ def test_record_appends_to_the_ledger_and_signs_a_receipt(tmp_path: Path) -> Non
     home = site_home(tmp_path)
     guard = SiteGuard(settings(home))
     ins = instruction()
-    admitted = guard.admit(ins)
+    admitted = guard.admit(ins, num_examples=100)
     signed = guard.record(admitted, weights=WEIGHTS, mechanism=admitted.plan.mechanism,
                           num_examples=123)
     signed.verify(keys.load_public_key_file(home.receipt_pub))
@@ -156,7 +156,7 @@ def test_the_round_is_in_the_ledger_even_if_signing_fails(
 ) -> None:
     home = site_home(tmp_path)
     guard = SiteGuard(settings(home))
-    admitted = guard.admit(instruction())
+    admitted = guard.admit(instruction(), num_examples=100)
 
     def lost(*args: object, **kwargs: object) -> None:
         raise ConnectionError("lost after training")

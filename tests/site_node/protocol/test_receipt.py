@@ -1,4 +1,5 @@
-"""Privacy receipts: canonical encoding, known-answer signature, tampering, parsing."""
+"""Privacy receipts: canonical encoding, known-answer signatures (version 2, and version 1 as
+old stores hold them), tampering, parsing."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from site_node.protocol.keys import fingerprint
 from site_node.protocol.mechanism import Mechanism
 from site_node.protocol.receipt import (
     MAX_RECEIPT_BYTES,
+    RECEIPT_VERSION,
     Receipt,
     SignedReceipt,
     update_sha256,
@@ -27,6 +29,7 @@ SEED = bytes(range(32))
 KEY = Ed25519PrivateKey.from_private_bytes(SEED)
 RECEIPT = Receipt(
     run_id="r", round=1, site="cleveland", policy_sha256="a" * 64, site_policy_sha256="",
+    task_sha256="c" * 64,
     noise_multiplier=1.1, sample_rate=0.25, steps=4, max_grad_norm=1, accountant="rdp",
     delta=1e-5, epsilon=0.5, lifetime_epsilon=0.5, epsilon_ceiling=3, lifetime_epsilon_ceiling=10,
     num_examples=100, update_sha256="b" * 64, issued_at="2026-01-01T00:00:00+00:00",
@@ -37,9 +40,22 @@ CANONICAL = (
     '"lifetime_epsilon_ceiling":10.0,"max_grad_norm":1.0,"noise_multiplier":1.1,'
     '"num_examples":100,"policy_sha256":"' + "a" * 64 + '","round":1,"run_id":"r",'
     '"sample_rate":0.25,"site":"cleveland","site_policy_sha256":"","steps":4,'
-    '"update_sha256":"' + "b" * 64 + '","version":1}'
+    '"task_sha256":"' + "c" * 64 + '","update_sha256":"' + "b" * 64 + '","version":2}'
 )
 SIGNATURE = (
+    "66e938ceb99b0492af706018360b222bb6dc9bb5a216ecb0dcaf8ac744da6e6b"
+    "7f43ea039faff1b44e957bceecff2b2f1cdd0fef95e1e019ef363ed662e26f06"
+)
+#: A version-1 receipt as stores written before tasks hold it, with the signature pinned then.
+CANONICAL_V1 = (
+    '{"accountant":"rdp","delta":1e-05,"epsilon":0.5,"epsilon_ceiling":3.0,'
+    '"issued_at":"2026-01-01T00:00:00+00:00","lifetime_epsilon":0.5,'
+    '"lifetime_epsilon_ceiling":10.0,"max_grad_norm":1.0,"noise_multiplier":1.1,'
+    '"num_examples":100,"policy_sha256":"' + "a" * 64 + '","round":1,"run_id":"r",'
+    '"sample_rate":0.25,"site":"cleveland","site_policy_sha256":"","steps":4,'
+    '"update_sha256":"' + "b" * 64 + '","version":1}'
+)
+SIGNATURE_V1 = (
     "4df09757138f5462e70be4c88d1ce6253c56842c9c863785a6d65fb30cd9df76"
     "41eeadeb958aa8bc951ec6ac6588b29d3acc51b12945496c25418f7af07e5509"
 )
@@ -52,6 +68,26 @@ def test_known_answer_encoding_signature_and_fingerprint() -> None:
     assert signed.signature.hex() == SIGNATURE
     assert fingerprint(KEY.public_key()) == FINGERPRINT
     signed.verify(KEY.public_key())
+
+
+def test_version_1_receipts_of_old_stores_still_parse_and_verify() -> None:
+    old = SignedReceipt.from_parts(CANONICAL_V1, SIGNATURE_V1)
+    old.verify(KEY.public_key())
+    assert old.receipt.version == 1 and old.receipt.task_sha256 == ""
+    assert old.receipt.canonical_bytes().decode() == CANONICAL_V1
+    assert replace(RECEIPT, version=1, task_sha256="").sign(KEY).signature.hex() == SIGNATURE_V1
+    with pytest.raises(MalformedReceipt, match="fields differ"):  # v1 never names a task
+        Receipt.from_canonical(CANONICAL_V1.replace('"update', '"task_sha256":"x","update'))
+
+
+def test_a_version_2_receipt_names_its_task() -> None:
+    assert RECEIPT_VERSION == 2
+    with pytest.raises(ValueError, match="names its task"):
+        replace(RECEIPT, task_sha256="")
+    with pytest.raises(MalformedReceipt, match="names its task"):
+        Receipt.from_canonical(CANONICAL.replace("c" * 64, ""))
+    with pytest.raises(MalformedReceipt, match="fields differ"):
+        Receipt.from_canonical(CANONICAL.replace('"task_sha256":"' + "c" * 64 + '",', ""))
 
 
 def test_integers_given_for_floats_are_stored_as_floats() -> None:
@@ -105,8 +141,10 @@ def test_no_single_byte_change_is_accepted(position: int, flip: int) -> None:
 
 @pytest.mark.parametrize(("data", "match"), [
     (CANONICAL.replace(",", ", "), "canonical"),
-    (CANONICAL.replace('"version":1', '"extra":1'), "fields differ"),
-    (CANONICAL.replace('"version":1', '"version":2'), "unsupported receipt version"),
+    (CANONICAL.replace('"version":2', '"extra":1'), "unsupported receipt version None"),
+    (CANONICAL.replace('"steps":4', '"steps":4,"extra":1'), "fields differ"),
+    (CANONICAL.replace('"version":2', '"version":3'), "unsupported receipt version 3"),
+    (CANONICAL.replace('"version":2', '"version":true'), "unsupported receipt version"),
     (CANONICAL.replace('"round":1', '"round":true'), "round must be int"),
     (CANONICAL.replace('"round":1', '"round":1.0'), "round must be int"),
     (CANONICAL.replace('"delta":1e-05', '"delta":1'), "delta must be float"),

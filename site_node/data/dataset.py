@@ -1,0 +1,204 @@
+"""A site's data for a task: read, validated, split and encoded, or refused with a report.
+
+:func:`load_site_data` is the one entry point: a tabular task reads a CSV or Parquet file, an
+image task a folder per class or a MedMNIST ``.npz``. Every rule of the task is checked before
+anything is trained (:mod:`site_node.data.report`): a file that does not fit raises
+:class:`~site_node.data.report.DataRefused` naming the column or file, the rule and the first
+offending rows. Then the task's fixed split is made (unless an ``.npz`` holds its own), and the
+training split must hold enough classes and rows. :func:`load_cached` keeps the result per
+process while the task and the files are unchanged (the site checks again before every round).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from policies.task import ImageTask, TabularTask
+from policies.task_loader import LoadedTask
+from site_node.data import report as rules
+from site_node.data.images import ImageSet, pixels, read_folders, read_npz
+from site_node.data.report import DataRefused, Findings
+from site_node.data.split import split_mask
+from site_node.data.summary import DataSummary
+from site_node.data.tables import read_table
+from site_node.data.tabular import encode_table
+
+log = logging.getLogger(__name__)
+CACHE_SIZE = 8
+
+
+@dataclass(frozen=True)
+class SiteData:
+    """A site's encoded split: float32 features and int64 class indices, and its summary."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    summary: DataSummary
+
+    @property
+    def num_train(self) -> int:
+        """Number of training examples."""
+        return len(self.y_train)
+
+    @property
+    def num_test(self) -> int:
+        """Number of test examples."""
+        return len(self.y_test)
+
+
+@dataclass(frozen=True)
+class _Split:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    how: str
+
+
+def _task_split(loaded: LoadedTask, x: np.ndarray, y: np.ndarray) -> _Split:
+    s = loaded.task.split
+    is_test = split_mask(y, test_fraction=s.test_fraction, seed=s.seed, stratified=s.stratified)
+    how = (f"the task's {'stratified ' if s.stratified else ''}split, test fraction "
+           f"{s.test_fraction:g}, seed {s.seed}")
+    return _Split(x[~is_test], y[~is_test], x[is_test], y[is_test], how)
+
+
+def _check_split(loaded: LoadedTask, split: _Split, findings: Findings) -> None:
+    label = loaded.task.label
+    rows = len(split.y_train) + len(split.y_test)
+    if len(split.y_train) == 0 or len(split.y_test) == 0:
+        findings.add("data", rules.TOO_FEW_ROWS, f"{rows} example(s) leave {len(split.y_train)}"
+                     f" for training and {len(split.y_test)} for testing; each needs at least 1")
+        return
+    present = sorted({int(k) for k in split.y_train})
+    if len(present) == 1:
+        findings.add("label", rules.SINGLE_CLASS, f"every training example is of class "
+                     f"{label.names[present[0]]!r}")
+    elif len(present) < label.min_classes_per_site:
+        findings.add("label", rules.CLASS_COUNT, f"the training data hold {len(present)} "
+                     f"classes; the task requires at least {label.min_classes_per_site}")
+
+
+def _classes(loaded: LoadedTask, split: _Split) -> dict[str, dict[str, int]]:
+    names = loaded.task.label.names
+    train = np.bincount(split.y_train, minlength=len(names))
+    test = np.bincount(split.y_test, minlength=len(names))
+    return {n: {"train": int(train[k]), "test": int(test[k])} for k, n in enumerate(names)}
+
+
+def _tabular(loaded: LoadedTask, task: TabularTask, path: Path, findings: Findings
+             ) -> tuple[_Split, str, dict[str, float]] | None:
+    table = read_table(path, findings) if path.is_file() else None
+    if table is None:
+        if not findings:
+            findings.add(f"file {path.name}", rules.UNREADABLE, "not a file")
+        return None
+    encoded = encode_table(task, table, findings)
+    if encoded is None:
+        return None
+    return _task_split(loaded, encoded.x, encoded.y), table.format, encoded.missing_rates
+
+
+def _images(loaded: LoadedTask, task: ImageTask, path: Path, findings: Findings
+            ) -> tuple[_Split, str] | None:
+    if path.is_dir():
+        found = read_folders(task, path, findings)
+        if found is None:
+            return None
+        return _task_split(loaded, pixels(found.images), found.labels), "image folders"
+    if path.is_file() and path.suffix.lower() == ".npz":
+        splits = read_npz(task, path, findings)
+        if splits is None:
+            return None
+        train: ImageSet = splits["train"]
+        if "test" not in splits:
+            return _task_split(loaded, pixels(train.images), train.labels), "npz"
+        test = splits["test"]
+        return (_Split(pixels(train.images), train.labels, pixels(test.images), test.labels,
+                       "the file's own train/test split"), "npz")
+    findings.add(f"path {path.name}", rules.UNREADABLE,
+                 "an image task reads a folder (a folder per class) or a MedMNIST .npz file")
+    return None
+
+
+def load_site_data(loaded: LoadedTask, path: Path | str) -> SiteData:
+    """Read, validate, split and encode a site's data for ``loaded``'s task.
+
+    Raises
+    ------
+    DataRefused
+        With the report of every problem found (nothing may be trained on these data).
+    """
+    path = Path(path)
+    findings = Findings(str(path), loaded.name)
+    task = loaded.task
+    rates: dict[str, float] = {}
+    split: _Split | None = None
+    if not path.exists():
+        findings.add(f"path {path.name}", rules.UNREADABLE, "no such file or folder")
+    elif isinstance(task, TabularTask):
+        got = _tabular(loaded, task, path, findings)
+        if got is not None:
+            split, fmt, rates = got
+    else:
+        got_images = _images(loaded, task, path, findings)
+        if got_images is not None:
+            split, fmt = got_images
+    if split is not None:
+        _check_split(loaded, split, findings)
+    findings.refuse_if_any()
+    assert split is not None
+    size = None
+    if isinstance(task, ImageTask):
+        spec = task.image
+        size = f"{spec.height}×{spec.width}, {spec.channels} channel(s), every image"
+    summary = DataSummary(
+        source=str(path), task=loaded.name, task_sha256=loaded.sha256, format=fmt,
+        rows=len(split.y_train) + len(split.y_test), train=len(split.y_train),
+        test=len(split.y_test), split=split.how, classes=_classes(loaded, split),
+        missing_rates=rates, image_size=size)
+    return SiteData(split.x_train, split.y_train, split.x_test, split.y_test, summary)
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    """Changes whenever the file, or any file under the folder, changes."""
+    if path.is_dir():
+        latest, count, size = 0, 0, 0
+        for root, _, files in os.walk(path):
+            for name in files:
+                st = os.stat(os.path.join(root, name))
+                latest, count, size = max(latest, st.st_mtime_ns), count + 1, size + st.st_size
+        return latest, count, size
+    st = path.stat()
+    return st.st_mtime_ns, 1, st.st_size
+
+
+_CACHE: OrderedDict[tuple[str, str, tuple[int, int, int]], SiteData] = OrderedDict()
+
+
+def load_cached(loaded: LoadedTask, path: Path | str) -> SiteData:
+    """:func:`load_site_data`, kept per process by (task hash, path, file stamp)."""
+    resolved = Path(path).expanduser().resolve()
+    try:
+        key = (loaded.sha256, str(resolved), _stamp(resolved))
+    except OSError:
+        return load_site_data(loaded, resolved)  # refused with the reason
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    data = load_site_data(loaded, resolved)
+    _CACHE[key] = data
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return data
+
+
+__all__ = ["DataRefused", "SiteData", "load_cached", "load_site_data"]

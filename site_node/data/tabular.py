@@ -1,0 +1,222 @@
+"""A tabular task's rules applied to a site's table: validation and the fixed feature encoding.
+
+Every cell is checked against its column's declaration (:mod:`policies.task_columns`) and
+encoded with the task's fixed preprocessing only: a numeric value scaled from its declared range
+to [-1, 1], a missing value replaced by the declared imputation value (with an indicator feature
+where declared), a category one-hot over the declared levels, a boolean as 0/1. Nothing is
+computed from the site's records, so nothing about them shapes training outside DP-SGD.
+
+Any cell of any type may arrive (a CSV gives strings, a Parquet file numbers, booleans, nulls,
+or anything else): a cell that does not fit is a problem in the report, never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+
+from policies.task import ClassSpec, TabularTask
+from policies.task_columns import BooleanColumn, CategoricalColumn, NumericColumn
+from site_node.data import report as rules
+from site_node.data.report import Findings
+from site_node.data.tables import RawTable
+
+AnyColumn = NumericColumn | CategoricalColumn | BooleanColumn
+
+
+@dataclass(frozen=True)
+class EncodedTable:
+    """The features (float32, the task's layout), class indices, and each column's missing rate."""
+
+    x: np.ndarray
+    y: np.ndarray
+    missing_rates: dict[str, float]
+
+
+def _row(i: int) -> str:
+    return f"row {i + 1}"
+
+
+def _text(cell: object) -> str | None:
+    """A cell as text (for levels, spellings, labels); None for a cell that has no text form."""
+    if isinstance(cell, str):
+        return cell.strip()
+    if isinstance(cell, bool) or cell is None:
+        return None
+    if isinstance(cell, int):
+        return str(cell)
+    if isinstance(cell, float | Decimal):
+        number = _number(cell)
+        if number is not None and math.isfinite(number) and number.is_integer():
+            return str(int(number))
+    return None
+
+
+def _number(cell: object) -> float | None:
+    """A cell as a float (possibly non-finite); None if it is not a number."""
+    if isinstance(cell, bool):
+        return None
+    if isinstance(cell, int | float | Decimal):
+        try:
+            return float(cell)
+        except (OverflowError, ValueError):
+            return math.inf
+    if isinstance(cell, str):
+        try:
+            return float(cell.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _is_missing(cell: object, column: AnyColumn) -> bool:
+    if cell is None:
+        return True
+    spellings = column.missing.values if column.missing is not None else ("",)
+    return isinstance(cell, str) and cell.strip() in {s.strip() for s in spellings}
+
+
+def _numeric(column: NumericColumn, cells: Sequence[object], findings: Findings,
+             missing: np.ndarray) -> np.ndarray:
+    where, (lo, hi) = f"column {column.name}", column.range
+    out = np.zeros(len(cells))
+    zero_missing = column.missing is not None and column.missing.zero_is_missing
+    for i, cell in enumerate(cells):
+        if _is_missing(cell, column):
+            missing[i] = True
+            continue
+        value = _number(cell)
+        if value is None:
+            findings.add(where, rules.WRONG_TYPE, "not a number", _row(i))
+        elif not math.isfinite(value):
+            findings.add(where, rules.NON_FINITE, "NaN or infinite", _row(i))
+        elif zero_missing and value == 0.0:
+            missing[i] = True
+        elif not lo <= value <= hi:
+            findings.add(where, rules.OUT_OF_RANGE,
+                         f"outside the allowed range [{lo:g}, {hi:g}] {column.unit}".rstrip(),
+                         _row(i))
+        else:
+            out[i] = column.scale(value)
+    if column.missing is not None:
+        out[missing] = column.scale(float(column.missing.impute))
+    return out[:, None]
+
+
+def _categorical(column: CategoricalColumn, cells: Sequence[object], findings: Findings,
+                 missing: np.ndarray) -> np.ndarray:
+    out = np.zeros((len(cells), len(column.levels)))
+    index = {level: j for j, level in enumerate(column.levels)}
+    for i, cell in enumerate(cells):
+        if _is_missing(cell, column):
+            missing[i] = True
+            continue
+        text = _text(cell)
+        if text is None:
+            findings.add(f"column {column.name}", rules.WRONG_TYPE, "not text", _row(i))
+        elif text not in index:
+            findings.add(f"column {column.name}", rules.UNKNOWN_LEVEL,
+                         f"not one of the levels {list(column.levels)}", _row(i))
+        else:
+            out[i, index[text]] = 1.0
+    if column.missing is not None and column.missing.impute is not None:
+        out[missing, index[column.missing.impute]] = 1.0
+    return out
+
+
+def _boolean(column: BooleanColumn, cells: Sequence[object], findings: Findings,
+             missing: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(cells))
+    for i, cell in enumerate(cells):
+        if _is_missing(cell, column):
+            missing[i] = True
+            continue
+        if isinstance(cell, bool):
+            out[i] = float(cell)
+            continue
+        text = _text(cell)
+        if text in column.true_values:
+            out[i] = 1.0
+        elif text not in column.false_values:
+            findings.add(f"column {column.name}", rules.UNKNOWN_LEVEL,
+                         f"not a spelling of true {list(column.true_values)} or false "
+                         f"{list(column.false_values)}", _row(i))
+    if column.missing is not None:
+        out[missing] = float(column.missing.impute)
+    return out[:, None]
+
+
+_ENCODERS: dict[type, Callable[..., np.ndarray]] = {
+    NumericColumn: _numeric, CategoricalColumn: _categorical, BooleanColumn: _boolean}
+
+
+def _encode_column(column: AnyColumn, cells: Sequence[object], findings: Findings
+                   ) -> tuple[np.ndarray, float]:
+    missing = np.zeros(len(cells), dtype=bool)
+    block = _ENCODERS[type(column)](column, cells, findings, missing)
+    if missing.any() and column.missing is None:
+        for i in np.flatnonzero(missing).tolist():
+            findings.add(f"column {column.name}", rules.MISSING_VALUE,
+                         "the task declares no missing-value handling for this column", _row(i))
+    if column.missing is not None and column.missing.indicator:
+        block = np.hstack([block, missing[:, None].astype(float)])
+    return block, float(missing.mean()) if len(cells) else 0.0
+
+
+def class_of(cell: object, classes: Sequence[ClassSpec]) -> int | None:
+    """The index of the class a label cell means (None if it means none)."""
+    text, number = _text(cell), _number(cell)
+    for k, cls in enumerate(classes):
+        for value in cls.values:
+            if text is not None and text == str(value):
+                return k
+            if number is not None and isinstance(value, int) and number == value:
+                return k
+    return None
+
+
+def _labels(task: TabularTask, cells: Sequence[object], findings: Findings) -> np.ndarray:
+    where = f"label column {task.label.column}"
+    y = np.zeros(len(cells), dtype=np.int64)
+    names = [c.name for c in task.label.classes]
+    for i, cell in enumerate(cells):
+        k = class_of(cell, task.label.classes)
+        if cell is None or (isinstance(cell, str) and not cell.strip()):
+            findings.add(where, rules.MISSING_VALUE, "a record without a label", _row(i))
+        elif k is None:
+            findings.add(where, rules.UNKNOWN_CLASS,
+                         f"not a label value of the classes {names}", _row(i))
+        else:
+            y[i] = k
+    return y
+
+
+def encode_table(task: TabularTask, table: RawTable, findings: Findings) -> EncodedTable | None:
+    """Check every column and cell; the encoded table, or None if any problem was found."""
+    assert task.label.column is not None  # a tabular task names its label (schema)
+    declared = [c.name for c in task.columns] + [task.label.column]
+    for name in declared:
+        if name not in table.cells:
+            findings.add(f"column {name}", rules.MISSING_COLUMN, "the task declares it; the "
+                         "file does not hold it")
+    allowed = set(declared) | set(task.ignore_columns)
+    for name in table.columns:
+        if name not in allowed:
+            findings.add(f"column {name}", rules.EXTRA_COLUMN, "the task does not declare it "
+                         "(list identifiers under ignore_columns)")
+    if findings:
+        return None
+    blocks, rates = [], {}
+    for column in task.columns:
+        block, rates[column.name] = _encode_column(column, table.cells[column.name], findings)
+        blocks.append(block)
+    y = _labels(task, table.cells[task.label.column], findings)
+    if findings:
+        return None
+    x = np.hstack(blocks).astype(np.float32) if table.rows else np.zeros(
+        (0, len(task.feature_names())), np.float32)
+    return EncodedTable(x=x, y=y, missing_rates=rates)

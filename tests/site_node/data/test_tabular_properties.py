@@ -1,0 +1,66 @@
+"""Property: the tabular validator never crashes, whatever a file holds in any cell.
+
+A CSV gives strings and a Parquet file numbers, booleans, nulls, or other values (dates,
+decimals, bytes): every cell either fits its column or becomes a problem in the report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import functools
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from policies.task_loader import LoadedTask
+from site_node.data.report import Findings
+from site_node.data.tables import RawTable
+from site_node.data.tabular import EncodedTable, encode_table
+from tests.site_node.data.synthetic import COLUMNS, task
+
+CELLS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12), st.sampled_from(["", "?", " icu ", "Y", "no", "9", "1e999", "nan"]),
+    st.decimals(allow_nan=True, allow_infinity=True), st.binary(max_size=4),
+    st.dates().map(lambda d: dt.datetime.combine(d, dt.time())),
+)
+
+
+@functools.cache
+def _task() -> LoadedTask:
+    with tempfile.TemporaryDirectory() as tmp:
+        return task(Path(tmp))
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.tuples(*[CELLS] * len(COLUMNS)), max_size=8))
+def test_arbitrary_cells_give_a_table_or_a_report_never_an_exception(
+        rows: list[tuple[object, ...]]) -> None:
+    loaded = _task()
+    cells = {c: [r[j] for r in rows] for j, c in enumerate(COLUMNS)}
+    findings = Findings("cells", loaded.name)
+    out = encode_table(loaded.task, RawTable(COLUMNS, cells, len(rows), "parquet"),  # type: ignore[arg-type]
+                       findings)
+    if out is None:
+        report = findings.report()
+        assert report.problems and all(p.line() for p in report.problems)
+    else:
+        assert isinstance(out, EncodedTable) and not findings
+        assert out.x.shape == (len(rows), 6) and np.isfinite(out.x).all()
+        assert np.abs(out.x).max(initial=0.0) <= 1.0
+
+
+def test_decimal_and_date_cells_are_reported_not_raised(tmp_path: Path) -> None:
+    loaded = task(tmp_path)
+    cells: dict[str, list[object]] = {
+        "patient_ref": ["a"], "lactate": [decimal.Decimal("sNaN")], "ward": [dt.date.today()],
+        "smoker": [b"Y"], "readmitted": [1.5]}
+    findings = Findings("cells", loaded.name)
+    assert encode_table(loaded.task, RawTable(COLUMNS, cells, 1, "parquet"),  # type: ignore[arg-type]
+                        findings) is None
+    rules_seen = {p.rule for p in findings.report().problems}
+    assert rules_seen >= {"non-finite value", "wrong type", "unknown class"}
