@@ -12,7 +12,7 @@ PY="${PYTHON:-$(command -v python)}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 WORK="$(mktemp -d -t consortium-demo-XXXXXX)"
 SITES=(cleveland hungary long_beach switzerland)
-CSV="$ROOT/site_node/data/heart_disease_uci.csv"
+DATA="$ROOT/site_node/data/examples/heart-disease"   # one file per hospital
 
 consortium() { "$PY" -m consortium "$@"; }
 site_node() { "$PY" -c 'from site_node.cli import main; main()' "$@"; }
@@ -50,7 +50,8 @@ for s in "${SITES[@]}"; do
   consortium enroll "$s" --node-key "$WORK/sites/$s/node.pub" --receipt-key "$WORK/sites/$s/state/receipt-key.pub.pem"
   echo "== site $s: site-node start"
   site_node start --home "$WORK/sites/$s" --superlink "localhost:$PORT" \
-    --ca-cert "$HOSPITAL_CONSORTIUM_HOME/tls/ca.crt" --data "$CSV" --port "$(free_port)" --detach
+    --ca-cert "$HOSPITAL_CONSORTIUM_HOME/tls/ca.crt" --data "$DATA/$s.csv" \
+    --task "$HOSPITAL_CONSORTIUM_HOME/task.yaml" --port "$(free_port)" --detach
 done
 consortium sites
 

@@ -13,6 +13,7 @@ Layout (the directory 0700, private files 0600)::
       consortium-key.pub.pem     (its public half: give it to auditors out of band)
       consortium.toml          deployment settings (``consortium init``)
       policy.yaml              the deployment's consortium policy (a copy to review and edit)
+      task.yaml                the deployment's task (a copy to review, edit, and send the sites)
       tls/ca.crt ca.key        the consortium's private CA
       tls/superlink.crt .key   the SuperLink's TLS certificate
       flwr/config.toml         FLWR_HOME for the Flower CLI: one SuperLink connection
@@ -70,6 +71,11 @@ class ConsortiumHome:
     def policy(self) -> Path:
         """The deployment's consortium policy."""
         return self.root / "policy.yaml"
+
+    @property
+    def task(self) -> Path:
+        """The deployment's task file (what the sites train; they check their data against it)."""
+        return self.root / "task.yaml"
 
     @property
     def ca_cert(self) -> Path:

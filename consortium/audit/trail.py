@@ -1,11 +1,11 @@
 """The audit trail of one run: what the consortium server logs, and when.
 
 :class:`RunAudit` is the workflow's only contact with the audit log. At run start it logs the
-policy, the membership and the mode (``local-demo`` runs say so on every run: the demonstration
-provisioned the sites' keys itself); after every round it stores each accepted receipt, logs
-every rejected reply as a security event, and logs the round with who trained, who refused and
-why; at the end it logs why the run stopped. The workflow calls :meth:`RunAudit.round` inside
-the round's transaction, so the round, its receipts and its entries commit together.
+policy, the task, the membership and the mode (``local-demo`` runs say so on every run: the
+demonstration provisioned the sites' keys itself); after every round it stores each accepted
+receipt, logs every rejected reply as a security event, and logs the round with who trained, who
+refused and why; at the end it logs why the run stopped. The workflow calls :meth:`RunAudit.round`
+inside the round's transaction, so the round, its receipts and its entries commit together.
 """
 
 from __future__ import annotations
@@ -39,11 +39,12 @@ class RunAudit:
         self.run = run
 
     def start(self) -> None:
-        """Log the run start: policy, membership, engine and mode."""
+        """Log the run start: policy, task, membership, engine and mode."""
         r = self.run
         self.log.append(RUN_START, {
             "engine": r.engine, "mode": r.mode, "policy_sha256": r.policy_sha256,
-            "policy_json": r.policy_json, "sites": list(r.sites),
+            "policy_json": r.policy_json, "task_sha256": r.task_sha256,
+            "task_json": r.task_json, "sites": list(r.sites),
             "rounds_planned": r.rounds_planned}, r.run_id)
 
     def resumed(self, next_round: int) -> None:

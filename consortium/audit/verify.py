@@ -7,7 +7,10 @@
    (pinned by the caller, else the one the log's first entry enrolled);
 2. every receipt: present in the log, identical in the ``receipts`` table, canonical, signed by
    the key its site had enrolled *when the receipt was logged* (so key rotation never breaks
-   earlier receipts), for the run's policy hash;
+   earlier receipts), for the run's policy hash and task hash. A version-1 receipt (written
+   before tasks existed, with no task hash) is accepted only in a run whose run-start entry
+   records no task either (a store from before tasks): in a run with a task it is refused, since
+   it cannot say which task it trained;
 3. every ε: recomputed from the receipts' mechanism parameters by
    :mod:`consortium.audit.accountant` (``dp_accounting``), within 1% of the claim (plus
    Opacus' stated error of 0.01 for PRV claims);
@@ -37,13 +40,13 @@ from consortium.audit.log import (
     CONSORTIUM_ROLE,
     ENROLMENT,
     GENESIS,
-    RECEIPT,
     SECURITY,
     AuditEntry,
     AuditLog,
-    StoredReceipt,
     entry_hash,
 )
+from consortium.audit.payload import payload as _payload
+from consortium.audit.receipt_checks import run_receipts
 from consortium.audit.registry import KeyRegistry
 from consortium.audit.trail import RUN_START
 from consortium.errors import (
@@ -54,12 +57,11 @@ from consortium.errors import (
     ReceiptInvalid,
     SecurityEventsFound,
     SignatureInvalid,
-    UnknownSiteKey,
 )
 from consortium.store.database import Database
-from site_node.protocol.errors import InvalidReceiptSignature, ProtocolError, ReceiptError
+from site_node.protocol.errors import ProtocolError
 from site_node.protocol.keys import fingerprint, load_public_pem
-from site_node.protocol.receipt import Receipt, SignedReceipt
+from site_node.protocol.receipt import Receipt
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,6 @@ class VerificationResult:
     modes: dict[str, str] = field(default_factory=dict)
     checks: list[EpsilonCheck] = field(default_factory=list)
     security_events: list[SecurityEvent] = field(default_factory=list)
-
-
-def _payload(e: AuditEntry) -> dict[str, Any]:
-    try:
-        return e.payload
-    except ValueError as exc:
-        raise ChainBroken(f"audit_log entry seq={e.seq} ({e.kind}): payload is not valid "
-                          f"JSON: {exc}") from None
 
 
 def _consortium_key(entries: list[AuditEntry], pinned: Ed25519PublicKey | None
@@ -144,44 +138,6 @@ def _registry(entries: list[AuditEntry]) -> KeyRegistry:
         return KeyRegistry.from_entries(entries)
     except (ValueError, KeyError, TypeError, ProtocolError) as exc:
         raise ReceiptInvalid(f"an enrolment entry is malformed: {exc}") from None
-
-
-def _one_receipt(e: AuditEntry, row: StoredReceipt, registry: KeyRegistry, policy_sha: str
-                 ) -> Receipt:
-    where = f"receipt in audit_log entry seq={e.seq}"
-    p = _payload(e)
-    if (row.receipt_json, row.signature, row.key_fingerprint) != (
-            p.get("receipt_json"), p.get("signature"), p.get("key_fingerprint")):
-        raise ReceiptInvalid(f"{where}: the receipts table row differs from the log")
-    try:
-        signed = SignedReceipt.from_parts(str(p["receipt_json"]), str(p["signature"]))
-        enrolled = registry.key_at(signed.receipt.site, e.seq)
-        if enrolled.fingerprint != p["key_fingerprint"]:
-            raise ReceiptInvalid(f"{where}: logged under key {str(p['key_fingerprint'])[:16]}…, "
-                                 f"but site {signed.receipt.site} had key "
-                                 f"{enrolled.fingerprint[:16]}… enrolled then")
-        signed.verify(enrolled.key)
-    except InvalidReceiptSignature as exc:
-        raise SignatureInvalid(f"{where}: {exc}") from None
-    except (ReceiptError, UnknownSiteKey, KeyError) as exc:
-        raise ReceiptInvalid(f"{where}: {exc}") from None
-    r = signed.receipt
-    if (r.run_id, r.round, r.site) != (row.run_id, row.round, row.site) or r.run_id != e.run_id:
-        raise ReceiptInvalid(f"{where}: receipt names another run, round or site")
-    if r.policy_sha256 != policy_sha:
-        raise ReceiptInvalid(f"{where}: policy hash {r.policy_sha256[:16]}… is not the "
-                             f"run's {policy_sha[:16]}…")
-    return r
-
-
-def _receipts(log: AuditLog, entries: list[AuditEntry], registry: KeyRegistry, run_id: str,
-              policy_sha: str) -> list[Receipt]:
-    in_log = [e for e in entries if e.kind == RECEIPT and e.run_id == run_id]
-    table = {r.log_seq: r for r in log.receipts(run_id)}
-    if set(table) != {e.seq for e in in_log}:
-        raise ReceiptInvalid(f"run {run_id}: the receipts table and the audit log disagree "
-                             f"(log seqs {sorted(e.seq for e in in_log)}, table {sorted(table)})")
-    return [_one_receipt(e, table[e.seq], registry, policy_sha) for e in in_log]
 
 
 def check_epsilons(receipts: list[Receipt], consortium_ceiling: float) -> list[EpsilonCheck]:
@@ -243,6 +199,20 @@ def _policy(start: AuditEntry) -> dict[str, Any]:
     return dict(policy)
 
 
+def _task_sha(start: AuditEntry) -> str | None:
+    """The task hash the run-start entry records (None for a run recorded before tasks),
+    checked against the task it records."""
+    p = _payload(start)
+    text, sha = p.get("task_json"), p.get("task_sha256")
+    if text is None and sha is None:
+        return None
+    if not isinstance(text, str) or not isinstance(sha, str) or \
+            hashlib.sha256(text.encode()).hexdigest() != sha:
+        raise ChainBroken(f"audit_log entry seq={start.seq} (run-start): the task does not "
+                          f"match its hash {str(sha)[:16]}…")
+    return sha
+
+
 def _security(entries: list[AuditEntry], runs: set[str]) -> list[SecurityEvent]:
     return [SecurityEvent(e.seq, e.run_id, str(_payload(e).get("reason", "")))
             for e in entries if e.kind == SECURITY and e.run_id in runs]
@@ -278,7 +248,8 @@ def verify_store(path: Path | str, *, run_id: str | None = None,
             if run_id is not None and rid != run_id:
                 continue
             policy = _policy(start)
-            receipts = _receipts(log, entries, registry, rid, str(_payload(start)["policy_sha256"]))
+            receipts = run_receipts(log, entries, registry, rid,
+                                    str(_payload(start)["policy_sha256"]), _task_sha(start))
             result.checks += check_epsilons(receipts, float(policy["epsilon_ceiling"]))
             result.runs.append(rid)
             result.modes[rid] = str(_payload(start).get("mode", "unrecorded"))

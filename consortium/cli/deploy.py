@@ -44,6 +44,7 @@ def init(
     console.print(f"  SuperLink address : {dep.address} (binds {dep.bind_host})")
     console.print(f"  CA for the sites  : {dep.home.ca_cert}")
     console.print(f"  policy to review  : {dep.home.policy}")
+    console.print(f"  task to review    : {dep.home.task} (send it to the sites)")
     console.print(f"  Next: consortium serve --home {dep.home.root}")
 
 
@@ -104,6 +105,7 @@ def submit_cmd(
         help="SuperLink connection name (default: the home's).")] = None,
     policy: Annotated[Path | None, typer.Option(help="Policy file (default: the home's).")
                       ] = None,
+    task: Annotated[Path | None, typer.Option(help="Task file (default: the home's).")] = None,
     rounds: Annotated[int | None, typer.Option(help="Rounds (default: the policy's).",
                                                min=1)] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the initial model.", min=0)] = None,
@@ -112,7 +114,7 @@ def submit_cmd(
     dep = _deployment(home)
     target = store or dep.home.store
     config = submit.run_config(target, policy or dep.home.policy, rounds, seed,
-                               submit.new_run_id())
+                               submit.new_run_id(), task=task or dep.home.task)
     sub = submit.submit(dep, federation or dep.federation, config)
     console.print(f"Submitted run {sub.run_id} (Flower run {sub.flower_run_id})")
 

@@ -14,6 +14,16 @@ from consortium.home import default_store_path, open_home
 StoreOpt = Annotated[Path | None, typer.Option(
     "--store", help="Run store (default: runs.sqlite in the consortium home, "
     "$HOSPITAL_CONSORTIUM_HOME or ~/.hospital-consortium).")]
+ExampleOpt = Annotated[str | None, typer.Option(
+    "--example", help="An embedded example: heart-disease (the default) or digits (its task, "
+    "policy and each site's data; policies/examples/).")]
+TaskOpt = Annotated[Path | None, typer.Option(
+    "--task", help="A task file (policies/tasks/*.yaml): what to train; needs --data.")]
+DataOpt = Annotated[list[str] | None, typer.Option(
+    "--data", help="SITE=PATH: a site and its data file or folder (once per site; the sites "
+    "given replace the policy's member list).")]
+PolicyOpt = Annotated[Path | None, typer.Option(
+    "--policy", help="Consortium policy YAML (default: the example's, or the embedded one).")]
 HomeOpt = Annotated[Path | None, typer.Option(
     "--home", help="Consortium home (default: $HOSPITAL_CONSORTIUM_HOME or "
     "~/.hospital-consortium).")]

@@ -1,7 +1,8 @@
-"""``consortium run | export | dashboard``: the local demonstration, its export, the dashboard.
+"""``consortium run | export | dashboard``: a local consortium, its export, the dashboard.
 
-``consortium run`` resolves the plan, prepares the demonstration's sites, runs Flower's
-simulation with a progress bar, and ends with a table; ``export`` prints the documented JSON;
+``consortium run`` resolves the task, the policy and the sites' data (an example, or a task file
+and the sites' files), checks every site's data against the task, runs Flower's simulation with
+a progress bar, and ends with a table; ``export`` prints the documented JSON;
 ``dashboard`` serves the Streamlit app on the run store.
 """
 
@@ -13,20 +14,33 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from consortium.cli.options import StoreOpt, configure_logging, store_path
-from consortium.run.plan import RunPlan, make_plan
+from consortium.cli.options import (
+    DataOpt,
+    ExampleOpt,
+    PolicyOpt,
+    StoreOpt,
+    TaskOpt,
+    configure_logging,
+    store_path,
+)
+from consortium.errors import PlanError
+from consortium.run.plan import RunPlan, make_plan_from_policy
 from consortium.store.records import RUN_FAILED, RUN_INTERRUPTED, RoundRecord
 from consortium.store.run_store import RunStore
+
+if TYPE_CHECKING:
+    from consortium.run.resume import ResumePoint
+    from consortium.run.workflow import RunOutcome
 
 console = Console()
 
@@ -58,17 +72,20 @@ def _announce(plan: RunPlan, resumed_at: int | None) -> None:
         f"Run [bold]{plan.run_id}[/] ({what}): {len(p.sites)} sites, {plan.rounds} "
         f"rounds, DP-SGD σ={plan.noise_multiplier:.4f} q={p.dp.sample_rate} "
         f"C={p.dp.max_grad_norm}, ε ceiling {p.epsilon_ceiling} at δ={p.delta}, SecAgg+ every "
-        f"round\npolicy {plan.loaded.source} (sha256 {plan.policy_sha256[:16]}…)"
+        f"round\ntask {plan.task.name} (sha256 {plan.task.sha256[:16]}…, fixed preprocessing)"
+        f"\npolicy {plan.loaded.source} (sha256 {plan.policy_sha256[:16]}…)"
         + ("; example site policies in force" if plan.example_site_policies else "")
         + f"\nstore {plan.store_path}", highlight=False,
     )
 
 
 def run(
+    example: ExampleOpt = None,
+    task: TaskOpt = None,
+    data: DataOpt = None,
+    policy: PolicyOpt = None,
     rounds: Annotated[int, typer.Option(help="Rounds (0: the policy's).", min=0)] = 0,
     store: StoreOpt = None,
-    policy: Annotated[Path | None, typer.Option(
-        help="Consortium policy YAML (default: the embedded one).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the initial model.", min=0)] = 0,
     example_site_policies: Annotated[bool, typer.Option(
         "--example-site-policies",
@@ -76,39 +93,39 @@ def run(
         "policies/sites/ (each may only tighten the consortium's).")] = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted or killed run from its last completed "
-        "round (the latest such run, or --run).")] = False,
+        "round (the latest such run, or --run), with the same sites' data.")] = False,
     run_id: Annotated[str | None, typer.Option(
         "--run", help="With --resume: the run to continue.")] = None,
     verbose: Annotated[bool, typer.Option(help="Show Flower's protocol log.")] = False,
 ) -> None:
-    """Run the local demonstration: every member hospital on this machine, on Flower's
-    simulation engine, with DP-SGD at every site and SecAgg+ every round.
+    """Run a local consortium: every site on this machine, on Flower's simulation engine, with
+    DP-SGD at every site and SecAgg+ every round.
 
-    Ctrl-C or SIGTERM stops the run at once (it is recorded as interrupted, exit 130);
-    `--resume` continues it later.
+    The sites are an example's (--example, default heart-disease) or the ones given with
+    --task FILE --data SITE=PATH ...; the policy's member list is replaced by them. Ctrl-C or
+    SIGTERM stops the run at once (it is recorded as interrupted, exit 130); `--resume`
+    continues it later.
     """
-    from consortium.run.demo import check_store, demo_sites
+    from consortium.run.inputs import resolve_inputs
     from consortium.run.resume import resume_plan
-    from consortium.run.simulation import simulate
 
     configure_logging(verbose)
     path = store_path(store)
+    inputs = resolve_inputs(example=example, task=task, data=data or (), policy=policy)
     if resume:
         plan, point = resume_plan(path, run_id)
+        if plan.task.sha256 != inputs.task.sha256:
+            raise PlanError(f"run {plan.run_id} trains task {plan.task.name} (sha256 "
+                            f"{plan.task.sha256[:16]}…); give its sites' data (--example or "
+                            "--task with --data) to resume it")
     else:
         if run_id is not None:
             raise typer.BadParameter("--run is only for --resume", param_hint="--run")
-        plan = make_plan(policy_path=policy, store_path=path, rounds=rounds, seed=seed,
-                         demo=True, example_site_policies=example_site_policies)
+        plan = make_plan_from_policy(inputs.policy, inputs.task, store_path=path,
+                                     rounds=rounds, seed=seed, demo=True,
+                                     example_site_policies=example_site_policies)
         point = None
-    sites = demo_sites(plan)
-    check_store(plan)
-    _announce(plan, point.next_round if point else None)
-    done = list(point.rounds) if point else []
-    stop = threading.Event()
-    with _progress(plan, done) as on_round, _stop_on_signals(stop):
-        outcome = simulate(plan, sites, on_round=on_round, verbose=verbose, stop=stop,
-                           resume=point)
+    done, outcome = simulate_with_progress(plan, inputs.data, point, verbose)
     console.print(round_table(plan, done))
     for rec in done:
         if rec.failure_reason:
@@ -120,6 +137,24 @@ def run(
     console.print(f"Export: consortium export --store {plan.store_path} --run {plan.run_id}\n"
                   f"Dashboard: consortium dashboard --store {plan.store_path}", highlight=False)
     raise typer.Exit({RUN_FAILED: 1, RUN_INTERRUPTED: 130}.get(outcome.status, 0))
+
+
+def simulate_with_progress(plan: RunPlan, data: Mapping[str, Path], point: ResumePoint | None,
+                           verbose: bool) -> tuple[list[RoundRecord], RunOutcome]:
+    """Check the sites' data and the store, announce the run, and run it with a progress bar
+    (Ctrl-C or SIGTERM stop it); the recorded rounds and how it ended."""
+    from consortium.run.demo import check_store, demo_sites
+    from consortium.run.simulation import simulate
+
+    sites = demo_sites(plan, data)
+    check_store(plan)
+    _announce(plan, point.next_round if point else None)
+    done = list(point.rounds) if point else []
+    stop = threading.Event()
+    with _progress(plan, done) as on_round, _stop_on_signals(stop):
+        outcome = simulate(plan, sites, on_round=on_round, verbose=verbose, stop=stop,
+                           resume=point)
+    return done, outcome
 
 
 @contextmanager
@@ -162,7 +197,7 @@ def export(
     run_id: Annotated[str | None, typer.Option("--run", help="Run id (default: latest).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="Output format (json).")] = "json",
 ) -> None:
-    """Print a run (default: the latest) as documented JSON (run-export/v2)."""
+    """Print a run (default: the latest) as documented JSON (run-export/v3)."""
     from consortium.store.export import export_run
 
     if fmt != "json":

@@ -20,7 +20,7 @@ from consortium.deployment import membership, submit, superlink
 from consortium.deployment.setup import Deployment, init_deployment
 from consortium.home import open_home
 from consortium.store.records import RoundRecord
-from site_node.data.heart_disease import SITE_IDS, embedded_csv
+from policies.example import DEFAULT_EXAMPLE, load_example
 from site_node.deployment import processes
 from site_node.deployment.supernode import NodeSettings, RunningNode, start
 from site_node.home import SiteHome, init_site_home
@@ -36,12 +36,14 @@ class LocalDeployment:
     workdir : Path
         Empty directory for the consortium home and the site homes.
     sites : sequence of str
-        Site ids (default: the four hospitals).
+        Site ids (default: the heart-disease example's four hospitals); each site's data is
+        its file in that example.
     """
 
-    def __init__(self, workdir: Path, sites: Sequence[str] = SITE_IDS) -> None:
+    def __init__(self, workdir: Path, sites: Sequence[str] | None = None) -> None:
         self.workdir = Path(workdir).resolve()
-        self.sites = list(sites)
+        self.example = load_example(DEFAULT_EXAMPLE)
+        self.sites = list(sites if sites is not None else self.example.sites)
         home = open_home(self.workdir / "consortium")
         self.dep: Deployment = init_deployment(home, port=processes.free_port())
         self.site_homes: dict[str, SiteHome] = {
@@ -66,18 +68,19 @@ class LocalDeployment:
         for site, sh in self.site_homes.items():
             membership.enroll(self.dep, site, sh.node_pub, sh.receipt_pub)
 
-    def settings(self, **overrides: Any) -> NodeSettings:
-        """Node settings pointing at this SuperLink (a fresh local port each call)."""
+    def settings(self, site: str, **overrides: Any) -> NodeSettings:
+        """Node settings of ``site`` pointing at this SuperLink (a fresh local port each call)."""
         values: dict[str, Any] = {
             "superlink": self.dep.address, "ca_cert": self.dep.home.ca_cert,
-            "data_path": embedded_csv(), "runtime_port": processes.free_port(),
+            "data_path": self.example.data[site], "task_path": self.dep.home.task,
+            "runtime_port": processes.free_port(),
         }
         values.update(overrides)
         return NodeSettings(**values)
 
     def start_node(self, site: str, **overrides: Any) -> RunningNode:
         """Start one site's SuperNode and wait until it is admitted (raises if refused)."""
-        node = start(self.site_homes[site], self.settings(**overrides))
+        node = start(self.site_homes[site], self.settings(site, **overrides))
         self.nodes[site] = node
         return node
 
@@ -90,7 +93,7 @@ class LocalDeployment:
             seed: int = 0, timeout_s: float = 600.0) -> submit.Submission:
         """Submit a consortium run with ``rounds`` rounds and follow it until it finishes."""
         config = submit.run_config(self.dep.home.store, self.dep.home.policy, rounds, seed,
-                                   submit.new_run_id())
+                                   submit.new_run_id(), task=self.dep.home.task)
         sub = submit.submit(self.dep, self.dep.federation, config)
         submit.follow(self.dep, self.dep.federation, sub, on_round=on_round,
                       timeout_s=timeout_s)

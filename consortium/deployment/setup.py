@@ -3,8 +3,9 @@
 ``consortium init`` adds to the consortium home (the one of :mod:`consortium.home`, which may
 already hold simulated runs and the consortium key) everything the SuperLink and the sites need:
 a private CA, the SuperLink's certificate for the names and addresses sites dial, the network
-settings (``consortium.toml``), a copy of the consortium policy to review, and the Flower CLI's
-connection (``flwr/config.toml``).
+settings (``consortium.toml``), a copy of the consortium policy and of the task to review (the
+heart-disease example's; replace them for another task), and the Flower CLI's connection
+(``flwr/config.toml``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tomli_w
 from consortium.deployment import certificates
 from consortium.errors import HomeError
 from consortium.home import ConsortiumHome
+from policies.example import DEFAULT_EXAMPLE, load_example
 from policies.loader import default_policy_path
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,8 @@ def init_deployment(home: ConsortiumHome, hosts: Sequence[str] = ("localhost",),
     _write_tls(home, hosts, ips)
     if not home.policy.exists():
         shutil.copyfile(default_policy_path(), home.policy)
+    if not home.task.exists():
+        shutil.copyfile(load_example(DEFAULT_EXAMPLE).task, home.task)
     home.log_dir.mkdir(mode=0o700, exist_ok=True)
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     settings = {

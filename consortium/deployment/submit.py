@@ -52,12 +52,14 @@ def app_config_keys() -> set[str]:
 
 
 def run_config(store: Path, policy: Path | None, rounds: int | None, seed: int | None,
-               run_id: str) -> dict[str, object]:
+               run_id: str, task: Path | None = None) -> dict[str, object]:
     """The run's settings (absolute paths); never demonstration mode."""
     values: dict[str, object] = {"store": str(Path(store).resolve()), "run-id": run_id,
                                  "demo": False}
     if policy is not None:
         values["policy"] = str(Path(policy).resolve())
+    if task is not None:
+        values["task"] = str(Path(task).resolve())
     if rounds:
         values["num-server-rounds"] = int(rounds)
     if seed is not None:

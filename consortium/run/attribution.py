@@ -8,7 +8,7 @@ site, no site may be claimed by two nodes). A reply that breaks them is rejected
 
 :func:`judge_fit` then checks each attributed training reply: a refusal (weight 0, reason in
 clear), or a receipt that must be well-formed, signed by the site's enrolled key, and about this
-run, round, policy and example count.
+run, round, policy, task and example count.
 """
 
 from __future__ import annotations
@@ -137,6 +137,7 @@ class RoundContext:
     run_id: str
     round: int
     policy_sha256: str
+    task_sha256: str
 
 
 def _receipt(reply: Reply, site: str, ctx: RoundContext, registry: KeyRegistry, *,
@@ -147,11 +148,11 @@ def _receipt(reply: Reply, site: str, ctx: RoundContext, registry: KeyRegistry, 
         raise RejectedReply(f"site {site}: {exc}") from None
     r = signed.receipt
     weight = r.num_examples if resent else reply.num_examples
-    expected = (site, ctx.run_id, ctx.round, ctx.policy_sha256, weight)
-    got = (r.site, r.run_id, r.round, r.policy_sha256, r.num_examples)
+    expected = (site, ctx.run_id, ctx.round, ctx.policy_sha256, ctx.task_sha256, weight)
+    got = (r.site, r.run_id, r.round, r.policy_sha256, r.task_sha256, r.num_examples)
     if got != expected:
-        raise RejectedReply(f"site {site}: receipt names (site, run, round, policy, examples) "
-                            f"{got}, expected {expected}")
+        raise RejectedReply(f"site {site}: receipt names (site, run, round, policy, task, "
+                            f"examples) {got}, expected {expected}")
     key = registry.active(site)
     if key is None:
         raise RejectedReply(f"site {site} has no enrolled receipt key")

@@ -10,15 +10,17 @@ playing every hospital attests.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from consortium.audit import registry
 from consortium.audit.log import AuditLog
+from consortium.errors import PlanError
 from consortium.home import open_home
 from consortium.run.plan import RunPlan
 from consortium.store.records import MODE_DEMO
 from consortium.store.run_store import RunStore
-from site_node.data import load_site
+from site_node.data import DataRefused, load_site_data
 from site_node.demo import demo_settings, provision
 from site_node.protocol.keys import load_public_key_file
 from site_node.settings import NodeSettings
@@ -50,17 +52,26 @@ def check_store(plan: RunPlan) -> None:
         AuditLog(store.db, key=open_home().signing_key())
 
 
-def demo_sites(plan: RunPlan) -> list[NodeSettings]:
-    """The node settings of every member site, each with data the site can load.
+def demo_sites(plan: RunPlan, data: Mapping[str, Path]) -> list[NodeSettings]:
+    """The node settings of every member site, each with its data, checked against the task.
 
     Raises
     ------
-    DataError
-        Naming the first member site that has no usable data (nothing has run yet).
+    PlanError
+        If a member site has no data, or (with the whole report) its data do not fit the task;
+        nothing has run yet.
     """
     sites = []
     for site in plan.loaded.policy.sites:
-        settings = demo_settings(site, example_policy=plan.example_site_policies)
-        load_site(site, settings.data_path)  # refuses a site without data before the run
+        if site not in data:
+            raise PlanError(f"member site {site} has no data (give --data {site}=PATH)")
+        settings = demo_settings(site, data_path=data[site],
+                                 example_policy=plan.example_site_policies)
+        try:
+            load_site_data(plan.task, data[site])
+        except DataRefused as exc:
+            lines = "\n  ".join(exc.report.lines())
+            raise PlanError(f"site {site}: its data ({data[site]}) do not fit task "
+                            f"{plan.task.name}; nothing was trained:\n  {lines}") from None
         sites.append(settings)
     return sites

@@ -3,7 +3,8 @@
 The noise multiplier is resolved here: given directly by the policy, or derived from the
 policy's target ε for the number of rounds actually planned (so that the whole run spends at most
 that ε at the policy's δ, under the policy's accountant), by the one ε computation of
-:mod:`site_node.privacy.accountant`.
+:mod:`site_node.privacy.accountant`. The task (what is trained; ``policies/tasks``) travels with
+the plan into every instruction; without one, a run trains the heart-disease example's task.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from pathlib import Path
 from consortium.errors import PlanError
 from consortium.home import default_store_path
 from consortium.store.records import MODE_DEMO, MODE_DEPLOYMENT
+from policies.example import DEFAULT_EXAMPLE, load_example
 from policies.loader import LoadedPolicy, load_policy
 from policies.schema import MAX_ROUNDS
+from policies.task_loader import LoadedTask, load_task
 from site_node.instruction import Instruction, Scalar
 from site_node.privacy.accountant import noise_for_target
 
@@ -30,6 +33,7 @@ class RunPlan:
     """Everything the consortium needs to run, resolved and validated."""
 
     loaded: LoadedPolicy
+    task: LoadedTask
     store_path: Path
     rounds: int
     seed: int
@@ -51,7 +55,8 @@ class RunPlan:
     def instruction(self, rnd: int) -> Instruction:
         """What every site is asked in round ``rnd``."""
         return Instruction(run_id=self.run_id, round=rnd, rounds_planned=self.rounds,
-                           policy=self.loaded, noise_multiplier=self.noise_multiplier)
+                           policy=self.loaded, task=self.task,
+                           noise_multiplier=self.noise_multiplier)
 
     def fit_config(self, rnd: int) -> dict[str, Scalar]:
         """The instruction as the round's config record."""
@@ -68,9 +73,15 @@ def _int_option(name: str, value: object, low: int, high: int) -> int:
     return value
 
 
+def default_task() -> LoadedTask:
+    """The task of the default example (heart disease)."""
+    return load_task(load_example(DEFAULT_EXAMPLE).task)
+
+
 def make_plan(
     *,
     policy_path: Path | str | None = None,
+    task: LoadedTask | None = None,
     store_path: Path | str | None = None,
     rounds: int | None = None,
     seed: int = 0,
@@ -78,7 +89,8 @@ def make_plan(
     demo: bool = False,
     example_site_policies: bool = False,
 ) -> RunPlan:
-    """Load the policy and resolve the run's settings.
+    """Load the policy and resolve the run's settings (``task``: the default example's when
+    None).
 
     Raises
     ------
@@ -87,13 +99,14 @@ def make_plan(
     PlanError
         If an override is invalid (the message names it).
     """
-    return make_plan_from_policy(load_policy(policy_path), store_path=store_path, rounds=rounds,
-                                 seed=seed, run_id=run_id, demo=demo,
-                                 example_site_policies=example_site_policies)
+    return make_plan_from_policy(load_policy(policy_path), task or default_task(),
+                                 store_path=store_path, rounds=rounds, seed=seed, run_id=run_id,
+                                 demo=demo, example_site_policies=example_site_policies)
 
 
 def make_plan_from_policy(
     loaded: LoadedPolicy,
+    task: LoadedTask,
     *,
     store_path: Path | str | None = None,
     rounds: int | None = None,
@@ -120,7 +133,8 @@ def make_plan_from_policy(
             accountant=dp.accountant,
         )
     return RunPlan(
-        loaded=loaded, store_path=Path(store_path or default_store_path()).expanduser().resolve(),
+        loaded=loaded, task=task,
+        store_path=Path(store_path or default_store_path()).expanduser().resolve(),
         rounds=n_rounds, seed=seed, run_id=run_id or str(uuid.uuid4()), noise_multiplier=sigma,
         mode=MODE_DEMO if demo else MODE_DEPLOYMENT, example_site_policies=example_site_policies,
     )
@@ -137,10 +151,14 @@ def plan_from_run_config(run_config: Mapping[str, Scalar]) -> RunPlan:
     """Resolve a plan from a Flower run config (``[tool.flwr.app.config]`` + overrides).
 
     The local demonstration (server-made site keys) is only ever entered with ``demo = true``;
-    its default is false, so ``flwr run`` against a SuperLink never falls into it.
+    its default is false, so ``flwr run`` against a SuperLink never falls into it. An empty
+    ``policy`` or ``task`` is the run config ``example``'s (default: heart disease).
     """
+    example = load_example(str(run_config.get("example") or DEFAULT_EXAMPLE))
+    task_path = str(run_config.get("task") or "") or example.task
     return make_plan(
-        policy_path=str(run_config.get("policy") or "") or None,
+        policy_path=str(run_config.get("policy") or "") or example.policy,
+        task=load_task(task_path),
         store_path=str(run_config.get("store") or "") or None,
         rounds=run_config.get("num-server-rounds", 0),  # type: ignore[arg-type]
         seed=run_config.get("seed", 0),  # type: ignore[arg-type]

@@ -1,15 +1,15 @@
 """Resuming a run that was interrupted or killed, from its last completed round.
 
-A run can be resumed when its status is ``running`` (its process was killed: the owner on this
-host is gone) or ``interrupted``. It continues with the same run id, policy (re-validated from
-the stored canonical JSON against its hash), planned rounds, seed and noise multiplier, from the
-global model of its last completed round (its checkpoint, checked against its SHA-256; the
-seeded initial model when no round completed). Every round a site trained is spent once: the
-round that was in flight at the crash is asked for again, and a site that already trained it
-sends that round's kept receipt instead of training twice (``site_node.privacy.guard``).
+A run can be resumed when its status is ``running`` (its process was killed: the owner on this host
+is gone) or ``interrupted``. It continues with the same run id, policy and task (each re-validated
+from the stored canonical JSON against its hash), planned rounds, seed and noise multiplier, from
+the global model of its last completed round (its checkpoint, checked against its SHA-256; the
+seeded initial model when no round completed). Every round a site trained is spent once: the round
+that was in flight at the crash is asked for again, and a site that already trained it sends that
+round's kept receipt instead of training twice (``site_node.privacy.guard``).
 
-A run that cannot be resumed (its policy no longer validates, its checkpoint is damaged) is
-marked ``abandoned`` with the reason.
+A run that cannot be resumed (its policy or task no longer validates, it was recorded before tasks
+existed, its checkpoint is damaged) is marked ``abandoned`` with the reason.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from consortium.store.records import RUN_ABANDONED, RUN_INTERRUPTED, RUN_RUNNING
 from consortium.store.run_store import RunStore
 from policies.errors import PolicyError
 from policies.loader import policy_from_canonical
+from policies.task_loader import task_from_canonical
 
 RESUMABLE = (RUN_RUNNING, RUN_INTERRUPTED)
 
@@ -88,13 +89,18 @@ def resume_plan(store_path: Path, run_id: str | None = None) -> tuple[RunPlan, R
         try:
             loaded = policy_from_canonical(run.policy_json, run.policy_sha256,
                                            source=f"the policy of run {rid}")
+            if run.task_json is None or run.task_sha256 is None:
+                raise StoreError("it was recorded before tasks existed (no task is stored with "
+                                 "it), and its model does not fit this version's")
+            task = task_from_canonical(run.task_json, run.task_sha256,
+                                       source=f"the task of run {rid}")
             rounds = tuple(store.rounds(rid))
             weights = _weights(store, rid)
         except (PolicyError, StoreError, ValueError, OSError) as exc:
             reason = f"cannot be resumed: {exc}"
             store.finish_run(rid, status=RUN_ABANDONED, reason=reason, finished_at=utc_now())
             raise PlanError(f"run {rid} {reason}; it is marked abandoned") from None
-    plan = make_plan_from_policy(loaded, store_path=store_path, rounds=run.rounds_planned,
+    plan = make_plan_from_policy(loaded, task, store_path=store_path, rounds=run.rounds_planned,
                                  seed=run.seed, run_id=rid, demo=run.mode == "local-demo",
                                  example_site_policies=run.example_site_policies)
     next_round = (rounds[-1].round if rounds else 0) + 1

@@ -25,7 +25,8 @@ def run_consortium(grid: Grid, context: Context, plan: RunPlan, *,
                    resume: ResumePoint | None = None) -> RunOutcome | None:
     """Run the plan on ``grid`` (from ``resume`` if given); returns how it ended."""
     flower_compat.install_masking()
-    weights = resume.weights if resume and resume.weights else initial_weights(plan.seed)
+    weights = (resume.weights if resume and resume.weights
+               else initial_weights(plan.task.task, plan.seed))
     strategy = ConsortiumStrategy(
         min_sites=plan.loaded.policy.min_sites,
         initial_parameters=ndarrays_to_parameters(weights),

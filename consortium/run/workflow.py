@@ -194,6 +194,7 @@ class ConsortiumWorkflow:
             epsilon_ceiling=p.epsilon_ceiling, rounds_planned=self.plan.rounds,
             seed=self.plan.seed, sites=p.sites, secagg_json=self.plan.secagg_json(),
             owner=this_process(), example_site_policies=self.plan.example_site_policies,
+            task_sha256=self.plan.task.sha256, task_json=self.plan.task.canonical_json,
         )
 
     def _mechanism(self) -> Mechanism:
@@ -258,7 +259,7 @@ class ConsortiumWorkflow:
         started_at, t0 = rr.utc_now(), timeit.default_timer()
         self.fit_workflow(grid, context)
         fit = strategy.fits.get(rnd)
-        ctx = RoundContext(self.plan.run_id, rnd, self.plan.policy_sha256)
+        ctx = RoundContext(self.plan.run_id, rnd, self.plan.policy_sha256, self.plan.task.sha256)
         judgement = judge_fit(fit.replies, attribution, ctx) if fit else FitJudgement()
         failure = self._failure(fit, judgement)
         evals: list[rr.EvalFigure] = []

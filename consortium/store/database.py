@@ -21,7 +21,7 @@ from site_node.protocol.keys import private_dir
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS runs (
     policy_json TEXT NOT NULL, delta REAL NOT NULL, epsilon_ceiling REAL NOT NULL,
     rounds_planned INTEGER NOT NULL, seed INTEGER NOT NULL, sites_json TEXT NOT NULL,
     secagg_json TEXT NOT NULL, mode TEXT NOT NULL DEFAULT 'deployment', owner TEXT,
-    example_site_policies INTEGER NOT NULL DEFAULT 0
+    example_site_policies INTEGER NOT NULL DEFAULT 0, task_sha256 TEXT, task_json TEXT
 );
 CREATE TABLE IF NOT EXISTS rounds (
     run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
@@ -63,6 +63,17 @@ CREATE TABLE IF NOT EXISTS receipts (
     epsilon REAL NOT NULL, log_seq INTEGER NOT NULL REFERENCES audit_log(seq),
     PRIMARY KEY (run_id, round, site)
 );
+CREATE TABLE IF NOT EXISTS comparisons (
+    comparison_id TEXT PRIMARY KEY, created_at TEXT NOT NULL, task_sha256 TEXT NOT NULL,
+    federated_run_id TEXT NOT NULL REFERENCES runs(run_id), local_runs_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS comparison_results (
+    comparison_id TEXT NOT NULL REFERENCES comparisons(comparison_id), site TEXT NOT NULL,
+    scope TEXT NOT NULL, model TEXT NOT NULL, class_index INTEGER NOT NULL,
+    class_name TEXT NOT NULL, correct INTEGER NOT NULL, total INTEGER NOT NULL,
+    site_train_count INTEGER NOT NULL,
+    PRIMARY KEY (comparison_id, site, scope, model, class_index)
+);
 CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
@@ -81,6 +92,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE site_rounds ADD COLUMN delta REAL",
         "ALTER TABLE site_rounds ADD COLUMN refusal TEXT",
         "DROP TABLE IF EXISTS audit_keys"),
+    # Tasks (issue 10): the task each run trained; comparisons of local and federated models
+    # (their tables are created from the schema above).
+    2: ("ALTER TABLE runs ADD COLUMN task_sha256 TEXT",
+        "ALTER TABLE runs ADD COLUMN task_json TEXT"),
 }
 
 

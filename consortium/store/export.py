@@ -1,22 +1,33 @@
 """A run as documented JSON (``consortium export --format json``).
 
-The format (``hospital-consortium/run-export/v2``)::
+The format (``hospital-consortium/run-export/v3``)::
 
     {"format", "run_id", "status", "stop_reason", "engine", "mode", "started_at",
-     "finished_at", "policy_sha256", "delta", "epsilon_ceiling", "rounds_planned", "seed",
-     "secagg", "sites": [SITE, ...],
+     "finished_at", "policy_sha256", "task_sha256", "task", "delta", "epsilon_ceiling",
+     "rounds_planned", "seed", "secagg", "sites": [SITE, ...],
      "rounds": [{"round", "status", "failure_reason", "policy_sha256", "duration_s",
                  "accuracy_mean", "accuracy_weighted", "loss_mean", "loss_weighted",
                  "sites": {SITE: {"accuracy", "loss", "num_examples", "num_train_examples",
                                   "epsilon", "delta", "noise_multiplier", "sample_rate",
                                   "steps", "max_grad_norm", "accountant", "trained",
-                                  "refusal"}}}]}
+                                  "refusal"}}}],
+     "comparisons": [{"comparison_id", "created_at", "task_sha256", "federated_run_id",
+                      "local_runs": {SITE: RUN_ID},
+                      "results": [{"site", "scope", "model", "class_index", "class_name",
+                                   "correct", "total", "accuracy", "site_train_count"}]}]}
 
 ``accuracy_mean`` is the unweighted mean over the sites that evaluated. ``epsilon`` is the
 site's cumulative ε in the run after that round at the site's ``delta`` (at most the run's), as
 its verified receipt states; the mechanism fields are that round's DP-SGD parameters, from which
 ``epsilon`` can be recomputed. ``refusal`` is why a site refused the round (nothing spent).
-``mode`` is ``deployment`` or ``local-demo`` (the demonstration provisioned the sites' keys).
+``mode`` is ``deployment`` or ``local-demo`` (the demonstration provisioned the sites' keys);
+``engine`` is ``simulation``, ``deployment`` or ``local`` (one site training alone, for a
+comparison). ``task`` is the task the run trained (its canonical JSON, parsed; ``null`` with
+``task_sha256`` for a run recorded before tasks existed). ``comparisons`` lists every comparison
+the run is part of (as the federated run or as a site's local-only run): for each site, the
+per-class test accuracy of its local model (``model`` ``local``) and of the federated model, on
+the site's own test set (``scope`` ``own``) and on the union of the sites' test sets
+(``union``). Version 2 had no ``task_sha256``, ``task`` or ``comparisons``.
 """
 
 from __future__ import annotations
@@ -25,9 +36,11 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from consortium.store.comparisons import comparisons
+from consortium.store.records import ComparisonRecord
 from consortium.store.run_store import RunStore
 
-FORMAT = "hospital-consortium/run-export/v2"
+FORMAT = "hospital-consortium/run-export/v3"
 
 
 def export_run(store: RunStore, run_id: str | None = None) -> dict[str, Any]:
@@ -46,8 +59,17 @@ def export_run(store: RunStore, run_id: str | None = None) -> dict[str, Any]:
         "format": FORMAT, "run_id": run.run_id, "status": run.status,
         "stop_reason": run.stop_reason, "engine": run.engine, "mode": run.mode,
         "started_at": run.started_at, "finished_at": run.finished_at,
-        "policy_sha256": run.policy_sha256, "delta": run.delta,
+        "policy_sha256": run.policy_sha256, "task_sha256": run.task_sha256,
+        "task": json.loads(run.task_json) if run.task_json else None, "delta": run.delta,
         "epsilon_ceiling": run.epsilon_ceiling, "rounds_planned": run.rounds_planned,
         "seed": run.seed, "secagg": json.loads(run.secagg_json), "sites": list(run.sites),
         "rounds": rounds,
+        "comparisons": [_comparison(c) for c in comparisons(store.db, rid)],
     }
+
+
+def _comparison(c: ComparisonRecord) -> dict[str, Any]:
+    return {"comparison_id": c.comparison_id, "created_at": c.created_at,
+            "task_sha256": c.task_sha256, "federated_run_id": c.federated_run_id,
+            "local_runs": c.local_runs,
+            "results": [{**asdict(x), "accuracy": x.accuracy} for x in c.cells]}

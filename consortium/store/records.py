@@ -24,6 +24,11 @@ ROUND_STATUSES = (ROUND_OK, ROUND_FAILED)
 MODE_DEPLOYMENT = "deployment"
 MODE_DEMO = "local-demo"
 
+ENGINE_SIMULATION = "simulation"
+ENGINE_DEPLOYMENT = "deployment"
+#: A local-only run of one site (``consortium compare``): the site trains alone, in-process.
+ENGINE_LOCAL = "local"
+
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -40,7 +45,8 @@ class RunRecord:
     stop_reason : str
         Why the run ended (rounds done, target reached, no improvement, budget, error).
     engine : str
-        ``"simulation"`` or ``"deployment"`` (which Flower engine ran it).
+        ``"simulation"`` or ``"deployment"`` (which Flower engine ran it), or ``"local"`` (one
+        site trained alone, for a comparison).
     mode : str
         :data:`MODE_DEPLOYMENT` (sites hold their own keys, enrolled beforehand) or
         :data:`MODE_DEMO` (the local demonstration provisioned and enrolled the sites' keys).
@@ -64,6 +70,9 @@ class RunRecord:
         was killed).
     example_site_policies : bool
         Whether the local demonstration applied the example site policies.
+    task_sha256, task_json : str
+        The task the run trained: content hash and canonical JSON (``None`` for runs recorded
+        before tasks existed, schema 2).
     """
 
     run_id: str
@@ -83,6 +92,8 @@ class RunRecord:
     stop_reason: str | None = None
     owner: str | None = None
     example_site_policies: bool = False
+    task_sha256: str | None = None
+    task_json: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,3 +143,51 @@ class RoundRecord:
     failure_reason: str | None = None
     policy_sha256: str | None = None
     sites: tuple[SiteRoundRecord, ...] = field(default_factory=tuple)
+
+
+SCOPE_OWN = "own"
+SCOPE_UNION = "union"
+MODEL_LOCAL = "local"
+MODEL_FEDERATED = "federated"
+
+
+@dataclass(frozen=True)
+class ComparisonCell:
+    """How one model did on one class of one test set, for one site's row of a comparison.
+
+    ``site``'s row compares its local-only model (``model`` ``"local"``) with the federated
+    model (``"federated"``), on the site's own test set (``scope`` ``"own"``) and on the union
+    of every site's test set (``"union"``). ``site_train_count`` is how many training examples
+    of the class the site holds (0: its local model never saw the class).
+    """
+
+    site: str
+    scope: str
+    model: str
+    class_index: int
+    class_name: str
+    correct: int
+    total: int
+    site_train_count: int
+
+    @property
+    def accuracy(self) -> float | None:
+        """Share of the class's test examples the model got right (None if there are none)."""
+        return self.correct / self.total if self.total else None
+
+
+@dataclass(frozen=True)
+class ComparisonRecord:
+    """A comparison of each site's local-only model with the federated model (same DP budget).
+
+    ``local_runs`` maps each site to the run id of its local-only run (engine ``"local"``); every
+    one of those runs, and the federated run, is a run of the store with its rounds, receipts and
+    audit entries.
+    """
+
+    comparison_id: str
+    created_at: str
+    task_sha256: str
+    federated_run_id: str
+    local_runs: dict[str, str]
+    cells: tuple[ComparisonCell, ...] = field(default_factory=tuple)

@@ -31,7 +31,7 @@ _ROUND_COLUMNS = (
 _RUN_COLUMNS = (
     "run_id", "started_at", "status", "engine", "policy_sha256", "policy_json", "delta",
     "epsilon_ceiling", "rounds_planned", "seed", "sites_json", "secagg_json", "mode",
-    "finished_at", "stop_reason", "owner", "example_site_policies",
+    "finished_at", "stop_reason", "owner", "example_site_policies", "task_sha256", "task_json",
 )
 
 
@@ -79,7 +79,8 @@ class RunStore:
                 (run.run_id, run.started_at, run.status, run.engine, run.policy_sha256,
                  run.policy_json, run.delta, run.epsilon_ceiling, run.rounds_planned, run.seed,
                  json.dumps(list(run.sites)), run.secagg_json, run.mode, run.finished_at,
-                 run.stop_reason, run.owner, int(run.example_site_policies)),
+                 run.stop_reason, run.owner, int(run.example_site_policies), run.task_sha256,
+                 run.task_json),
             )
 
     def record_round(self, run_id: str, rnd: RoundRecord, *, checkpoint: bytes | None = None,

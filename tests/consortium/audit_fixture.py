@@ -33,9 +33,11 @@ from consortium.store.records import (
 )
 from consortium.store.run_store import RunStore
 from policies.loader import LoadedPolicy, load_policy
+from policies.task_loader import LoadedTask
 from site_node.privacy import accountant
 from site_node.protocol.mechanism import Mechanism
 from site_node.protocol.receipt import Receipt, SignedReceipt
+from tests.site_node.data_files import heart_task
 
 SITES = ("cleveland", "hungary", "long_beach", "switzerland")
 ROUNDS = 2
@@ -45,6 +47,8 @@ SIGMA = {"cleveland": 2.0, "hungary": 2.5, "long_beach": 1.8, "switzerland": 1.8
 EXAMPLES = {"cleveland": 242, "hungary": 235, "long_beach": 160, "switzerland": 98}
 EPSILON_CEILING = 3.0
 LIFETIME_CEILING = 10.0
+#: The task every fixture run trains (the heart-disease example's).
+TASK: LoadedTask = heart_task()
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ def make_receipt(site: str, rnd: int, policy_sha256: str, *, run_id: str = RUN_I
     eps = site_epsilon(site, rnd if trained_rounds is None else trained_rounds)
     receipt = Receipt(
         run_id=run_id, round=rnd, site=site, policy_sha256=policy_sha256,
-        site_policy_sha256="", noise_multiplier=m.noise_multiplier,
+        site_policy_sha256="", task_sha256=TASK.sha256, noise_multiplier=m.noise_multiplier,
         sample_rate=m.sample_rate, steps=m.steps, max_grad_norm=m.max_grad_norm,
         accountant=m.accountant, delta=DELTA, epsilon=eps, lifetime_epsilon=eps,
         epsilon_ceiling=EPSILON_CEILING, lifetime_epsilon_ceiling=LIFETIME_CEILING,
@@ -106,7 +110,8 @@ def run_record(loaded: LoadedPolicy, *, run_id: str = RUN_ID, sites: tuple[str, 
                      engine="simulation", mode=mode, policy_sha256=loaded.sha256,
                      policy_json=loaded.canonical_json, delta=p.delta,
                      epsilon_ceiling=p.epsilon_ceiling, rounds_planned=rounds, seed=0,
-                     sites=sites, secagg_json="{}")
+                     sites=sites, secagg_json="{}", task_sha256=TASK.sha256,
+                     task_json=TASK.canonical_json)
 
 
 def trained(signed: SignedReceipt, key: EnrolledKey) -> Trained:

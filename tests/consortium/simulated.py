@@ -76,6 +76,7 @@ def main() -> None:
     from consortium.run.demo import demo_sites
     from consortium.run.plan import make_plan
     from consortium.run.simulation import simulate
+    from policies.example import load_example
 
     store, rounds, liar = sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else ""
     plan = make_plan(store_path=store, rounds=rounds, seed=3, demo=True)
@@ -85,5 +86,5 @@ def main() -> None:
         # simulate() takes its ClientApp from here: the same engine, one lying node
         site_node.client_app.client_app_for = (
             lambda sites=None: lying_client_app(sites or [], liar))
-    outcome = simulate(plan, demo_sites(plan))
+    outcome = simulate(plan, demo_sites(plan, load_example("heart-disease").data))
     sys.stdout.write("\n" + json.dumps(asdict(outcome)) + "\n")

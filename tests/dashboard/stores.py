@@ -63,6 +63,7 @@ def run_record(p: RunPlan, *, started_at: str, sites: tuple[str, ...] | None = N
         policy_sha256=p.policy_sha256, policy_json=p.loaded.canonical_json, delta=policy.delta,
         epsilon_ceiling=policy.epsilon_ceiling, rounds_planned=p.rounds, seed=p.seed,
         sites=sites or policy.sites, secagg_json=p.secagg_json(),
+        task_sha256=p.task.sha256, task_json=p.task.canonical_json,
     )
 
 
@@ -180,7 +181,8 @@ def write_audited_run(
                 n = 200 + 10 * k
                 receipt = Receipt(
                     run_id=run_id, round=rnd, site=site, policy_sha256=p.policy_sha256,
-                    site_policy_sha256="", noise_multiplier=mech.noise_multiplier,
+                    site_policy_sha256="", task_sha256=p.task.sha256,
+                    noise_multiplier=mech.noise_multiplier,
                     sample_rate=mech.sample_rate, steps=mech.steps,
                     max_grad_norm=mech.max_grad_norm, accountant=mech.accountant,
                     delta=policy.delta, epsilon=eps, lifetime_epsilon=eps,
@@ -192,8 +194,8 @@ def write_audited_run(
                                                         **receipt.sign(key).to_wire()}))
                 evals.append(EvalFigure(site=site, loss=0.5, accuracy=0.8 - 0.01 * k,
                                         num_examples=60 + k))
-            judgement = judge_fit(replies, attribution, RoundContext(run_id, rnd,
-                                                                     p.policy_sha256))
+            judgement = judge_fit(replies, attribution, RoundContext(
+                run_id, rnd, p.policy_sha256, p.task.sha256))
             assert not judgement.rejections, judgement.rejections
             failure = None
             if len(judgement.trained) < policy.min_sites:  # as the workflow judges a round

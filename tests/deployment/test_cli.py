@@ -17,11 +17,12 @@ from consortium.cli import main as consortium_main
 from consortium.deployment import superlink
 from consortium.home import open_home
 from consortium.store.database import Database
+from policies.example import load_example
 from policies.identity import SITE_ID_RULE
 from site_node.cli import main as site_main
-from site_node.data.heart_disease import embedded_csv
 from site_node.deployment import preflight, processes
 from tests.cli.invoke import Outcome, invoke
+from tests.site_node.data_files import example_file
 
 
 @pytest.fixture
@@ -198,9 +199,12 @@ class NoProcess:
         raise AssertionError("probed the SuperLink")
 
 
-def _start(site_node, root: Path, data: Path) -> Outcome:  # type: ignore[no-untyped-def]
+def _start(site_node, root: Path, data: Path,  # type: ignore[no-untyped-def]
+           task: Path | None = None) -> Outcome:
+    task = task or load_example("heart-disease").task
     result: Outcome = site_node("start", "--home", str(root), "--superlink", "127.0.0.1:1",
-                     "--ca-cert", str(root / "none.crt"), "--data", str(data))
+                     "--ca-cert", str(root / "none.crt"), "--data", str(data),
+                     "--task", str(task))
     return result
 
 
@@ -210,18 +214,30 @@ def test_start_with_missing_data_is_named(site_node, tmp_path: Path,  # type: ig
     guard = NoProcess(monkeypatch)
     result = _start(site_node, tmp_path / "s", tmp_path / "missing.csv")
     assert result.code == 1
-    assert "data file not found" in result.err
+    assert "data file or folder not found" in result.err
     assert guard.calls == []
+
+
+def test_start_with_an_invalid_task_file_is_named(  # type: ignore[no-untyped-def]
+        site_node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _site(site_node, tmp_path / "s", "hungary")
+    guard = NoProcess(monkeypatch)
+    task = tmp_path / "task.yaml"
+    task.write_text("name: x\n", encoding="utf-8")
+    result = _start(site_node, tmp_path / "s", example_file("hungary"), task)
+    assert result.code == 1 and "the task file cannot be used" in result.err
+    assert "task.yaml" in result.err and guard.calls == []
 
 
 UNPARSEABLE = {
     "not-the-data": b"patient,outcome\n1,yes\n",
-    "no-rows-for-the-site": embedded_csv().read_bytes().replace(b"Hungary", b"Elsewhere"),
+    "no-rows": example_file("hungary").read_bytes().splitlines(keepends=True)[0],
+    "out-of-range": example_file("hungary").read_bytes().replace(b",63,", b",163,", 1),
     "not-utf8": "dataset,num\nHungary,1\n".encode("utf-16"),
 }
 
 
-@pytest.mark.parametrize("kind", ["not-the-data", "no-rows-for-the-site", "not-utf8"])
+@pytest.mark.parametrize("kind", list(UNPARSEABLE))
 def test_start_with_unparseable_data_fails_before_the_supernode(  # type: ignore[no-untyped-def]
     site_node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
@@ -231,6 +247,6 @@ def test_start_with_unparseable_data_fails_before_the_supernode(  # type: ignore
     guard = NoProcess(monkeypatch)
     result = _start(site_node, tmp_path / "s", data)
     assert result.code in (1, 2), result.output
-    assert "the data file cannot be used" in result.err and str(data) in result.err
+    assert "the data do not fit task heart-disease" in result.err and str(data) in result.err
     assert "Traceback" not in result.output
     assert guard.calls == []

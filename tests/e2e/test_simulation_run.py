@@ -58,8 +58,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
 
 def test_every_round_has_all_four_sites(demo: Demo) -> None:
     exported = demo.export
-    assert exported["format"] == "hospital-consortium/run-export/v2"
+    assert exported["format"] == "hospital-consortium/run-export/v3"
     assert exported["sites"] == SITES and exported["status"] == "completed"
+    assert exported["task"]["name"] == "heart-disease" and len(exported["task_sha256"]) == 64
     assert exported["seed"] == 7 and exported["rounds_planned"] == 2
     assert [r["round"] for r in exported["rounds"]] == [1, 2]
     for rnd in exported["rounds"]:

@@ -140,7 +140,7 @@ def test_unenrolled_node_is_refused(deployed: LocalDeployment, tmp_path: Path) -
     """A node key nobody enrolled is refused, even for a member site's id and data."""
     impostor = init_site_home(tmp_path / "impostor", "cleveland")
     with pytest.raises(NodeStartError, match="not enrolled"):
-        start(impostor, deployed.settings(max_retries=1), timeout_s=60)
+        start(impostor, deployed.settings("cleveland", max_retries=1), timeout_s=60)
 
 
 def test_plaintext_is_refused(deployed: LocalDeployment) -> None:
@@ -151,7 +151,8 @@ def test_plaintext_is_refused(deployed: LocalDeployment) -> None:
     conn.close()
     site = deployed.site_homes["cleveland"]
     with pytest.raises(NodeStartError, match="refused the connection"):
-        start(site, deployed.settings(insecure=True, ca_cert=None, max_retries=1), timeout_s=60)
+        start(site, deployed.settings("cleveland", insecure=True, ca_cert=None, max_retries=1),
+              timeout_s=60)
 
 
 def test_wrong_ca_is_refused_before_starting(deployed: LocalDeployment, tmp_path: Path,
@@ -161,7 +162,8 @@ def test_wrong_ca_is_refused_before_starting(deployed: LocalDeployment, tmp_path
     started: list[str] = []
     monkeypatch.setattr(processes, "spawn", lambda args, *_, **__: started.append(args[0]))
     with pytest.raises(NodeStartError, match="wrong CA"):
-        start(deployed.site_homes["hungary"], deployed.settings(ca_cert=tmp_path / "other.crt"))
+        start(deployed.site_homes["hungary"],
+              deployed.settings("hungary", ca_cert=tmp_path / "other.crt"))
     assert started == []  # refused by the preflight check: no SuperNode was started
 
 

@@ -44,6 +44,7 @@ from site_node.protocol.receipt import SignedReceipt
 from tests.consortium.audit_fixture import (
     RUN_ID,
     SITES,
+    TASK,
     AuditedRun,
     make_receipt,
     run_record,
@@ -260,7 +261,7 @@ def test_an_impostor_reply_is_rejected_logged_and_never_stored(
         reply = Reply(node_id=5, num_examples=fake.receipt.num_examples,
                       metrics={wire.SITE: "hungary", **fake.to_wire()})
         judgement = judge_fit([reply], Attribution(reg, SITES, demo=True),
-                              RoundContext("run-imp", 1, loaded.sha256))
+                              RoundContext("run-imp", 1, loaded.sha256, TASK.sha256))
         assert judgement.trained == [] and len(judgement.rejections) == 1
         write_round(store, audit, 1, judgement, failure="reply rejected")
         assert log.receipts("run-imp") == []

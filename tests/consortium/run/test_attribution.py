@@ -20,7 +20,7 @@ from consortium.run.attribution import (
 from policies.loader import LoadedPolicy
 from site_node.protocol import wire
 from site_node.protocol.keys import fingerprint
-from tests.consortium.audit_fixture import SITES, make_receipt
+from tests.consortium.audit_fixture import SITES, TASK, make_receipt
 
 NODES = {site: 100 + i for i, site in enumerate(SITES)}
 RUN = "run-a"
@@ -44,7 +44,7 @@ def demo(keys: dict[str, Ed25519PrivateKey]) -> Attribution:
 
 
 def ctx(loaded: LoadedPolicy, rnd: int = 1) -> RoundContext:
-    return RoundContext(RUN, rnd, loaded.sha256)
+    return RoundContext(RUN, rnd, loaded.sha256, TASK.sha256)
 
 
 def reply(keys: dict[str, Ed25519PrivateKey], loaded: LoadedPolicy, site: str, *,
@@ -179,7 +179,7 @@ def test_a_receipt_signed_by_an_unknown_key_is_rejected(
 
 @pytest.mark.parametrize(("field", "value"), [
     ("run_id", "another-run"), ("round", 2), ("policy_sha256", "cd" * 32),
-    ("site", "cleveland"), ("num_examples", 7),
+    ("task_sha256", "ef" * 32), ("site", "cleveland"), ("num_examples", 7),
 ])
 def test_a_receipt_about_something_else_is_rejected(
     site_keys: dict[str, Ed25519PrivateKey], loaded: LoadedPolicy, field: str, value: object
@@ -191,7 +191,7 @@ def test_a_receipt_about_something_else_is_rejected(
     wrong = Reply(honest.node_id, honest.num_examples,
                   {wire.SITE: "hungary", **signed.to_wire()})
     (reason,) = rejected(deployment(site_keys), [wrong], loaded)
-    assert "receipt names (site, run, round, policy, examples)" in reason
+    assert "receipt names (site, run, round, policy, task, examples)" in reason
     assert repr(value) in reason
 
 

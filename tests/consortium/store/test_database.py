@@ -1,4 +1,4 @@
-"""The run store's file: schema v2, migration from v1, refusal of newer or foreign files,
+"""The run store's file: schema v3, migration from v1 and v2, refusal of newer or foreign files,
 private permissions, and nested transactions that commit once."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from consortium.errors import StoreError
-from consortium.store.database import SCHEMA_VERSION, Database
+from consortium.store.comparisons import comparisons
+from consortium.store.database import _MIGRATIONS, SCHEMA_VERSION, Database
 from consortium.store.export import export_run
 from consortium.store.records import MODE_DEPLOYMENT
 from consortium.store.run_store import RunStore
@@ -76,6 +77,19 @@ def v1_store(path: Path) -> Path:
     return path
 
 
+def v2_store(path: Path) -> Path:
+    """A store as version 2 (issues 8 and 9) left it: the v1 tables migrated, version 2."""
+    v1_store(path)
+    conn = sqlite3.connect(path)
+    for statement in _MIGRATIONS[1]:
+        conn.execute(statement)
+    conn.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    conn.execute("UPDATE runs SET owner='host:1', example_site_policies=1")
+    conn.commit()
+    conn.close()
+    return path
+
+
 def columns(path: Path, table: str) -> set[str]:
     conn = sqlite3.connect(path)
     try:
@@ -92,14 +106,16 @@ def schema_version(path: Path) -> str:
         conn.close()
 
 
-def test_a_new_store_has_schema_v2(tmp_path: Path) -> None:
+def test_a_new_store_has_schema_v3(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite"
     db = Database(path)
     db.close()
-    assert SCHEMA_VERSION == 2 and schema_version(path) == "2"
+    assert SCHEMA_VERSION == 3 and schema_version(path) == "3"
     assert {"runs", "rounds", "site_rounds", "checkpoints", "audit_log", "receipts",
-            "meta"} <= set(Database(path, readonly=True).table_names())
-    assert {"mode"} <= columns(path, "runs")
+            "comparisons", "comparison_results", "meta"} <= set(
+        Database(path, readonly=True).table_names())
+    assert {"mode", "owner", "example_site_policies", "task_sha256", "task_json"} <= columns(
+        path, "runs")
     assert {"delta", "refusal"} <= columns(path, "site_rounds")
 
 
@@ -123,10 +139,31 @@ def test_a_v1_store_is_migrated_when_opened_for_writing(tmp_path: Path) -> None:
         assert store.db.version == SCHEMA_VERSION
         assert store.get_run("old-run").mode == MODE_DEPLOYMENT
         assert store.rounds("old-run")[0].sites[0].epsilon == 1.5
-    assert schema_version(path) == "2"
-    assert "mode" in columns(path, "runs")
+    assert schema_version(path) == "3"
+    assert {"mode", "task_sha256", "task_json"} <= columns(path, "runs")
     assert {"delta", "refusal"} <= columns(path, "site_rounds")
     assert "audit_keys" not in Database(path, readonly=True).table_names()
+
+
+def test_a_v2_store_is_readable_read_only_and_migrated_to_v3_for_writing(tmp_path: Path
+                                                                        ) -> None:
+    path = v2_store(tmp_path / "v2.sqlite")
+    with RunStore(path, readonly=True) as ro:
+        run = ro.get_run("old-run")
+        assert run.task_sha256 is None and run.task_json is None and run.owner == "host:1"
+        exported = export_run(ro)
+        assert comparisons(ro.db) == []
+    assert exported["task_sha256"] is None and exported["task"] is None
+    assert exported["comparisons"] == []
+    assert schema_version(path) == "2" and "task_json" not in columns(path, "runs")
+    with RunStore(path) as store:
+        run = store.get_run("old-run")
+        assert run.example_site_policies and run.task_sha256 is None
+        assert comparisons(store.db) == []
+    assert schema_version(path) == "3"
+    assert {"task_sha256", "task_json"} <= columns(path, "runs")
+    assert {"comparisons", "comparison_results"} <= set(
+        Database(path, readonly=True).table_names())
 
 
 def test_a_store_of_a_newer_version_is_refused(tmp_path: Path) -> None:
@@ -137,7 +174,7 @@ def test_a_store_of_a_newer_version_is_refused(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     for readonly in (False, True):
-        with pytest.raises(StoreError, match=r"newer version.*schema 99 > 2"):
+        with pytest.raises(StoreError, match=r"newer version.*schema 99 > 3"):
             RunStore(path, readonly=readonly)
     assert schema_version(path) == "99"  # untouched
 

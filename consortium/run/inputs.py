@@ -1,0 +1,94 @@
+"""What a local consortium runs on: a task, a policy and each site's data, resolved once.
+
+Either a named example (``--example NAME``: its manifest names the task, the policy and each
+site's file, :mod:`policies.example`) or a task file with the sites' files (``--task FILE --data
+SITE=PATH ...``). The sites are the ones that bring data: the consortium policy's member list is
+replaced by them and the policy is validated again (``min_sites`` and SecAgg+'s shares must still
+fit), so the policy a run records (canonical JSON and hash) is that effective one. ``--policy``
+replaces the example's policy, or the embedded one for a task file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from consortium.errors import PlanError
+from policies.errors import PolicyError
+from policies.example import DEFAULT_EXAMPLE, load_example
+from policies.identity import check_site_id
+from policies.loader import LoadedPolicy, load_policy, with_sites
+from policies.task_loader import LoadedTask, load_task
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """The task, the effective policy (its sites are the data's) and each site's data."""
+
+    task: LoadedTask
+    policy: LoadedPolicy
+    data: dict[str, Path]
+    example: str | None = None
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        """The sites, in the order given."""
+        return tuple(self.data)
+
+
+def parse_data(values: Sequence[str]) -> dict[str, Path]:
+    """``SITE=PATH`` options -> site id -> absolute path.
+
+    Raises
+    ------
+    PlanError
+        For a value without ``=``, an invalid site id, or a site given twice.
+    """
+    data: dict[str, Path] = {}
+    for value in values:
+        site, sep, path = value.partition("=")
+        if not sep or not path:
+            raise PlanError(f"--data {value!r}: expected SITE=PATH")
+        try:
+            check_site_id(site, what=f"--data {value!r}")
+        except PolicyError as exc:
+            raise PlanError(str(exc)) from None
+        if site in data:
+            raise PlanError(f"--data: site {site!r} is given twice")
+        data[site] = Path(path).expanduser().resolve()
+    return data
+
+
+def resolve_inputs(*, example: str | None = None, task: Path | None = None,
+                   data: Sequence[str] = (), policy: Path | None = None) -> RunInputs:
+    """Resolve the options of ``consortium run`` or ``consortium compare``.
+
+    Raises
+    ------
+    PlanError
+        If the options do not go together (``--example`` with ``--task``, ``--task`` without
+        ``--data`` or the other way round) or a ``--data`` value is invalid.
+    policies.errors.PolicyError
+        If the task, the policy or the example is invalid, or the policy does not fit the sites.
+    """
+    if example is not None and task is not None:
+        raise PlanError("give either --example or --task (with --data), not both")
+    if task is None and data:
+        raise PlanError("--data goes with --task FILE (the task the sites' data follow); an "
+                        "example brings its own data")
+    if task is not None and not data:
+        raise PlanError("--task needs the sites' data: --data SITE=PATH (once per site)")
+    if task is not None:
+        files, name = parse_data(data), None
+        loaded_task = load_task(task)
+        base = load_policy(policy)
+    else:
+        name = example or DEFAULT_EXAMPLE
+        ex = load_example(name)
+        files, loaded_task = dict(ex.data), load_task(ex.task)
+        base = load_policy(policy or ex.policy)
+    sites = tuple(files)
+    source = f"{base.source} (member sites replaced by the sites given: {', '.join(sites)})"
+    return RunInputs(task=loaded_task, policy=with_sites(base, sites, source), data=files,
+                     example=name)
