@@ -24,6 +24,7 @@ PAGES = (
     ("overview.py", "Overview", ":material/monitoring:"),
     ("privacy.py", "Privacy budget", ":material/shield_lock:"),
     ("participation.py", "Participation & SecAgg+", ":material/hub:"),
+    ("comparison.py", "Comparison", ":material/compare:"),
     ("audit.py", "Audit", ":material/fact_check:"),
 )
 

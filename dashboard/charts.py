@@ -143,3 +143,37 @@ def duration_chart(rounds: pd.DataFrame) -> alt.Chart:
                  alt.Tooltip("failure_reason:N", title="Failure")],
     )
     return chart
+
+
+def comparison_heatmap(cells: pd.DataFrame, title: str) -> alt.LayerChart:
+    """Per class (columns) and per site and model (rows): test accuracy as colour and text.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        :func:`dashboard.frames.comparison_frame` rows of one comparison and one scope.
+    title : str
+        Chart title.
+    """
+    data = cells[["row", "site_name", "model", "class_index", "class_name", "accuracy",
+                  "correct", "total", "site_train_count", "label"]]
+    classes = [str(c) for c in data.sort_values("class_index")["class_name"].unique()]
+    rows = sorted(data["row"].unique())
+    base = alt.Chart(data, title=title, height=alt.Step(30)).encode(
+        x=alt.X("class_name:N", title="Class", sort=classes, axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("row:N", title=None, sort=rows, axis=alt.Axis(labelLimit=260)),
+        tooltip=[alt.Tooltip("site_name:N", title="Site"), alt.Tooltip("model:N", title="Model"),
+                 alt.Tooltip("class_name:N", title="Class"),
+                 alt.Tooltip("accuracy:Q", title="Accuracy", format=".1%"),
+                 alt.Tooltip("correct:Q", title="Correct"),
+                 alt.Tooltip("total:Q", title="Test examples"),
+                 alt.Tooltip("site_train_count:Q", title="Site's training examples")],
+    )
+    rects = base.mark_rect(stroke="white", strokeWidth=1).encode(
+        color=alt.Color("accuracy:Q", title="Accuracy",
+                        scale=alt.Scale(domain=[0, 1], scheme="viridis"),
+                        legend=alt.Legend(format=".0%", orient="right")))
+    text = base.mark_text(fontSize=11).encode(
+        text="label:N",
+        color=alt.condition(alt.datum.accuracy > 0.6, alt.value("black"), alt.value("white")))
+    return alt.LayerChart(layer=[rects, text]).properties(title=title)

@@ -19,6 +19,7 @@ import streamlit as st
 
 from consortium.audit.log import AuditEntry, AuditLog, StoredReceipt
 from consortium.errors import StoreError
+from consortium.store.comparisons import comparisons
 from consortium.store.owner import owner_gone
 from consortium.store.records import RUN_RUNNING, RunRecord
 from consortium.store.run_store import RunStore
@@ -108,3 +109,12 @@ def load_audit_tables(path: str, run_id: str) -> dict[str, pd.DataFrame]:
         entries = [asdict(e) for e in audit.entries(run_id)]
     return {"receipts": pd.DataFrame(receipts, columns=list(_RECEIPT_COLUMNS)),
             "audit_log": pd.DataFrame(entries, columns=list(_ENTRY_COLUMNS))}
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def load_comparisons(path: str) -> pd.DataFrame:
+    """Every comparison of the store, newest first (:func:`dashboard.frames.comparison_frame`;
+    empty for a store written before comparisons existed)."""
+    with open_store(path) as store:
+        found = comparisons(store.db)
+    return frames.comparison_frame(found)

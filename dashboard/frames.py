@@ -11,7 +11,13 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from consortium.store.records import ROUND_FAILED, RoundRecord, RunRecord
+from consortium.store.records import (
+    MODEL_LOCAL,
+    ROUND_FAILED,
+    ComparisonRecord,
+    RoundRecord,
+    RunRecord,
+)
 from dashboard.config import ordered_sites, site_name
 
 #: Participation states of a site in a round, in legend order.
@@ -232,3 +238,34 @@ def lifetime_frame(receipts: pd.DataFrame, run_id: str) -> pd.DataFrame:
                     "used_pct": 100.0 * eps / ceiling if ceiling else math.nan,
                     "delta": float(str(rec["delta"]))})
     return pd.DataFrame(out, columns=columns)
+
+
+COMPARISON_COLUMNS = [
+    "comparison_id", "created_at", "federated_run_id", "local_run_id", "site", "site_name",
+    "scope", "model", "row", "class_index", "class_name", "correct", "total", "accuracy",
+    "site_train_count", "label",
+]
+
+
+def comparison_frame(comparisons: Sequence[ComparisonRecord]) -> pd.DataFrame:
+    """One row per comparison cell: a site's local or the federated model on one class of its
+    own or the union's test set. ``row`` names the heat map row (site and model); ``label`` is
+    the accuracy as text, marked ``*`` for a local model on a class its site never trained on.
+    """
+    rows = []
+    for c in comparisons:
+        for x in c.cells:
+            acc = x.correct / x.total if x.total else None
+            unseen = x.model == MODEL_LOCAL and x.site_train_count == 0
+            rows.append({
+                "comparison_id": c.comparison_id, "created_at": c.created_at,
+                "federated_run_id": c.federated_run_id,
+                "local_run_id": c.local_runs.get(x.site), "site": x.site,
+                "site_name": site_name(x.site), "scope": x.scope, "model": x.model,
+                "row": f"{site_name(x.site)} · {x.model}", "class_index": x.class_index,
+                "class_name": x.class_name, "correct": x.correct, "total": x.total,
+                "accuracy": acc, "site_train_count": x.site_train_count,
+                "label": "–" if acc is None else f"{acc:.0%}{'*' if unseen else ''}",
+            })
+    frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    return frame.astype({"accuracy": "float64"})

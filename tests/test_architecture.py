@@ -79,6 +79,7 @@ def test_the_dashboard_never_imports_torch_flower_or_opacus() -> None:
         "import dashboard.ui, dashboard.config\n"
         "import dashboard.views.overview, dashboard.views.privacy\n"
         "import dashboard.views.participation, dashboard.views.audit\n"
+        "import dashboard.views.comparison\n"
         "import consortium.audit.report, consortium.audit.html\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'torch', 'flwr', 'opacus', 'ray'})\n"

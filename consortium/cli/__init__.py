@@ -1,5 +1,5 @@
-"""The coordinator's command line: ``consortium run | export | dashboard | policy | audit`` and
-the deployed mode's ``init | serve | enroll | sites | revoke``.
+"""The coordinator's command line: ``consortium run | compare | export | dashboard | policy |
+task | audit`` and the deployed mode's ``init | serve | enroll | sites | revoke | submit``.
 
 Commands only parse their options and delegate. Every error of the consortium, its policies,
 the site node code it runs and the protocol is reported as one clear line and a non-zero exit
@@ -14,7 +14,7 @@ import sys
 import typer
 from rich.console import Console
 
-from consortium.cli import audit, deploy, policy, run
+from consortium.cli import audit, compare, deploy, policy, run, task
 from consortium.errors import ConsortiumError
 from policies.errors import PolicyError
 from site_node.errors import SiteNodeError
@@ -27,8 +27,10 @@ app = typer.Typer(
     no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
 )
 run.register_commands(app)
+compare.register_commands(app)
 deploy.register_commands(app)
 app.add_typer(policy.policy_app, name="policy")
+app.add_typer(task.task_app, name="task")
 app.add_typer(audit.audit_app, name="audit")
 err = Console(stderr=True, soft_wrap=True)
 

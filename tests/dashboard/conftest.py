@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from consortium.store.records import RUN_RUNNING
+from consortium.store.comparisons import record_comparison
+from consortium.store.records import RUN_RUNNING, ComparisonRecord
 from consortium.store.run_store import RunStore
 from dashboard import data
 from tests.dashboard.stores import SITES, write_audited_run, write_run
@@ -16,7 +17,8 @@ from tests.dashboard.stores import SITES, write_audited_run, write_run
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
     """Streamlit's data cache lives in the process: forget what an earlier test read."""
-    for loader in (data.load_runs, data.load_run, data.load_audit_tables):
+    for loader in (data.load_runs, data.load_run, data.load_audit_tables,
+                   data.load_comparisons):
         loader.clear()
 
 
@@ -106,3 +108,19 @@ def audited_store(tmp_path: Path) -> Path:
                       refusals={"switzerland": "site switzerland refuses: lifetime ceiling"})
     write_audited_run(path, "run-late", started_at="2026-11-28T00:00:00+00:00", node_base=2000)
     return path
+
+
+@pytest.fixture
+def comparison_store(tmp_path: Path) -> Path:
+    """The digits example compared: a federated run, three local runs and one comparison whose
+    models always predict one class (the federated one 9, the local ones 0, 1, 2)."""
+    from tests.consortium.run.test_comparison import cells
+
+    with _new(tmp_path) as store:
+        for rid, when in (("fed", "10"), ("loc-a", "11"), ("loc-b", "12"), ("loc-c", "13"),
+                          ("unrelated", "14")):
+            write_run(store, rid, rounds=2, started_at=f"2026-11-28T{when}:00:00+00:00")
+        record_comparison(store.db, ComparisonRecord(
+            "cmp-1", "2026-11-28T15:00:00+00:00", "0" * 64, "fed",
+            {"clinic_a": "loc-a", "clinic_b": "loc-b", "clinic_c": "loc-c"}, cells()))
+        return store.path

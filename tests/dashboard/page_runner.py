@@ -20,6 +20,7 @@ PAGES = {
     "privacy": "views/privacy.py",
     "participation": "views/participation.py",
     "audit": "views/audit.py",
+    "comparison": "views/comparison.py",
 }
 
 
