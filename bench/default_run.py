@@ -1,6 +1,7 @@
 """Benchmark the embedded default: wall time of `consortium run` and final accuracy per seed.
 
 Usage: python bench/default_run.py [--seeds 0 1 2] [--rounds 10] [--out bench/results]
+                                  [--example-site-policies]
 
 Prints one JSON object (per seed: wall seconds, final mean accuracy over the four hospitals,
 final ε per site), writes it to OUT/default_run.json and plots accuracy per round to
@@ -23,14 +24,16 @@ from consortium.home import HOME_ENV
 from site_node.home import HOME_ENV as SITE_HOME_ENV
 
 
-def one_run(seed: int, rounds: int, store: Path) -> dict[str, Any]:
+def one_run(seed: int, rounds: int, store: Path, site_policies: bool = False
+            ) -> dict[str, Any]:
     # Each run gets fresh homes: the sites' lifetime ledgers must not carry over between
     # benchmark runs (a site's lifetime budget never forgets).
     env = {**os.environ, HOME_ENV: str(store.parent / f"home-{seed}"),
            SITE_HOME_ENV: str(store.parent / f"sites-{seed}")}
     t0 = time.perf_counter()
+    extra = ["--example-site-policies"] if site_policies else []
     subprocess.run([sys.executable, "-m", "consortium", "run", "--rounds", str(rounds),
-                    "--seed", str(seed), "--store", str(store)], check=True,
+                    "--seed", str(seed), "--store", str(store), *extra], check=True,
                    capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     exported = json.loads(subprocess.run(
@@ -51,10 +54,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--example-site-policies", action="store_true",
+                        help="Let the hospitals apply policies/sites/*.yaml (tighter).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [one_run(s, args.rounds, Path(tmp) / f"seed{s}.sqlite") for s in args.seeds]
-    result = {"benchmark": "default_run", "runs": runs,
+        runs = [one_run(s, args.rounds, Path(tmp) / f"seed{s}.sqlite",
+                        args.example_site_policies) for s in args.seeds]
+    result = {"benchmark": "default_run", "example_site_policies": args.example_site_policies,
+              "runs": runs,
               "min_final_accuracy": min(float(r["final_accuracy_mean"]) for r in runs)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "default_run.json").write_text(json.dumps(result, indent=2))
