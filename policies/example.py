@@ -78,9 +78,9 @@ def example_names() -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in examples_dir().glob("*.yaml")))
 
 
-def _resolve(manifest: Path, field: str, relative: str) -> Path:
+def _resolve(manifest: Path, field: str, relative: str, *, must_exist: bool = True) -> Path:
     path = (packages_root() / relative).resolve()
-    if not path.exists():
+    if must_exist and not path.exists():
         raise PolicyError(f"{manifest}: {field}: {relative} does not exist (looked at {path})")
     return path
 
@@ -88,10 +88,13 @@ def _resolve(manifest: Path, field: str, relative: str) -> Path:
 def load_example(name: str) -> Example:
     """Read an embedded example by name.
 
+    The task and policy files must exist; the data files are checked where they are read (a
+    Flower app bundle holds the manifests, tasks and policies but not the examples' data).
+
     Raises
     ------
     PolicyError
-        If there is no such example, its manifest is invalid, or a file it names is missing.
+        If there is no such example, its manifest is invalid, or its task or policy is missing.
     """
     file = examples_dir() / f"{name}.yaml"
     if not file.is_file():
@@ -105,5 +108,6 @@ def load_example(name: str) -> Example:
         name=name, description=manifest.description,
         task=_resolve(file, "task", manifest.task),
         policy=_resolve(file, "policy", manifest.policy),
-        data={site: _resolve(file, f"data.{site}", rel) for site, rel in manifest.data.items()},
+        data={site: _resolve(file, f"data.{site}", rel, must_exist=False)
+              for site, rel in manifest.data.items()},
     )

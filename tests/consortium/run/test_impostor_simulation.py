@@ -53,7 +53,7 @@ def test_the_rejection_is_a_security_event(impostor: SimulatedRun) -> None:
     # and the real hungary's receipt is accepted.
     (event,) = security
     assert ("already speaks for" in event["reason"]
-            or "receipt names (site, run, round, policy, examples) ('cleveland'"
+            or "receipt names (site, run, round, policy, task, examples) ('cleveland'"
             in event["reason"])
     assert "hungary" in failed["sites_with_receipt"]
 
