@@ -58,9 +58,10 @@ def demo_sites(plan: RunPlan, data: Mapping[str, Path]) -> list[NodeSettings]:
     Raises
     ------
     PlanError
-        If a member site has no data, or (with the whole report) its data do not fit the task;
-        nothing has run yet.
+        If a member site has no data, its data do not fit the task (with the whole report), or
+        it has too few training rows for the policy's sampling rate; nothing has run yet.
     """
+    q = float(plan.loaded.policy.dp.sample_rate)
     sites = []
     for site in plan.loaded.policy.sites:
         if site not in data:
@@ -68,10 +69,14 @@ def demo_sites(plan: RunPlan, data: Mapping[str, Path]) -> list[NodeSettings]:
         settings = demo_settings(site, data_path=data[site],
                                  example_policy=plan.example_site_policies)
         try:
-            load_site_data(plan.task, data[site])
+            loaded = load_site_data(plan.task, data[site])
         except DataRefused as exc:
             lines = "\n  ".join(exc.report.lines())
             raise PlanError(f"site {site}: its data ({data[site]}) do not fit task "
                             f"{plan.task.name}; nothing was trained:\n  {lines}") from None
+        if q * loaded.num_train < 1:
+            raise PlanError(f"site {site}: {loaded.num_train} training example(s) at sample rate "
+                            f"{q:g} give an expected batch of {q * loaded.num_train:.2f} < 1 (too "
+                            "few rows for the sampling rate); nothing was trained")
         sites.append(settings)
     return sites

@@ -50,7 +50,7 @@ class Problem:
     count: int = 0
 
     def line(self) -> str:
-        """``column chol: out of range: outside [50, 700] mg/dl (rows 3, 8 and 4 more)``."""
+        """``column lactate: out of range: outside [0, 20] mmol/l (row 3, row 8 and 4 more)``."""
         text = f"{self.where}: {self.rule}: {self.detail}"
         if self.at:
             more = self.count - len(self.at)
