@@ -31,7 +31,8 @@ REPORT_VERSION = 2
 
 THREAT_MODEL: dict[str, Any] = {
     "in_clear": [
-        "each site's signed privacy receipt: site id, run, round, policy hashes, the DP-SGD "
+        "each site's signed privacy receipt: site id, run, round, policy hashes, the task "
+        "hash, the DP-SGD "
         "mechanism (noise multiplier, sampling rate, steps, clipping norm, accountant), δ, its "
         "cumulative ε in the run and over its lifetime, its ceilings, its number of training "
         "examples (also the weight of its update) and the SHA-256 of its unmasked update (a "
@@ -95,7 +96,8 @@ def _receipt_rows(stored: list[StoredReceipt], result: VerificationResult | None
             "noise_multiplier": r.noise_multiplier, "sample_rate": r.sample_rate,
             "steps": r.steps, "max_grad_norm": r.max_grad_norm, "accountant": r.accountant,
             "num_examples": r.num_examples, "update_sha256": r.update_sha256,
-            "site_policy_sha256": r.site_policy_sha256, "key_fingerprint": s.key_fingerprint,
+            "site_policy_sha256": r.site_policy_sha256, "task_sha256": r.task_sha256,
+            "key_fingerprint": s.key_fingerprint,
             "issued_at": r.issued_at,
         })
     return sorted(rows, key=lambda x: (x["round"], x["site"]))
@@ -108,7 +110,9 @@ def _run_section(store: RunStore, run_id: str) -> tuple[dict[str, Any], list[dic
             "mode": run.mode, "local_demo": run.mode == MODE_DEMO,
             "rounds_planned": run.rounds_planned, "delta": run.delta,
             "epsilon_ceiling": run.epsilon_ceiling, "sites": list(run.sites),
-            "policy_sha256": run.policy_sha256, "policy": json.loads(run.policy_json)}
+            "policy_sha256": run.policy_sha256, "policy": json.loads(run.policy_json),
+            "task_sha256": run.task_sha256,
+            "task": json.loads(run.task_json) if run.task_json else None}
     rows = [{"round": r.round, "status": r.status, "policy_sha256": r.policy_sha256,
              "failure_reason": r.failure_reason, "accuracy_mean": r.accuracy_mean,
              "trained": [s.site for s in r.sites if s.trained],

@@ -22,6 +22,7 @@ from policies.loader import LoadedPolicy
 from tests.consortium.audit_fixture import (
     RUN_ID,
     SITES,
+    TASK,
     AuditedRun,
     run_record,
     write_audited_run,
@@ -48,6 +49,9 @@ def test_report_shows_every_site_and_round_and_is_self_contained(
         assert site in html and data["fingerprints"]["sites"][site] in html
     assert data["run"]["policy_sha256"] in html and "Threat model" in html
     assert data["run"]["mode"] == "deployment" and not data["run"]["local_demo"]
+    assert data["run"]["task_sha256"] == TASK.sha256 and TASK.sha256 in html
+    assert data["run"]["task"]["name"] == "heart-disease" and "preprocessing" in html
+    assert {r["task_sha256"] for r in data["receipts"]} == {TASK.sha256}
     assert 'id="mode"' not in html and "Local demonstration" not in html
     assert "<script" not in html and "http://" not in html and "https://" not in html
     assert [e["kind"] for e in data["events"]] == ["run-stop"]  # no security event
