@@ -83,8 +83,8 @@ def _body(frame: pd.DataFrame, run_id: str) -> None:
     shown = cells[cells["scope"] == scope]
     st.altair_chart(charts.comparison_heatmap(shown, "Test accuracy per class: local-only "
                                                      "vs federated"), width="stretch")
-    st.caption("* a class the site holds no training example of: its local model never saw "
-               "it.")
+    st.caption("A value marked `*` is a local model on a class its site holds no training "
+               "example of: that model never saw the class.")
     st.subheader("Per site")
     st.dataframe(_summary(shown), hide_index=True, column_config={
         c: st.column_config.NumberColumn(c, format="percent")
