@@ -25,6 +25,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from consortium.errors import StoreError
 from consortium.store.run_store import RunStore
 
 FORMAT = "hospital-consortium/run-export/v2"
@@ -42,12 +43,17 @@ def export_run(store: RunStore, run_id: str | None = None) -> dict[str, Any]:
         sites = row.pop("sites")
         row["sites"] = {s.pop("site"): s for s in sites}
         rounds.append(row)
+    try:
+        secagg = json.loads(run.secagg_json)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise StoreError(f"run {rid}: its stored SecAgg+ parameters are unreadable: {exc}") \
+            from None
     return {
         "format": FORMAT, "run_id": run.run_id, "status": run.status,
         "stop_reason": run.stop_reason, "engine": run.engine, "mode": run.mode,
         "started_at": run.started_at, "finished_at": run.finished_at,
         "policy_sha256": run.policy_sha256, "delta": run.delta,
         "epsilon_ceiling": run.epsilon_ceiling, "rounds_planned": run.rounds_planned,
-        "seed": run.seed, "secagg": json.loads(run.secagg_json), "sites": list(run.sites),
+        "seed": run.seed, "secagg": secagg, "sites": list(run.sites),
         "rounds": rounds,
     }
