@@ -62,7 +62,7 @@ def test_a_run_whose_process_was_killed_is_resumable(tmp_path: Path) -> None:
     store = tmp_path / "runs.sqlite"
     rid = _run(store, status=RUN_RUNNING, owner=GONE, rounds_done=0)
     assert owner_gone(GONE)
-    plan, point = resume_plan(store, rid)
+    _plan, point = resume_plan(store, rid)
     assert point.next_round == 1 and point.weights is None  # the seeded initial model
 
 
