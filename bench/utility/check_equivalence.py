@@ -6,7 +6,8 @@ Usage: python bench/utility/check_equivalence.py [CSV] [--runs 24] [--out bench/
    the same final model to float32 precision (clipping, the int(n·q) averaging denominator,
    local steps, weighted averaging, server optimizer).
 2. Statistics: with noise and Poisson sampling (ε = 1, δ = 1e-5) both backends are run RUNS
-   times per configuration on the product split; the test accuracy, AUC, log-loss and the
+   times per configuration, trained on validation folds 1-3 of every site's train split and
+   scored on fold 0 (no test split is used); the accuracy, AUC, log-loss and the
    final parameter norm must agree in distribution (Welch t-test and two-sample
    Kolmogorov-Smirnov p-values; they use different random streams, so only the distributions
    can be compared). The Opacus accountants' ε must equal the target's σ computation.
@@ -50,7 +51,7 @@ def summary(values: np.ndarray) -> dict[str, float]:
 
 def run_stats(name: str, cfg: hb.Config, study: hb.Study, runs: int, eps: float
               ) -> dict[str, Any]:
-    """Both backends, ``runs`` seeds each, on the test split."""
+    """Both backends, ``runs`` seeds each, scored on validation fold 0 (never the test split)."""
     local = name.startswith("local-only")
     sites = study.arrays(cfg.spec)
     if local:
@@ -64,16 +65,16 @@ def run_stats(name: str, cfg: hb.Config, study: hb.Study, runs: int, eps: float
     for backend in ("numpy", "opacus"):
         thetas = []
         if backend == "numpy":
-            reps = hb.make_replicates(sites, seeds, [None])
+            reps = hb.make_replicates(sites, seeds, [0])
             thetas.append(hb.run_federated(cfg, sites, reps, sigma, "numpy")[0])
         else:
             for s in seeds:
-                reps = hb.make_replicates(sites, [s], [None])
+                reps = hb.make_replicates(sites, [s], [0])
                 theta, eps_sites = hb.run_federated(cfg, sites, reps, sigma, "opacus")
                 thetas.append(theta)
                 eps_opacus += eps_sites
         theta = np.concatenate(thetas)
-        m = hb.evaluate(cfg, sites, theta, [None])
+        m = hb.evaluate(cfg, sites, theta, [0])
         per_backend[backend] = {"acc": m["acc"].mean(0), "auc": np.nanmean(m["auc"], 0),
                                 "logloss": m["logloss"].mean(0),
                                 "param_norm": np.linalg.norm(theta, axis=1)}
@@ -115,9 +116,11 @@ def main() -> None:
         print(json.dumps(line, default=hb.json_default), flush=True)
         results.append(line)
     ok_det = all(r["max_abs_diff"] < 1e-4 for r in results if "max_abs_diff" in r)
+    # A metric that is constant in both backends (e.g. Switzerland's all-positive accuracy)
+    # gives a NaN t-test: nothing to compare there.
     pvals = [r[m][t] for r in results if "acc" in r for m in ("acc", "auc", "logloss",
                                                               "param_norm")
-             for t in ("welch_p", "ks_p")]
+             for t in ("welch_p", "ks_p") if not math.isnan(r[m][t])]
     eps_ok = all(r["epsilon_opacus_accountant_max"] <= r["epsilon_target"] + 1e-12
                  for r in results if "acc" in r)
     verdict = {"deterministic_match": ok_det, "min_p_value": min(pvals),
@@ -128,8 +131,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "equivalence.json").write_text(json.dumps(
         {"results": results, "verdict": verdict}, indent=1, default=hb.json_default))
-    if math.isnan(verdict["min_p_value"]):
-        raise SystemExit("NaN p-value")
+    if not (ok_det and eps_ok):
+        raise SystemExit("the NumPy DP-SGD does not match Opacus")
 
 
 if __name__ == "__main__":

@@ -93,13 +93,14 @@ def flamby_raw_features(df: Any) -> np.ndarray:
 def _torch_data(st: hb.Study) -> list[tuple[Any, Any, Any, Any]]:
     import torch
 
-    out = []
+    out: list[tuple[Any, Any, Any, Any]] = []
     for s in hb.SITES:
         x = flamby_raw_features(st.frames[s])
         y = hb.labels_of(st.frames[s])
         m = st.test_masks[s]
-        out.append(tuple(torch.tensor(a, dtype=torch.float32)
-                         for a in (x[~m], y[~m], x[m], y[m])))
+        xtr, ytr, xte, yte = (torch.tensor(a, dtype=torch.float32)
+                              for a in (x[~m], y[~m], x[m], y[m]))
+        out.append((xtr, ytr, xte, yte))
     return out
 
 
@@ -223,7 +224,8 @@ def opacus_test_job(job: dict[str, Any]) -> dict[str, Any]:
         cfg = hb.Config.from_dict(job["config"])
         sites = st.arrays(cfg.spec)
         reps = hb.make_replicates(sites, [job["seed"]], [None])
-        theta, eps = hb.run_federated(cfg, sites, reps, job["sigma"], "opacus")
+        theta, eps = hb.run_federated(cfg, sites, reps, job["sigma"], "opacus",
+                                      delta=job["delta"])
         m = hb.evaluate(cfg, sites, theta, [None])
         out.update(acc=m["acc"][:, 0].tolist(), auc=m["auc"][:, 0].tolist(), eps=eps)
         return out
@@ -233,7 +235,7 @@ def opacus_test_job(job: dict[str, Any]) -> dict[str, Any]:
         sites = st.arrays(cfg.spec)
         reps = hb.make_replicates([sites[k]], [job["seed"]], [None])
         theta, eps = hb.run_federated(cfg, [sites[k]], reps, job["local"][site]["sigma"],
-                                      "opacus", stream=k)
+                                      "opacus", stream=k, delta=job["delta"])
         m = hb.evaluate(cfg, sites, [theta] * len(sites), [None])
         own.append(float(m["acc"][k, 0]))
         own_auc.append(float(m["auc"][k, 0]))
@@ -262,6 +264,8 @@ def main() -> None:
     parser.add_argument("--refine", type=int, default=6)
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--reuse-selection", action="store_true",
+                        help="reuse OUT/flamby_selected.json instead of searching again")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args()
     t0 = time.perf_counter()
@@ -307,17 +311,23 @@ def main() -> None:
     selected: dict[str, Any] = {}
     study_key = ("flamby", csv)
     with Pool(args.workers, initializer=search._init_worker, initargs=(study_key,)) as pool, \
-            (args.out / "flamby_search_trials.jsonl").open("w") as log:
+            (args.out / "flamby_search_trials.jsonl").open(
+                "a" if args.reuse_selection else "w") as log:
         keys: set[search.SigmaKey] = set()
         for _, eps, delta, _, _ in searches:
             if math.isfinite(eps):
                 keys |= search.all_sigma_keys(eps, delta)
         sig.ensure(keys, pool)
-        selected["pooled"] = search.search_pooled(st, log, features, tag="flamby")
-        for name, eps, delta, sp, kind in searches:
-            got = search.search_one(kind, eps, args, pool, sig, log, delta=delta, space=sp,
-                                    tag="flamby")
-            selected[name] = got["federated"] if kind == "federated" else got
+        sel_path = args.out / "flamby_selected.json"
+        if args.reuse_selection and sel_path.exists():
+            selected = json.loads(sel_path.read_text())
+        else:
+            selected["pooled"] = search.search_pooled(st, log, features, tag="flamby")
+            for name, eps, delta, sp, kind in searches:
+                got = search.search_one(kind, eps, args, pool, sig, log, delta=delta, space=sp,
+                                        tag="flamby")
+                selected[name] = got["federated"] if kind == "federated" else got
+            sel_path.write_text(json.dumps(selected, indent=1, default=hb.json_default))
         # Test runs (Opacus) of the selected configurations.
         jobs: list[dict[str, Any]] = []
         for name, eps, delta, _, kind in searches:
@@ -325,7 +335,7 @@ def main() -> None:
                 if kind == "federated":
                     c = hb.Config.from_dict(selected[name]["config"])
                     jobs.append({"csv": csv, "name": name, "seed": seed, "kind": kind,
-                                 "config": c.to_dict(),
+                                 "delta": delta, "config": c.to_dict(),
                                  "sigma": hb.noise_multiplier(eps, c.q, c.steps, delta)})
                 else:
                     local = {}
@@ -334,7 +344,7 @@ def main() -> None:
                         local[site] = {"config": c.to_dict(),
                                        "sigma": hb.noise_multiplier(eps, c.q, c.steps, delta)}
                     jobs.append({"csv": csv, "name": name, "seed": seed, "kind": kind,
-                                 "local": local})
+                                 "delta": delta, "local": local})
         test_runs = list(pool.imap_unordered(opacus_test_job, jobs))
     ours: dict[str, Any] = {}
     pc = selected["pooled"]["config"]

@@ -317,7 +317,8 @@ class Config:
     def from_dict(cls, d: dict[str, Any]) -> Config:
         """Inverse of :meth:`to_dict`."""
         fields = cls.__dataclass_fields__
-        kw = {k: (math.inf if v == "inf" else v) for k, v in d.items() if k in fields}
+        kw: dict[str, Any] = {k: (math.inf if v == "inf" else v) for k, v in d.items()
+                              if k in fields}
         return cls(**kw)
 
     def key(self) -> str:
@@ -647,10 +648,11 @@ class OpacusBackend:
 # Federated, local-only and pooled training.
 # --------------------------------------------------------------------------------------------
 def run_federated(cfg: Config, sites: list[SiteArrays], reps: Replicates, sigma: float,
-                  backend: str = "numpy", stream: int = 0) -> tuple[np.ndarray, list[float]]:
+                  backend: str = "numpy", stream: int = 0, delta: float = DELTA
+                  ) -> tuple[np.ndarray, list[float]]:
     """Rounds of local DP-SGD at every site, weighted mean, server optimizer.
 
-    Returns the final global parameters (R, P) and, for Opacus, each site's ε spent.
+    Returns the final global parameters (R, P) and, for Opacus, each site's ε spent at δ.
     With one site this is local-only training (use rounds=1, fedavg, server_lr=1).
     """
     cls = OpacusBackend if backend == "opacus" else NumpyBackend
@@ -665,7 +667,7 @@ def run_federated(cfg: Config, sites: list[SiteArrays], reps: Replicates, sigma:
         for k in range(len(sites)):
             avg += weights[k][:, None] * be.local(k, theta, cfg.local_steps)
         theta = opt.step(theta, avg - theta, rnd)
-    eps = be.epsilons() if isinstance(be, OpacusBackend) else []
+    eps = be.epsilons(delta) if isinstance(be, OpacusBackend) else []
     return theta, eps
 
 

@@ -32,6 +32,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import replace
 from multiprocessing import Pool
@@ -200,7 +201,9 @@ def score(job: tuple[str, float, dict[str, Any], tuple[int, ...], float]) -> dic
             thetas.append(hb.run_federated(cfg, [sites[k]], reps, sigma, stream=k)[0])
         m = hb.evaluate(cfg, sites, thetas, FOLDS)
     per_site_acc = m["acc"].mean(1)
-    per_site_auc = np.nanmean(m["auc"], 1)
+    with warnings.catch_warnings():  # a validation fold with one class has no AUC
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_site_auc = np.nanmean(m["auc"], 1)
     return {
         "kind": kind, "epsilon": hb.fmt_eps(eps), "config": cfg.to_dict(), "key": cfg.key(),
         "sigma": sigma, "steps": cfg.steps, "n_seeds": len(seeds), "folds": len(FOLDS),
@@ -360,11 +363,14 @@ def search_pooled(study: hb.Study, log: Any, features_list: list[str] | None = N
                 for l2 in POOLED_L2:
                     m = hb.pooled_scores(sites, l2, FOLDS)
                     acc = m["acc"].mean(1)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        val_auc = float(np.nanmean(m["auc"], 1).mean())
                     res = {"kind": "pooled", "epsilon": "inf",
                            "config": {"features": features, "gain": gain, "site_onehot": onehot,
                                       "l2": l2},
                            "val_acc": float(acc.mean()),
-                           "val_auc": float(np.nanmean(m["auc"], 1).mean()),
+                           "val_auc": val_auc,
                            "val_acc_per_site": dict(zip(hb.SITES, acc.tolist(), strict=True)),
                            "stage": "grid", "study": tag}
                     log.write(json.dumps(res) + "\n")
