@@ -7,6 +7,8 @@
   runs inside it): the record names and keys of its context, the client-manager thread, the
   initial-parameters and evaluation workflows, and the record-to-parameters conversion.
 - :func:`engine_of`: whether a grid is Flower's simulation engine or a deployed SuperLink.
+- :func:`start_ray`: Ray started the way Flower's simulation backend starts it, so that the
+  coordinator's signal handlers can be installed after Ray's.
 
 :func:`check_version` raises :class:`FlowerVersionError` on any Flower but
 :data:`FLWR_VERSION`; :func:`install_masking` calls it first.
@@ -81,6 +83,26 @@ def set_global_weights(context: Any, weights: list[np.ndarray]) -> None:
     """Make ``weights`` the global model of a legacy context (what the next round sends)."""
     context.state.array_records[MAIN_PARAMS_RECORD] = parameters_to_arrayrecord(
         ndarrays_to_parameters(weights), keep_input=True)
+
+
+def start_ray(backend_config: dict[str, Any]) -> None:
+    """Initialise Ray as Flower's simulation backend would (``RayBackend.init_ray``), so that
+    the caller can install its own signal handlers afterwards (``ray.init`` replaces them) and
+    Flower finds Ray already running."""
+    import os
+    import sys
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    args = dict(backend_config.get("init_args", {}))
+    args.setdefault("include_dashboard", False)
+    pythonpath = os.pathsep.join(sys.path)
+    if os.environ.get("PYTHONPATH"):
+        pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
+    os.environ["PYTHONPATH"] = pythonpath
+    ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **args)
 
 
 def engine_of(grid: Any) -> str:

@@ -51,7 +51,10 @@ class AuditEntry:
     @property
     def payload(self) -> dict[str, Any]:
         """The decoded payload (raises ``ValueError`` if it is not a JSON object)."""
-        value = json.loads(self.payload_json)
+        try:
+            value = json.loads(self.payload_json)
+        except RecursionError:
+            raise ValueError(f"entry {self.seq}: payload is nested too deeply") from None
         if not isinstance(value, dict):
             raise ValueError(f"entry {self.seq}: payload is not a JSON object")
         return value

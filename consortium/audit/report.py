@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from consortium.audit import accountant as ia
-from consortium.audit.log import SECURITY, AuditLog, StoredReceipt
-from consortium.audit.registry import KeyRegistry
+from consortium.audit.log import SECURITY, AuditEntry, AuditLog, StoredReceipt
+from consortium.audit.registry import EnrolledKey, KeyRegistry
 from consortium.audit.trail import ROUND_FAILED, RUN_STOP
 from consortium.audit.verify import VerificationResult, verify_store
 from consortium.errors import AuditVerificationError, SecurityEventsFound
 from consortium.store.database import Database
 from consortium.store.records import MODE_DEMO
 from consortium.store.run_store import RunStore
-from site_node.protocol.errors import ReceiptError
+from site_node.protocol.errors import ProtocolError, ReceiptError
 
 REPORT_VERSION = 2
 
@@ -110,15 +110,30 @@ def _run_section(store: RunStore, run_id: str) -> tuple[dict[str, Any], list[dic
             "mode": run.mode, "local_demo": run.mode == MODE_DEMO,
             "rounds_planned": run.rounds_planned, "delta": run.delta,
             "epsilon_ceiling": run.epsilon_ceiling, "sites": list(run.sites),
-            "policy_sha256": run.policy_sha256, "policy": json.loads(run.policy_json),
+            "policy_sha256": run.policy_sha256, "policy": _loads(run.policy_json),
             "task_sha256": run.task_sha256,
-            "task": json.loads(run.task_json) if run.task_json else None}
+            "task": _loads(run.task_json) if run.task_json is not None else None}
     rows = [{"round": r.round, "status": r.status, "policy_sha256": r.policy_sha256,
              "failure_reason": r.failure_reason, "accuracy_mean": r.accuracy_mean,
              "trained": [s.site for s in r.sites if s.trained],
              "refused": {s.site: s.refusal for s in r.sites if s.refusal}}
             for r in store.rounds(run_id)]
     return info, rows
+
+
+def _loads(text: str) -> Any:
+    """A stored JSON value, or a note that it is unreadable (the report still renders)."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return {"unreadable": str(text)[:200]}
+
+
+def _enrolled(entries: list[AuditEntry]) -> list[EnrolledKey]:
+    try:
+        return KeyRegistry.from_entries(entries).all()
+    except (ValueError, KeyError, TypeError, ProtocolError):
+        return []  # verification names the malformed enrolment
 
 
 def build_report(path: Path | str, run_id: str | None = None) -> dict[str, Any]:
@@ -138,10 +153,11 @@ def build_report(path: Path | str, run_id: str | None = None) -> dict[str, Any]:
         stored = log.receipts(run_id)
         entries = log.entries()
         events = [{"seq": e.seq, "kind": e.kind, "created_at": e.created_at,
-                   "payload": e.payload} for e in entries
+                   "payload": _loads(e.payload_json)} for e in entries
                   if e.run_id == run_id and e.kind in (SECURITY, ROUND_FAILED, RUN_STOP)]
-        enrolled = KeyRegistry.from_entries(entries).all()
-        consortium_fp = entries[0].payload.get("fingerprint") if entries else None
+        enrolled = _enrolled(entries)
+        first = _loads(entries[0].payload_json) if entries else {}
+        consortium_fp = first.get("fingerprint") if isinstance(first, dict) else None
     verification, result = _verification(path, run_id)
     receipts = _receipt_rows(stored, result)
     sites = sorted({r["site"] for r in receipts} | set(run["sites"]))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -151,7 +150,7 @@ def simulate_with_progress(plan: RunPlan, data: Mapping[str, Path], point: Resum
     _announce(plan, point.next_round if point else None)
     done = list(point.rounds) if point else []
     stop = threading.Event()
-    with _progress(plan, done) as on_round, _stop_on_signals(stop):
+    with _progress(plan, done) as on_round:  # simulate() stops the run on Ctrl-C or SIGTERM
         outcome = simulate(plan, sites, on_round=on_round, verbose=verbose, stop=stop,
                            resume=point)
     return done, outcome
@@ -172,24 +171,6 @@ def _progress(plan: RunPlan, done: list[RoundRecord]) -> Iterator[Callable[[Roun
                             f"mean acc {_fmt(rec.accuracy_mean)}")
 
         yield on_round
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Ctrl-C or SIGTERM set ``stop`` (the run ends within a second); a second one aborts."""
-
-    def handle(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt(f"signal {signum} again")
-        stop.set()
-        console.print("[yellow]stopping the run (Ctrl-C again to abort at once)…[/]")
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def export(

@@ -35,8 +35,11 @@ def server_env(dep: Deployment) -> dict[str, str]:
     ``FLWR_HOME`` keeps Flower's files in the consortium home; ``HOSPITAL_CONSORTIUM_HOME`` makes
     the ServerApp sign the audit log with the home's ``consortium-key.pem`` (see docs/audit.md).
     """
+    # Flower's SuperExec asks for new tasks (a submitted run's ServerApp) every second by
+    # default; every 0.1 s here.
     return processes.tool_env(
-        {"FLWR_HOME": str(dep.home.flwr_home), HOME_ENV: str(dep.home.root)}
+        {"FLWR_HOME": str(dep.home.flwr_home), HOME_ENV: str(dep.home.root),
+         "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1"}
     )
 
 

@@ -2,10 +2,15 @@
 
 Either a named example (``--example NAME``: its manifest names the task, the policy and each
 site's file, :mod:`policies.example`) or a task file with the sites' files (``--task FILE --data
-SITE=PATH ...``). The sites are the ones that bring data: the consortium policy's member list is
-replaced by them and the policy is validated again (``min_sites`` and SecAgg+'s shares must still
-fit), so the policy a run records (canonical JSON and hash) is that effective one. ``--policy``
-replaces the example's policy, or the embedded one for a task file.
+SITE=PATH ...``).
+
+- With an example, the member list is the policy's (the example's, or ``--policy``): every
+  member must have a file in the example (a member without data is refused, never silently
+  replaced by another site); the example's other sites do not take part.
+- With a task file, the sites are the ones given: the consortium policy's member list is
+  replaced by them and the policy is validated again (``min_sites`` and SecAgg+'s shares must
+  still fit), so the policy a run records (canonical JSON and hash) is that effective one.
+  ``--policy`` replaces the embedded policy.
 """
 
 from __future__ import annotations
@@ -86,8 +91,15 @@ def resolve_inputs(*, example: str | None = None, task: Path | None = None,
     else:
         name = example or DEFAULT_EXAMPLE
         ex = load_example(name)
-        files, loaded_task = dict(ex.data), load_task(ex.task)
-        base = load_policy(policy or ex.policy)
+        loaded = load_policy(policy or ex.policy)
+        missing = [s for s in loaded.policy.sites if s not in ex.data]
+        if missing:
+            raise PlanError(
+                f"{loaded.source}: member site(s) {', '.join(map(repr, missing))} have no data "
+                f"in example {name} (its sites: {', '.join(ex.sites)}); the member list is the "
+                "policy's: use --task with --data to choose the sites")
+        data = {s: ex.data[s] for s in loaded.policy.sites}
+        return RunInputs(task=load_task(ex.task), policy=loaded, data=data, example=name)
     sites = tuple(files)
     source = f"{base.source} (member sites replaced by the sites given: {', '.join(sites)})"
     return RunInputs(task=loaded_task, policy=with_sites(base, sites, source), data=files,

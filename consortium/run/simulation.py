@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
+from consortium import flower_compat
 from consortium.errors import SimulationError
 from consortium.run.plan import RunPlan
 from consortium.run.resume import ResumePoint
@@ -30,6 +33,28 @@ def backend_config(num_sites: int) -> dict[str, object]:
         "client_resources": {"num_cpus": per_client, "num_gpus": 0.0},
         "init_args": {"num_cpus": cpus, "include_dashboard": False, "log_to_driver": False},
     }
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C or SIGTERM set ``stop`` (the run ends within a second, recorded as interrupted);
+    a second signal aborts at once."""
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt(f"signal {signum} again")
+        stop.set()
+        log.warning("stopping the run (signal %d; send it again to abort at once)", signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def simulate(plan: RunPlan, sites: Sequence[NodeSettings], *,
@@ -53,14 +78,18 @@ def simulate(plan: RunPlan, sites: Sequence[NodeSettings], *,
         flwr_log.setLevel(logging.ERROR)
         flwr_log.propagate = False
     outcomes: list[RunOutcome] = []
+    stop = stop or threading.Event()
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    run_simulation(
-        server_app=server_app_for(plan, on_round=on_round, outcomes=outcomes, stop=stop,
-                                  resume=resume),
-        client_app=client_app_for(list(sites)), num_supernodes=len(sites),
-        backend_config=backend_config(len(sites)),  # type: ignore[arg-type]
-        verbose_logging=verbose,
-    )
+    backend = backend_config(len(sites))
+    flower_compat.start_ray(backend)  # before our signal handlers: ray.init replaces them
+    with stop_on_signals(stop):
+        run_simulation(
+            server_app=server_app_for(plan, on_round=on_round, outcomes=outcomes, stop=stop,
+                                      resume=resume),
+            client_app=client_app_for(list(sites)), num_supernodes=len(sites),
+            backend_config=backend,  # type: ignore[arg-type]
+            verbose_logging=verbose,
+        )
     if not outcomes:
         raise SimulationError(f"run {plan.run_id} ended without an outcome; see the log and the "
                               f"run store {plan.store_path}")

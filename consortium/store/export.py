@@ -36,6 +36,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from consortium.errors import StoreError
 from consortium.store.comparisons import comparisons
 from consortium.store.records import ComparisonRecord
 from consortium.store.run_store import RunStore
@@ -55,14 +56,23 @@ def export_run(store: RunStore, run_id: str | None = None) -> dict[str, Any]:
         sites = row.pop("sites")
         row["sites"] = {s.pop("site"): s for s in sites}
         rounds.append(row)
+    try:
+        secagg = json.loads(run.secagg_json)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise StoreError(f"run {rid}: its stored SecAgg+ parameters are unreadable: {exc}") \
+            from None
+    try:
+        task = json.loads(run.task_json) if run.task_json is not None else None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise StoreError(f"run {rid}: its stored task is unreadable: {exc}") from None
     return {
         "format": FORMAT, "run_id": run.run_id, "status": run.status,
         "stop_reason": run.stop_reason, "engine": run.engine, "mode": run.mode,
         "started_at": run.started_at, "finished_at": run.finished_at,
         "policy_sha256": run.policy_sha256, "task_sha256": run.task_sha256,
-        "task": json.loads(run.task_json) if run.task_json else None, "delta": run.delta,
+        "task": task, "delta": run.delta,
         "epsilon_ceiling": run.epsilon_ceiling, "rounds_planned": run.rounds_planned,
-        "seed": run.seed, "secagg": json.loads(run.secagg_json), "sites": list(run.sites),
+        "seed": run.seed, "secagg": secagg, "sites": list(run.sites),
         "rounds": rounds,
         "comparisons": [_comparison(c) for c in comparisons(store.db, rid)],
     }

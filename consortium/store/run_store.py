@@ -193,4 +193,11 @@ def _run_from_row(row: sqlite3.Row) -> RunRecord:
     values = {c: row[c] for c in _RUN_COLUMNS if c != "sites_json"}
     values["mode"] = values["mode"] or "deployment"
     values["example_site_policies"] = bool(values["example_site_policies"])
-    return RunRecord(**values, sites=tuple(json.loads(row["sites_json"])))
+    try:
+        sites = json.loads(row["sites_json"])
+        if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
+            raise ValueError("not a list of site ids")
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise StoreError(f"run {row['run_id']}: its stored site list is unreadable: "
+                         f"{exc}") from None
+    return RunRecord(**values, sites=tuple(sites))

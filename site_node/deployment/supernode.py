@@ -93,9 +93,12 @@ def node_config(home: SiteHome, data_path: Path, task_path: Path) -> str:
 
 
 def command(home: SiteHome, settings: NodeSettings) -> list[str]:
-    """The ``flower-supernode`` command line."""
+    """The SuperNode's command line: Flower's ``flower-supernode`` with a paced loop
+    (:func:`site_node.flower_compat.run_supernode`); ``--no-warm`` runs Flower's own as is."""
+    start = ([sys.executable, "-m", "site_node.deployment.paced_supernode"] if settings.warm
+             else [processes.tool("flower-supernode")])
     args = [
-        processes.tool("flower-supernode"),
+        *start,
         "--superlink",
         settings.superlink,
         "--port",

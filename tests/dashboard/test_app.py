@@ -280,3 +280,18 @@ def test_refusal_of_a_real_round_reaches_the_participation_page(audited_store: P
         assert f"Round {rnd} failed: only 3 site(s) trained" in page
     late = texts(run_page(audited_store, "participation", run_id="run-late"))
     assert "refused" not in late
+
+
+def test_a_run_whose_process_was_killed_is_shown_as_killed_not_live(live_store: Path) -> None:
+    """A run still recorded as running whose process on this host is gone (SIGKILL, a crash)
+    is not shown as live: it says so and how to resume it."""
+    import socket
+
+    with RunStore(live_store) as store, store.db.transaction() as conn:
+        conn.execute("UPDATE runs SET owner=?", (f"{socket.gethostname()}:999999999",))
+    at = run_page(live_store, "overview")
+    _ok(at, "overview")
+    assert not at.get("progress")  # no "round 4 of 10 in progress"
+    shown = texts(at)
+    assert "killed" in shown
+    assert "consortium run --resume --run run-live" in shown

@@ -144,3 +144,16 @@ def test_bad_policy_is_refused_before_anything_runs(tmp_path: Path) -> None:
     assert "dp.max_grad_norm" in out.stderr and str(policy) in out.stderr
     assert "Traceback" not in out.stdout + out.stderr
     assert not store.exists() and not (tmp_path / "s").exists()
+
+
+def test_homes_stores_ledgers_and_keys_are_private_to_the_user(demo: Demo) -> None:
+    """Every directory the demonstration creates is 0700; stores, ledgers and keys are 0600."""
+    for root in (demo.home, demo.sites_home):
+        for path in [root, *root.rglob("*")]:
+            mode = path.stat().st_mode & 0o777
+            if path.is_dir():
+                assert mode == 0o700, f"{path} is {oct(mode)}"
+            elif path.suffix in (".sqlite",) or (path.name.endswith(".pem")
+                                                  and ".pub." not in path.name) \
+                    or path.name == "node.key":
+                assert mode & 0o077 == 0, f"{path} is {oct(mode)}"

@@ -154,3 +154,34 @@ def test_evaluate_reports_loss_and_accuracy_on_the_test_split(tmp_path: Path) ->
     loss, n, metrics = SiteClient(settings(home)).evaluate(initial_weights(HEART, 0), config)
     assert n == 73 and loss > 0
     assert metrics[wire.SITE] == "hungary" and 0.0 <= float(metrics[wire.ACCURACY]) <= 1.0
+
+
+def test_a_round_already_trained_is_never_trained_twice_its_receipt_is_resent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed run asks again for the round that was in flight at a crash: the site that
+    trained it replies with weight 0 and that round's kept receipt, and spends nothing more."""
+    home = site_home(tmp_path)
+    ins = instruction("run-crashed", 3)
+    incoming = initial_weights(HEART, 0)
+    client = SiteClient(settings(home))
+    _, n, first = client.fit(incoming, ins.to_config())
+    assert n > 0
+    monkeypatch.setattr(client_mod, "train_dp", lambda *a, **k: pytest.fail("trained twice"))
+    weights, n_again, again = client.fit(incoming, ins.to_config())
+    assert weights is incoming and n_again == 0
+    assert "already trained round 3" in str(again[wire.REFUSAL])
+    assert (again[wire.RECEIPT], again[wire.RECEIPT_SIGNATURE]) == (
+        first[wire.RECEIPT], first[wire.RECEIPT_SIGNATURE])
+    assert ledger_state(home) == (1, 0)
+
+
+@pytest.mark.usefixtures("no_training")
+def test_more_examples_than_secagg_max_weight_is_refused(tmp_path: Path) -> None:
+    """SecAgg+ weighs an update by examples / max_weight: above 1 its quantisation overflows."""
+    home = site_home(tmp_path)
+    config = instruction(loaded=policy(secagg__max_weight=100)).to_config()
+    incoming = initial_weights(HEART, 0)
+    reply = SiteClient(settings(home)).fit(incoming, config)
+    assert_refusal(reply, incoming, "hungary", "exceed secagg.max_weight 100")
+    assert ledger_state(home) == (0, 0)

@@ -44,6 +44,23 @@ def test_a_task_file_with_the_sites_files_replaces_the_members(tmp_path: Path) -
     assert inputs.data["east"] == Path("e.csv").resolve()
 
 
+def test_with_an_example_the_members_are_the_policys_each_with_its_file(tmp_path: Path
+                                                                       ) -> None:
+    three = tmp_path / "three.yaml"
+    three.write_text(default_policy_path().read_text(encoding="utf-8").replace(
+        "sites: [cleveland, hungary, long_beach, switzerland]",
+        "sites: [cleveland, hungary, switzerland]").replace("min_sites: 4", "min_sites: 3"),
+        encoding="utf-8")
+    inputs = resolve_inputs(policy=three)
+    assert inputs.sites == ("cleveland", "hungary", "switzerland")
+    assert inputs.policy.sha256 == load_policy(three).sha256  # recorded as written
+    mayo = tmp_path / "mayo.yaml"
+    mayo.write_text(three.read_text().replace("switzerland]", "mayo]"), encoding="utf-8")
+    with pytest.raises(PlanError, match=r"member site\(s\) 'mayo' have no data in example "
+                                        r"heart-disease"):
+        resolve_inputs(policy=mayo)
+
+
 def test_the_policy_must_still_fit_the_sites_given(tmp_path: Path) -> None:
     task = synthetic.write_task(tmp_path)
     with pytest.raises(PolicyError, match=r"min_sites \(4\) exceeds the number of member sites "
