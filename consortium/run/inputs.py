@@ -98,8 +98,8 @@ def resolve_inputs(*, example: str | None = None, task: Path | None = None,
                 f"{loaded.source}: member site(s) {', '.join(map(repr, missing))} have no data "
                 f"in example {name} (its sites: {', '.join(ex.sites)}); the member list is the "
                 "policy's: use --task with --data to choose the sites")
-        data = {s: ex.data[s] for s in loaded.policy.sites}
-        return RunInputs(task=load_task(ex.task), policy=loaded, data=data, example=name)
+        members = {s: ex.data[s] for s in loaded.policy.sites}
+        return RunInputs(task=load_task(ex.task), policy=loaded, data=members, example=name)
     sites = tuple(files)
     source = f"{base.source} (member sites replaced by the sites given: {', '.join(sites)})"
     return RunInputs(task=loaded_task, policy=with_sites(base, sites, source), data=files,
