@@ -9,6 +9,10 @@
 - :func:`engine_of`: whether a grid is Flower's simulation engine or a deployed SuperLink.
 - :func:`start_ray`: Ray started the way Flower's simulation backend starts it, so that the
   coordinator's signal handlers can be installed after Ray's.
+- :func:`pace_simulation`: the simulation engine hands messages to its workers from a loop that
+  waits a fixed 0.1 s between looks; a SecAgg+ round is five exchanges, so that wait is a large
+  part of a small round. The loop's wait is shortened (:data:`VCE_POLL_S`); it is Flower's own
+  loop, handed a stop event whose ``wait`` is shorter.
 
 :func:`check_version` raises :class:`FlowerVersionError` on any Flower but
 :data:`FLWR_VERSION`; :func:`install_masking` calls it first.
@@ -103,6 +107,42 @@ def start_ray(backend_config: dict[str, Any]) -> None:
         pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
     os.environ["PYTHONPATH"] = pythonpath
     ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **args)
+
+
+#: Seconds the simulation engine waits between looks for new messages (Flower: 0.1).
+VCE_POLL_S = 0.005
+VCE_MODULE = "flwr.server.superlink.fleet.vce.vce_api"
+
+
+class _ShortWaits:
+    """Stands in for the engine's stop event inside its message loop: same event, shorter
+    waits."""
+
+    def __init__(self, event: Any) -> None:
+        self._event = event
+
+    def is_set(self) -> bool:
+        return bool(self._event.is_set())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return bool(self._event.wait(VCE_POLL_S if timeout is not None else None))
+
+
+def pace_simulation() -> None:
+    """Make the simulation engine look for new messages every :data:`VCE_POLL_S` (idempotent)."""
+    check_version()
+    module = importlib.import_module(VCE_MODULE)
+    loop = getattr(module, "add_messages_to_queue", None)
+    if loop is None:
+        raise FlowerVersionError(f"{VCE_MODULE} has no add_messages_to_queue")
+    if getattr(loop, "paced", False):
+        return
+
+    def paced(state: Any, queue: Any, nodes_mapping: Any, f_stop: Any) -> None:
+        loop(state, queue, nodes_mapping, _ShortWaits(f_stop))
+
+    paced.paced = True  # type: ignore[attr-defined]
+    module.add_messages_to_queue = paced  # type: ignore[attr-defined]
 
 
 def engine_of(grid: Any) -> str:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from policies.errors import LooseningError
 from policies.loader import policy_sha256
 from policies.schema import ConsortiumPolicy, DPPolicy, SecAggPolicy
-from policies.site_schema import SitePolicy
+from policies.site_schema import SiteDPPolicy, SitePolicy
 
 #: How strict each accountant is: a site may switch to a stricter (more conservative) one.
 ACCOUNTANT_STRICTNESS = {"prv": 0, "rdp": 1}
@@ -85,15 +85,32 @@ def _merge_dp(base: DPPolicy, site: SitePolicy) -> DPPolicy:
         lambda a, b: ACCOUNTANT_STRICTNESS[a] >= ACCOUNTANT_STRICTNESS[b],
         "switch to a more conservative accountant (prv -> rdp)",
     )
+    epochs, steps = _merge_work(base, o)
     return DPPolicy(
         noise_multiplier=noise, target_epsilon=target,
         max_grad_norm=_tighter("dp.max_grad_norm", base.max_grad_norm, o.max_grad_norm, le,
                                "lower it"),
         sample_rate=_tighter("dp.sample_rate", base.sample_rate, o.sample_rate, le, "lower it"),
-        local_epochs=_tighter("dp.local_epochs", base.local_epochs, o.local_epochs, le,
-                              "lower it"),
+        local_epochs=epochs, local_steps=steps,
         learning_rate=base.learning_rate, accountant=accountant,
     )
+
+
+def _merge_work(base: DPPolicy, o: SiteDPPolicy) -> tuple[int | None, int | None]:
+    """Local work: a site may lower the consortium's epochs or steps, in the same unit."""
+    if base.local_steps is not None:
+        if o.local_epochs is not None:
+            raise LooseningError(
+                f"dp.local_epochs: the consortium fixes local_steps {base.local_steps}; a site "
+                "may lower dp.local_steps but not switch to epochs")
+        return None, _tighter("dp.local_steps", base.local_steps, o.local_steps, operator.le,
+                              "lower it")
+    if o.local_steps is not None:
+        raise LooseningError(
+            f"dp.local_steps: the consortium fixes local_epochs {base.local_epochs}; a site may "
+            "lower dp.local_epochs but not switch to steps")
+    return _tighter("dp.local_epochs", base.local_epochs, o.local_epochs, operator.le,
+                    "lower it"), None
 
 
 def _merge_secagg(base: SecAggPolicy, site: SitePolicy) -> SecAggPolicy:

@@ -52,8 +52,11 @@ class DPPolicy(_Frozen):
         gt=0, le=1e6, description="Per-sample gradient clipping norm.")
     sample_rate: StrictFloat | StrictInt = Field(
         gt=0, le=1, description="Poisson sampling rate per step; 1/sample_rate must be whole.")
-    local_epochs: StrictInt = Field(
-        ge=1, le=100, description="Local passes over the data per round.")
+    local_epochs: StrictInt | None = Field(
+        None, ge=1, le=100,
+        description="Local passes over the data per round (steps = epochs / sample_rate).")
+    local_steps: StrictInt | None = Field(
+        None, ge=1, le=100_000, description="Noisy steps per round (instead of local_epochs).")
     learning_rate: StrictFloat | StrictInt = Field(
         gt=0, le=100, description="Local SGD learning rate.")
     accountant: Literal["rdp", "prv"] = Field("rdp", description="Opacus privacy accountant.")
@@ -72,11 +75,16 @@ class DPPolicy(_Frozen):
     def _one_noise_source(self) -> DPPolicy:
         if (self.noise_multiplier is None) == (self.target_epsilon is None):
             raise ValueError("give exactly one of noise_multiplier and target_epsilon")
+        if (self.local_epochs is None) == (self.local_steps is None):
+            raise ValueError("give exactly one of local_epochs and local_steps")
         return self
 
     @property
     def steps_per_round(self) -> int:
         """Noisy steps a site takes per round."""
+        if self.local_steps is not None:
+            return self.local_steps
+        assert self.local_epochs is not None  # the validator guarantees one of them
         return round(self.local_epochs / self.sample_rate)
 
 

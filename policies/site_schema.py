@@ -41,6 +41,8 @@ class SiteDPPolicy(_Frozen):
         default=None, gt=0, le=1, description="At most the consortium's sampling rate.")
     local_epochs: StrictInt | None = Field(
         default=None, ge=1, le=100, description="At most the consortium's local epochs.")
+    local_steps: StrictInt | None = Field(
+        default=None, ge=1, le=100_000, description="At most the consortium's local steps.")
     accountant: Literal["rdp", "prv"] | None = Field(
         default=None, description="'rdp' (more conservative) may replace 'prv'; never the reverse."
     )
@@ -58,6 +60,8 @@ class SiteDPPolicy(_Frozen):
     def _one_noise_source(self) -> SiteDPPolicy:
         if self.noise_multiplier is not None and self.target_epsilon is not None:
             raise ValueError("give at most one of noise_multiplier and target_epsilon")
+        if self.local_epochs is not None and self.local_steps is not None:
+            raise ValueError("give at most one of local_epochs and local_steps")
         return self
 
 

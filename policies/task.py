@@ -16,12 +16,14 @@ value this version accepts (a DP-computed statistic is not implemented).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -150,6 +152,12 @@ class _Task(_Frozen):
         """Number of classes (the model's outputs)."""
         return len(self.label.classes)
 
+    def for_members(self, sites: Sequence[str]) -> Self:
+        """This task as a run with these member sites trains it (itself, unless a tabular
+        task appends a site indicator)."""
+        del sites
+        return self
+
 
 class TabularTask(_Task):
     """A table: one row per record, a label column and declared feature columns."""
@@ -159,6 +167,10 @@ class TabularTask(_Task):
     ignore_columns: tuple[ColumnName, ...] = Field(
         (), max_length=100, description="Columns a file may hold that the task does not use "
         "(identifiers); any other extra column is an error.")
+    site_indicator: StrictBool = Field(
+        False, description="Append a one-hot of the site among the run's member sites (a "
+        "per-site intercept: each hospital's base rate). Fixed by the membership, not by data.")
+    _site_levels: tuple[str, ...] = PrivateAttr(default=())
 
     @model_validator(mode="after")
     def _consistent(self) -> TabularTask:
@@ -178,8 +190,23 @@ class TabularTask(_Task):
         return self
 
     def feature_names(self) -> tuple[str, ...]:
-        """The fixed feature layout every site produces, in order."""
-        return tuple(name for c in self.columns for name in column_features(c))
+        """The fixed feature layout every site produces, in order (with the site indicator of
+        the run's members last, once :meth:`for_members` set them)."""
+        names = tuple(name for c in self.columns for name in column_features(c))
+        return names + tuple(f"site={s}" for s in self.site_levels)
+
+    @property
+    def site_levels(self) -> tuple[str, ...]:
+        """The run's member sites of the site indicator (empty outside a run)."""
+        return self._site_levels
+
+    def for_members(self, sites: Sequence[str]) -> Self:
+        """This task as a run with these member sites trains it (their indicator appended)."""
+        if not self.site_indicator:
+            return self
+        copy = self.model_copy()
+        copy._site_levels = tuple(sites)
+        return copy
 
     @property
     def input_shape(self) -> tuple[int, ...]:

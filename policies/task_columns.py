@@ -80,12 +80,17 @@ class BooleanMissing(_Missing):
 
 
 class NumericColumn(_Frozen):
-    """A number with a unit and an allowed range; it is scaled from the range to [-1, 1]."""
+    """A number with a unit and an allowed range; its feature is
+    ``gain · (value − center) / (hi − lo)``, all declared (by default the range maps to
+    [-1, 1])."""
 
     name: ColumnName
     type: Literal["numeric"]
     unit: StrictStr = Field(max_length=64, description="Unit, for reviewers ('' if none).")
     range: tuple[Number, Number] = Field(description="Allowed values [lo, hi], lo < hi.")
+    center: Number | None = Field(
+        None, description="The value that maps to 0 (default: the middle of the range).")
+    gain: Number = Field(2.0, gt=0, le=1000, description="Feature = gain·(value−center)/(hi−lo).")
     missing: NumericMissing | None = Field(
         None, description="How missing values are handled (none: a missing cell is an error).")
 
@@ -94,6 +99,8 @@ class NumericColumn(_Frozen):
         lo, hi = self.range
         if not lo < hi:
             raise ValueError(f"range: lo ({lo}) must be below hi ({hi})")
+        if self.center is not None and not lo <= self.center <= hi:
+            raise ValueError(f"center ({self.center}) is outside the range [{lo}, {hi}]")
         if self.missing is not None:
             if not lo <= self.missing.impute <= hi:
                 raise ValueError(f"missing.impute ({self.missing.impute}) is outside the range "
@@ -108,9 +115,10 @@ class NumericColumn(_Frozen):
         return self
 
     def scale(self, value: float) -> float:
-        """The fixed scaling of a value in the range to [-1, 1]."""
+        """The fixed scaling of a value: ``gain · (value − center) / (hi − lo)``."""
         lo, hi = self.range
-        return 2.0 * (value - lo) / (hi - lo) - 1.0
+        center = (lo + hi) / 2 if self.center is None else self.center
+        return float(self.gain) * (value - center) / (hi - lo)
 
 
 class CategoricalColumn(_Frozen):

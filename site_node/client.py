@@ -17,7 +17,7 @@ from flwr.client import NumPyClient
 
 from policies.errors import PolicyError
 from policies.task_loader import LoadedTask, load_task
-from site_node.data import SiteData, load_cached
+from site_node.data import SiteData, load_cached, with_site_indicator
 from site_node.errors import ConfigError, DataError, Refusal
 from site_node.instruction import Instruction, parse_instruction
 from site_node.model import build_model, set_weights
@@ -74,7 +74,7 @@ def check_task(settings: NodeSettings, instruction: Instruction) -> None:
 
 def _fits_task(parameters: list[np.ndarray], instruction: Instruction, site: str) -> None:
     try:
-        set_weights(build_model(instruction.task.task), parameters)
+        set_weights(build_model(instruction.model_task), parameters)
     except ValueError as exc:
         raise Refusal(f"site {site} refuses: the global model it received does not fit task "
                       f"{instruction.task.name}: {exc}") from None
@@ -123,7 +123,8 @@ class SiteClient(NumPyClient):
                 raise Refusal(f"site {site} refuses: the global model it received is not finite")
             check_task(self.settings, instruction)
             try:
-                data = site_data(self.settings, instruction.task)
+                data = with_site_indicator(site_data(self.settings, instruction.task),
+                                           instruction.model_task, site)
             except DataError as exc:
                 raise Refusal(f"site {site} refuses before any training: {exc}") from None
             _fits_task(parameters, instruction, site)
@@ -135,7 +136,7 @@ class SiteClient(NumPyClient):
             admitted = guard.admit(instruction, num_examples=data.num_train)
         except (Refusal, InstructionError, ConfigError, DataError, ProtocolError) as exc:
             return self._refuse(parameters, str(exc))
-        result = train_dp(parameters, data, admitted.plan, instruction.task.task)
+        result = train_dp(parameters, data, admitted.plan, instruction.model_task)
         if not _all_finite(result.weights):
             return self._refuse(parameters, f"site {site} refuses: its update is not finite; "
                                 "nothing was recorded or sent")
@@ -155,6 +156,8 @@ class SiteClient(NumPyClient):
         """
         instruction = parse_instruction(config)
         check_task(self.settings, instruction)
-        data = site_data(self.settings, instruction.task)
-        loss, accuracy = evaluate(parameters, data.x_test, data.y_test, instruction.task.task)
+        task = instruction.model_task
+        data = with_site_indicator(site_data(self.settings, instruction.task), task,
+                                   self.settings.site)
+        loss, accuracy = evaluate(parameters, data.x_test, data.y_test, task)
         return loss, data.num_test, {wire.SITE: self.settings.site, wire.ACCURACY: accuracy}

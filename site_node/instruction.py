@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from policies.errors import PolicyError
 from policies.loader import LoadedPolicy, policy_from_canonical
+from policies.task import AnyTask
 from policies.task_loader import LoadedTask, task_from_canonical
 from site_node.protocol import wire
 from site_node.protocol.errors import InstructionError
@@ -31,6 +32,11 @@ class Instruction:
     policy: LoadedPolicy
     task: LoadedTask
     noise_multiplier: float
+
+    @property
+    def model_task(self) -> AnyTask:
+        """The task as this run's members train it (with their site indicator, if any)."""
+        return self.task.task.for_members(self.policy.policy.sites)
 
     def to_config(self) -> dict[str, Scalar]:
         """As the instruction's config record."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,8 +39,8 @@ class TrainPlan:
     ----------
     noise_multiplier, sample_rate, max_grad_norm : float
         DP-SGD mechanism parameters.
-    local_epochs : int
-        Passes over the local data; steps = local_epochs / sample_rate.
+    steps : int
+        Noisy steps per round (Poisson-sampled batches; an epoch is ``1 / sample_rate``).
     learning_rate : float
         SGD learning rate.
     accountant : str
@@ -51,15 +52,10 @@ class TrainPlan:
     noise_multiplier: float
     sample_rate: float
     max_grad_norm: float
-    local_epochs: int
+    steps: int
     learning_rate: float
     accountant: str
     delta: float
-
-    @property
-    def steps(self) -> int:
-        """Noisy steps per round: each epoch is ``1 / sample_rate`` Poisson-sampled batches."""
-        return round(self.local_epochs / self.sample_rate)
 
     @property
     def mechanism(self) -> Mechanism:
@@ -113,7 +109,7 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan, task: A
             noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
             poisson_sampling=False, noise_generator=gen,
         )
-        _run_epochs(dp_model, dp_opt, dp_loader, plan.local_epochs)
+        _run_steps(dp_model, dp_opt, dp_loader, plan.steps)
     steps = sum(int(n) for _, _, n in engine.accountant.history)
     mechanism = Mechanism(noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
                           steps=steps, max_grad_norm=plan.max_grad_norm,
@@ -121,18 +117,28 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan, task: A
     return TrainResult(weights=get_weights(model), mechanism=mechanism)
 
 
-def _run_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DPDataLoader,
-                epochs: int) -> None:
+def _batches(loader: DPDataLoader, steps: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``steps`` Poisson-sampled batches, going through the loader as often as needed."""
+    done = 0
+    while done < steps:
+        for batch in loader:
+            yield batch
+            done += 1
+            if done == steps:
+                return
+
+
+def _run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DPDataLoader,
+               steps: int) -> None:
     criterion = nn.CrossEntropyLoss()
     model.train()
-    for _ in range(epochs):
-        for xb, yb in loader:
-            optimizer.zero_grad()
-            # An empty Poisson batch still takes a (pure-noise) step.
-            empty = len(xb) == 0
-            loss = model(xb).sum() * 0.0 if empty else criterion(model(xb), yb)
-            loss.backward()
-            optimizer.step()
+    for xb, yb in _batches(loader, steps):
+        optimizer.zero_grad()
+        # An empty Poisson batch still takes a (pure-noise) step.
+        empty = len(xb) == 0
+        loss = model(xb).sum() * 0.0 if empty else criterion(model(xb), yb)
+        loss.backward()
+        optimizer.step()
 
 
 def _logits(weights: list[np.ndarray], x: np.ndarray, task: AnyTask) -> torch.Tensor:

@@ -66,7 +66,7 @@ def effective_policies(files: list[Path]) -> tuple[LoadedPolicy, list[EffectiveP
 def _table(consortium: LoadedPolicy, policies: list[EffectivePolicy]) -> Table:
     table = Table(title=f"Effective policies (consortium {consortium.sha256[:16]}…)")
     table.add_column("site", no_wrap=True, min_width=11)
-    for col in ("δ", "ε/run", "ε lifetime", "noise / target ε", "clip", "q", "epochs", "acct",
+    for col in ("δ", "ε/run", "ε lifetime", "noise / target ε", "clip", "q", "steps/round", "acct",
                 "min sites", "sha256"):
         table.add_column(col)
     for e in policies:
@@ -74,7 +74,7 @@ def _table(consortium: LoadedPolicy, policies: list[EffectivePolicy]) -> Table:
                  else f"ε*={e.dp.target_epsilon:g}")
         table.add_row(e.site, f"{e.delta:g}", f"{e.epsilon_ceiling:g}",
                       f"{e.lifetime_epsilon_ceiling:g}", noise, f"{e.dp.max_grad_norm:g}",
-                      f"{e.dp.sample_rate:g}", str(e.dp.local_epochs), e.dp.accountant,
+                      f"{e.dp.sample_rate:g}", str(e.dp.steps_per_round), e.dp.accountant,
                       str(e.min_sites), e.sha256[:16] + "…")
     return table
 

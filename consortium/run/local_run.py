@@ -102,7 +102,7 @@ class LocalRun:
 
     def run(self, rounds: int) -> LocalOutcome:
         """Train ``rounds`` rounds (stopping at the first the site refuses); record everything."""
-        weights = initial_weights(self.plan.task.task, self.plan.seed)
+        weights = initial_weights(self.plan.model_task, self.plan.seed)
         ok, status = 0, RUN_COMPLETED
         with RunStore(self.plan.store_path) as store:
             audit_log = AuditLog(store.db, key=open_home().signing_key())

@@ -21,6 +21,7 @@ from consortium.store.records import MODE_DEMO, MODE_DEPLOYMENT
 from policies.example import DEFAULT_EXAMPLE, load_example
 from policies.loader import LoadedPolicy, load_policy
 from policies.schema import MAX_ROUNDS
+from policies.task import AnyTask
 from policies.task_loader import LoadedTask, load_task
 from site_node.instruction import Instruction, Scalar
 from site_node.privacy.accountant import noise_for_target
@@ -41,6 +42,11 @@ class RunPlan:
     noise_multiplier: float
     mode: str = MODE_DEPLOYMENT
     example_site_policies: bool = False
+
+    @property
+    def model_task(self) -> AnyTask:
+        """The task as this run's members train it (with their site indicator, if any)."""
+        return self.task.task.for_members(self.loaded.policy.sites)
 
     @property
     def policy_sha256(self) -> str:

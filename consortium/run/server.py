@@ -26,7 +26,7 @@ def run_consortium(grid: Grid, context: Context, plan: RunPlan, *,
     """Run the plan on ``grid`` (from ``resume`` if given); returns how it ended."""
     flower_compat.install_masking()
     weights = (resume.weights if resume and resume.weights
-               else initial_weights(plan.task.task, plan.seed))
+               else initial_weights(plan.model_task, plan.seed))
     strategy = ConsortiumStrategy(
         min_sites=plan.loaded.policy.min_sites,
         initial_parameters=ndarrays_to_parameters(weights),

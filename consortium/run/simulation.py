@@ -82,6 +82,7 @@ def simulate(plan: RunPlan, sites: Sequence[NodeSettings], *,
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     backend = backend_config(len(sites))
     flower_compat.start_ray(backend)  # before our signal handlers: ray.init replaces them
+    flower_compat.pace_simulation()
     with stop_on_signals(stop):
         run_simulation(
             server_app=server_app_for(plan, on_round=on_round, outcomes=outcomes, stop=stop,

@@ -7,9 +7,9 @@ MedMNIST ``.npz`` (:mod:`.images`). The embedded examples' files are in ``exampl
 this package, each with its provenance.
 """
 
-from site_node.data.dataset import SiteData, load_cached, load_site_data
+from site_node.data.dataset import SiteData, load_cached, load_site_data, with_site_indicator
 from site_node.data.report import DataRefused, DataReport
 from site_node.data.summary import DataSummary
 
 __all__ = ["DataRefused", "DataReport", "DataSummary", "SiteData", "load_cached",
-           "load_site_data"]
+           "load_site_data", "with_site_indicator"]

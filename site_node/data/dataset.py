@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from policies.task import ImageTask, TabularTask
+from policies.task import AnyTask, ImageTask, TabularTask
 from policies.task_loader import LoadedTask
 from site_node.data import report as rules
 from site_node.data.images import ImageSet, pixels, read_folders, read_npz
@@ -28,6 +28,7 @@ from site_node.data.split import split_mask
 from site_node.data.summary import DataSummary
 from site_node.data.tables import read_table
 from site_node.data.tabular import encode_table
+from site_node.errors import DataError
 
 log = logging.getLogger(__name__)
 CACHE_SIZE = 8
@@ -202,3 +203,17 @@ def load_cached(loaded: LoadedTask, path: Path | str) -> SiteData:
 
 
 __all__ = ["DataRefused", "SiteData", "load_cached", "load_site_data"]
+
+
+def with_site_indicator(data: SiteData, task: AnyTask, site: str) -> SiteData:
+    """The data with the task's site indicator appended (unchanged without one): a one-hot of
+    ``site`` among the run's member sites, the same for every row of this site."""
+    levels = task.site_levels if isinstance(task, TabularTask) else ()
+    if not levels:
+        return data
+    if site not in levels:
+        raise DataError(f"site {site} is not among the run's member sites {list(levels)}")
+    one = np.zeros((1, len(levels)), dtype=np.float32)
+    one[0, levels.index(site)] = 1.0
+    return replace(data, x_train=np.hstack([data.x_train, np.repeat(one, data.num_train, 0)]),
+                   x_test=np.hstack([data.x_test, np.repeat(one, data.num_test, 0)]))

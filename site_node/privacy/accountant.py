@@ -2,7 +2,9 @@
 
 Training, the ledger, admission, the consortium's budget projection, receipts and every command
 call :func:`epsilon`: ε is composed over a sequence of :class:`Mechanism` events by a real Opacus
-accountant (RDP or PRV), loaded through its public ``load_state_dict``; ε values are never added.
+accountant (PRV: loaded through its public ``load_state_dict``; RDP: Opacus' own RDP analysis,
+``compute_rdp`` and ``get_privacy_spent``, with the per-step curve of each (σ, q) cached, which
+is what Opacus' ``RDPAccountant`` computes); ε values are never added.
 Every figure is stated at a δ the caller passes and prints with it.
 """
 
@@ -10,11 +12,16 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from opacus.accountants import create_accountant
+import numpy as np
+from opacus.accountants import RDPAccountant, create_accountant
+from opacus.accountants.analysis import rdp as rdp_analysis
 
 from site_node.protocol.mechanism import ACCOUNTANTS, Mechanism
+
+#: The orders Opacus' RDP accountant optimises over.
+RDP_ORDERS: list[float] = [float(a) for a in RDPAccountant.DEFAULT_ALPHAS]
 
 
 def _check(delta: float, accountant: str) -> None:
@@ -22,6 +29,27 @@ def _check(delta: float, accountant: str) -> None:
         raise ValueError(f"delta must be in (0, 1), got {delta!r}")
     if accountant not in ACCOUNTANTS:
         raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got {accountant!r}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _unit_rdp(noise_multiplier: float, sample_rate: float) -> tuple[float, ...]:
+    """Opacus' RDP curve of one step of the Poisson-subsampled Gaussian, at its default orders.
+
+    It is the costly part (about 0.5 s at q = 0.5) and depends only on (σ, q); a round of
+    ``steps`` steps is ``steps`` times it, exactly as Opacus' ``compute_rdp`` computes it.
+    """
+    return tuple(float(x) for x in rdp_analysis.compute_rdp(
+        q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=RDP_ORDERS))
+
+
+def _rdp_epsilon(history: list[tuple[float, float, int]], delta: float) -> float:
+    """What Opacus' ``RDPAccountant.get_epsilon`` returns for this history, with the per-step
+    curves cached."""
+    total = np.zeros(len(RDP_ORDERS))
+    for sigma, q, steps in history:
+        total += steps * np.asarray(_unit_rdp(sigma, q))
+    eps, _ = rdp_analysis.get_privacy_spent(orders=RDP_ORDERS, rdp=total, delta=delta)
+    return float(eps)
 
 
 def epsilon(events: Sequence[Mechanism], *, delta: float, accountant: str) -> float:
@@ -35,12 +63,15 @@ def epsilon(events: Sequence[Mechanism], *, delta: float, accountant: str) -> fl
     _check(delta, accountant)
     if not events:
         return 0.0
+    history = _merged(events)
+    if accountant == "rdp":
+        return _rdp_epsilon(history, delta)
     acc = create_accountant(accountant)
-    acc.load_state_dict({"mechanism": acc.mechanism(), "history": _history(events)})
+    acc.load_state_dict({"mechanism": acc.mechanism(), "history": history})
     return float(acc.get_epsilon(delta=delta))
 
 
-def _history(events: Sequence[Mechanism]) -> list[tuple[float, float, int]]:
+def _merged(events: Sequence[Mechanism]) -> list[tuple[float, float, int]]:
     """The accountant's history: consecutive events of the same (σ, q) merged into one entry
     with their steps summed, as Opacus' own ``step`` records them (the accountants cost time
     per entry, not per step, so a ledger of many equal rounds stays fast)."""
@@ -59,15 +90,58 @@ def projected(events: Sequence[Mechanism], mechanism: Mechanism, rounds: int, *,
     return epsilon([*events, *([mechanism] * rounds)], delta=delta, accountant=accountant)
 
 
+#: How close to the target ε the noise search stops (Opacus' ``get_noise_multiplier`` tolerance).
+EPSILON_TOLERANCE = 0.005
+_INT_ORDERS = [a for a in RDP_ORDERS if a.is_integer()]
+
+
+def _smallest_sigma(eps_of: Callable[[float], float], target: float, low: float = 0.0,
+                    high: float = 10.0) -> float:
+    """Opacus' search: double σ until ε(σ) ≤ target, then bisect until ε is within
+    :data:`EPSILON_TOLERANCE` below the target; returns a σ whose ε is at most the target."""
+    eps_high = eps_of(high)
+    while eps_high > target:
+        low, high = high, 2 * high
+        eps_high = eps_of(high)
+    while target - eps_high > EPSILON_TOLERANCE:
+        mid = (low + high) / 2
+        eps = eps_of(mid)
+        if eps <= target:
+            high, eps_high = mid, eps
+        else:
+            low = mid
+    return high
+
+
 @functools.lru_cache(maxsize=256)
 def noise_for_target(*, target_epsilon: float, delta: float, sample_rate: float, steps: int,
                      accountant: str) -> float:
-    """The smallest noise multiplier (to Opacus' search tolerance) whose ε over ``steps`` stays
-    at most ``target_epsilon`` at ``delta``."""
-    from opacus.accountants.utils import get_noise_multiplier
+    """The smallest noise multiplier (to within :data:`EPSILON_TOLERANCE` of the target) whose ε
+    over ``steps`` stays at most ``target_epsilon`` at ``delta``.
 
+    RDP: the search runs first over Opacus' integer orders only (fast; the ε it sees is never
+    below the full one, so that σ is safe), then its ε is computed over all of Opacus' orders;
+    only if that is more than the tolerance below the target is the search refined with all
+    orders. The returned σ always has ε ≤ target by the full computation.
+    """
     _check(delta, accountant)
-    return float(get_noise_multiplier(
-        target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate,
-        steps=steps, accountant=accountant, epsilon_tolerance=0.005,
-    ))
+    if accountant != "rdp":
+        from opacus.accountants.utils import get_noise_multiplier
+
+        return float(get_noise_multiplier(
+            target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate,
+            steps=steps, accountant=accountant, epsilon_tolerance=EPSILON_TOLERANCE))
+
+    def eps_int(sigma: float) -> float:
+        rdp = rdp_analysis.compute_rdp(q=sample_rate, noise_multiplier=sigma, steps=steps,
+                                       orders=_INT_ORDERS)
+        return float(rdp_analysis.get_privacy_spent(orders=_INT_ORDERS, rdp=rdp,
+                                                    delta=delta)[0])
+
+    def eps_full(sigma: float) -> float:
+        return _rdp_epsilon([(sigma, sample_rate, steps)], delta)
+
+    sigma = _smallest_sigma(eps_int, target_epsilon)
+    if target_epsilon - eps_full(sigma) <= EPSILON_TOLERANCE:
+        return sigma
+    return _smallest_sigma(eps_full, target_epsilon, low=0.0, high=sigma)

@@ -95,17 +95,17 @@ class SiteGuard:
     def plan(self, instruction: Instruction, eff: EffectivePolicy) -> TrainPlan:
         """The round's DP-SGD plan under the effective policy (σ never below the consortium's).
 
-        With a target ε, a site whose effective δ, target, sampling rate, epochs or accountant
-        differ from the consortium's calibrates its own σ for the planned rounds; the larger
-        of the two is used.
+        With a target ε, a site whose effective δ, target, sampling rate, local work or
+        accountant differ from the consortium's calibrates its own σ for the planned rounds; the
+        larger of the two is used.
         """
         dp, base = eff.dp, instruction.policy.policy
-        steps = round(dp.local_epochs / dp.sample_rate)
+        steps = dp.steps_per_round
         sigma = instruction.noise_multiplier
         if dp.noise_multiplier is not None:
             sigma = max(sigma, float(dp.noise_multiplier))
-        same = (eff.delta, dp.target_epsilon, dp.sample_rate, dp.local_epochs, dp.accountant) == (
-            base.delta, base.dp.target_epsilon, base.dp.sample_rate, base.dp.local_epochs,
+        same = (eff.delta, dp.target_epsilon, dp.sample_rate, steps, dp.accountant) == (
+            base.delta, base.dp.target_epsilon, base.dp.sample_rate, base.dp.steps_per_round,
             base.dp.accountant)
         if dp.target_epsilon is not None and not same:
             own = accountant.noise_for_target(
@@ -114,7 +114,7 @@ class SiteGuard:
                 accountant=dp.accountant)
             sigma = max(sigma, own)
         return TrainPlan(noise_multiplier=sigma, sample_rate=float(dp.sample_rate),
-                         max_grad_norm=float(dp.max_grad_norm), local_epochs=dp.local_epochs,
+                         max_grad_norm=float(dp.max_grad_norm), steps=steps,
                          learning_rate=float(dp.learning_rate), accountant=dp.accountant,
                          delta=eff.delta)
 
