@@ -212,7 +212,7 @@ def with_site_indicator(data: SiteData, task: AnyTask, site: str) -> SiteData:
     if not levels:
         return data
     if site not in levels:
-        raise DataError(f"site {site} is not among the run's member sites {list(levels)}")
+        raise DataError(f"site {site} is not a member of this run ({', '.join(levels)})")
     one = np.zeros((1, len(levels)), dtype=np.float32)
     one[0, levels.index(site)] = 1.0
     return replace(data, x_train=np.hstack([data.x_train, np.repeat(one, data.num_train, 0)]),

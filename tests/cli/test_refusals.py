@@ -81,13 +81,13 @@ def test_site_node_init_refuses_a_path_as_site_id(site_node, tmp_path: Path) -> 
 
 
 BROKEN = {
-    "duplicate-key": (POLICY.replace("rounds: 10", "rounds: 10\nrounds: 11").encode(),
+    "duplicate-key": (POLICY.replace("rounds: 20", "rounds: 20\nrounds: 21").encode(),
                       "duplicate key 'rounds'"),
-    "alias": (POLICY.replace("max_grad_norm: 1.0", "max_grad_norm: &clip 1.0")
+    "alias": (POLICY.replace("max_grad_norm: 0.1", "max_grad_norm: &clip 0.1")
               .replace("clipping_range: 8.0", "clipping_range: *clip").encode(), "anchors"),
     "utf-16": (POLICY.encode("utf-16"), "not UTF-8"),
-    "yes-as-epochs": (POLICY.replace("local_epochs: 2 ", "local_epochs: yes ").encode(),
-                      "dp.local_epochs"),
+    "yes-as-steps": (POLICY.replace("local_steps: 5 ", "local_steps: yes ").encode(),
+                      "dp.local_steps"),
 }
 
 
@@ -112,6 +112,6 @@ def test_the_installed_entry_point_reports_a_broken_policy_the_same_way(tmp_path
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "COLUMNS": "200"}, check=False)
     assert done.returncode == 2, done.stdout + done.stderr
-    line = POLICY[:POLICY.index("rounds: 10")].count("\n") + 2  # the repeated key's line
+    line = POLICY[:POLICY.index("rounds: 20")].count("\n") + 2  # the repeated key's line
     assert done.stderr.strip().splitlines() == [
         f"error: {policy}: not valid YAML: duplicate key 'rounds' (line {line}, column 1)"]

@@ -130,7 +130,7 @@ def test_privacy_page(one_run_store: Path) -> None:
     assert (budget["remaining"] >= 0).all() and budget["rounds_affordable"].notna().all()
     page = texts(at)
     # The embedded policy's δ and per-run ceiling, as the run recorded them.
-    assert "δ = 1e-05" in page and "ε = 3" in page
+    assert "δ = 1e-05" in page and "ε = 1" in page
     assert "linear estimate" in page and "conservative" in page
 
 

@@ -37,23 +37,23 @@ def test_without_a_site_policy_the_consortium_policy_applies() -> None:
 
 def test_the_effective_hash_follows_the_merged_values() -> None:
     c = load_policy().policy
-    a = effective_policy(c, SitePolicy(site="hungary", epsilon_ceiling=2.0,
-                                       dp={"target_epsilon": 2.0}))
-    b = effective_policy(c, SitePolicy(site="hungary", epsilon_ceiling=2.5,
-                                       dp={"target_epsilon": 2.0}))
+    a = effective_policy(c, SitePolicy(site="hungary", epsilon_ceiling=0.8,
+                                       dp={"target_epsilon": 0.7}))
+    b = effective_policy(c, SitePolicy(site="hungary", epsilon_ceiling=0.9,
+                                       dp={"target_epsilon": 0.7}))
     assert a.sha256 != b.sha256 and a.consortium_sha256 == b.consortium_sha256
     assert a.site_policy_sha256 != b.site_policy_sha256
 
 
 @pytest.mark.parametrize(("override", "field", "site_value", "consortium_value"), [
-    ({"epsilon_ceiling": 5.0}, "epsilon_ceiling", "5.0", "3.0"),
+    ({"epsilon_ceiling": 5.0}, "epsilon_ceiling", "5.0", "1.0"),
     ({"lifetime_epsilon_ceiling": 50.0}, "lifetime_epsilon_ceiling", "50.0", "10.0"),
     ({"delta": 1e-3}, "delta", "0.001", "1e-05"),
     ({"min_sites": 2}, "min_sites", "2", "4"),
-    ({"dp": {"target_epsilon": 4.0}}, "dp.target_epsilon", "4.0", "3.0"),
-    ({"dp": {"max_grad_norm": 2.0}}, "dp.max_grad_norm", "2.0", "1.0"),
-    ({"dp": {"sample_rate": 0.5}}, "dp.sample_rate", "0.5", "0.2"),
-    ({"dp": {"local_epochs": 9}}, "dp.local_epochs", "9", "2"),
+    ({"dp": {"target_epsilon": 4.0}}, "dp.target_epsilon", "4.0", "1.0"),
+    ({"dp": {"max_grad_norm": 2.0}}, "dp.max_grad_norm", "2.0", "0.1"),
+    ({"dp": {"sample_rate": 1.0}}, "dp.sample_rate", "1.0", "0.5"),
+    ({"dp": {"local_steps": 9}}, "dp.local_steps", "9", "5"),
     ({"dp": {"accountant": "prv"}}, "dp.accountant", "'prv'", "'rdp'"),
     ({"secagg": {"reconstruction_threshold": 1}}, "secagg.reconstruction_threshold", "1", "2"),
 ])
@@ -145,7 +145,7 @@ overrides = st.fixed_dictionaries({}, optional={
         "target_epsilon": st.floats(0.1, 20),
         "max_grad_norm": st.floats(0.01, 5),
         "sample_rate": st.sampled_from([1.0, 0.5, 0.25, 0.2, 0.125, 0.1, 0.05]),
-        "local_epochs": st.integers(1, 5),
+        "local_steps": st.integers(1, 10),
         "accountant": st.sampled_from(["rdp", "prv"]),
     }),
 })
@@ -158,7 +158,7 @@ def loosened_fields(c: ConsortiumPolicy, o: dict[str, Any]) -> list[str]:
                       if f in o and o[f] > getattr(c, f)]
     if o.get("min_sites", c.min_sites) < c.min_sites:
         out.append("min_sites")
-    for f in ("target_epsilon", "max_grad_norm", "sample_rate", "local_epochs"):
+    for f in ("target_epsilon", "max_grad_norm", "sample_rate", "local_steps"):
         if f in dp and dp[f] > getattr(c.dp, f):
             out.append(f"dp.{f}")
     if dp.get("accountant") == "prv" and c.dp.accountant == "rdp":
@@ -195,7 +195,7 @@ def test_effective_policy_is_never_looser(override: dict[str, Any]) -> None:
     assert e.dp.target_epsilon <= c.dp.target_epsilon
     assert e.dp.max_grad_norm <= c.dp.max_grad_norm
     assert e.dp.sample_rate <= c.dp.sample_rate
-    assert e.dp.local_epochs <= c.dp.local_epochs
+    assert e.dp.steps_per_round <= c.dp.steps_per_round
     assert ACCOUNTANT_STRICTNESS[e.dp.accountant] >= ACCOUNTANT_STRICTNESS[c.dp.accountant]
     assert e.dp.learning_rate == c.dp.learning_rate and e.rounds == c.rounds
     # Every override that was given is the value in force.
@@ -219,8 +219,9 @@ LOOSENERS: dict[str, tuple[Any, Any]] = {
                           st.floats(float(_BASE.dp.target_epsilon or 0) * 1.0001, 1000)),
     "dp.max_grad_norm": (_BASE.dp.max_grad_norm,
                          st.floats(_BASE.dp.max_grad_norm * 1.0001, 1e6)),
-    "dp.sample_rate": (_BASE.dp.sample_rate, st.sampled_from([1.0, 0.5, 0.25])),
-    "dp.local_epochs": (_BASE.dp.local_epochs, st.integers(_BASE.dp.local_epochs + 1, 100)),
+    "dp.sample_rate": (_BASE.dp.sample_rate, st.sampled_from(
+        [q for q in (1.0, 0.5, 0.25) if q > _BASE.dp.sample_rate])),
+    "dp.local_steps": (_BASE.dp.local_steps, st.integers((_BASE.dp.local_steps or 0) + 1, 100)),
     "secagg.reconstruction_threshold": (_BASE.secagg.reconstruction_threshold,
                                         st.integers(-5, 1)),
 }
@@ -259,3 +260,25 @@ def test_tightening_overrides_are_accepted_and_applied(f_eps: float, f_clip: flo
     assert (e.epsilon_ceiling, e.dp.target_epsilon) == (eps, eps)
     assert e.dp.max_grad_norm == c.dp.max_grad_norm * f_clip
     assert e.delta == c.delta * f_delta
+
+
+@pytest.mark.parametrize(("consortium_work", "site_work", "field"), [
+    ({"local_steps": 5}, {"local_epochs": 1}, "dp.local_epochs"),
+    ({"local_epochs": 2}, {"local_steps": 3}, "dp.local_steps"),
+])
+def test_a_site_may_not_switch_the_unit_of_local_work(
+    consortium_work: dict[str, int], site_work: dict[str, int], field: str
+) -> None:
+    data = load_policy().policy.model_dump(mode="json")
+    data["dp"].pop("local_steps", None)
+    data["dp"].pop("local_epochs", None)
+    data["dp"].update(consortium_work)
+    c = ConsortiumPolicy.model_validate(data)
+    with pytest.raises(LooseningError, match=f"^{field}: the consortium fixes"):
+        effective_policy(c, SitePolicy.model_validate({"site": "hungary", "dp": site_work}))
+
+
+def test_lower_local_steps_are_in_force() -> None:
+    e = effective_policy(load_policy().policy,
+                         SitePolicy.model_validate({"site": "hungary", "dp": {"local_steps": 2}}))
+    assert e.dp.local_steps == 2 and e.dp.steps_per_round == 2

@@ -33,7 +33,7 @@ from tests.policies.policy_data import default_data, with_value, write
 def test_shipped_default_is_valid() -> None:
     loaded = load_policy()
     p = loaded.policy
-    assert p.delta == 1e-5 and p.epsilon_ceiling == 3.0 and len(p.sites) == 4
+    assert p.delta == 1e-5 and p.epsilon_ceiling == 1.0 and len(p.sites) == 4
     assert len(loaded.sha256) == 64
     assert loaded.sha256 == hashlib.sha256(loaded.canonical_json.encode()).hexdigest()
 
@@ -84,7 +84,7 @@ def test_policy_from_canonical_accepts_its_own_json_only() -> None:
         policy_from_canonical(pretty, hashlib.sha256(pretty.encode()).hexdigest(), "i")
     with pytest.raises(PolicyError, match="not JSON"):
         policy_from_canonical("{", hashlib.sha256(b"{").hexdigest(), "i")
-    tampered = loaded.canonical_json.replace('"rounds":10', '"rounds":1000')
+    tampered = loaded.canonical_json.replace('"rounds":20', '"rounds":1000')
     assert tampered != loaded.canonical_json
     with pytest.raises(PolicyError, match="does not match its hash"):
         policy_from_canonical(tampered, loaded.sha256, "i")

@@ -49,7 +49,7 @@ def test_bad_values_name_file_and_field(path: tuple[str, ...], value: Any, field
 
 
 @pytest.mark.parametrize(("path", "field"), [
-    (("dp", "local_epochs"), "dp.local_epochs"),
+    (("dp", "local_steps"), "dp.local_steps"),
     (("rounds",), "rounds"),
     (("min_sites",), "min_sites"),
     (("dp", "max_grad_norm"), "dp.max_grad_norm"),
@@ -58,8 +58,8 @@ def test_yes_is_not_a_number(tmp_path: Path, path: tuple[str, ...], field: str) 
     # YAML 1.1 reads `yes` as true; a boolean must never pass for 1.
     assert names_field(refusal(with_value(path, True)), field)
     text = Path(load_policy().source).read_text(encoding="utf-8")
-    text = text.replace("local_epochs: 2 ", "local_epochs: yes ")
-    with pytest.raises(PolicyError, match=r"dp\.local_epochs"):
+    text = text.replace("local_steps: 5 ", "local_steps: yes ")
+    with pytest.raises(PolicyError, match=r"dp\.local_steps"):
         load_policy(write(tmp_path, text))
 
 
@@ -84,12 +84,12 @@ def test_non_finite_numbers_are_refused(path: tuple[str, ...], field: str, value
 @pytest.mark.parametrize("literal", [".inf", "-.inf", ".nan", ".NaN", ".Inf"])
 def test_yaml_infinity_and_nan_literals_are_refused(tmp_path: Path, literal: str) -> None:
     text = Path(load_policy().source).read_text(encoding="utf-8")
-    for old in ("epsilon_ceiling: 3.0", "max_grad_norm: 1.0 "):
+    for old in ("epsilon_ceiling: 1.0", "max_grad_norm: 0.1 "):
         bad = text.replace(old, old.split(":")[0] + ": " + literal + " ")
         assert bad != text
         with pytest.raises(PolicyError, match=old.split(":")[0]):
             load_policy(write(tmp_path, bad))
-    bad = text.replace("target_epsilon: 3.0", "noise_multiplier: " + literal)
+    bad = text.replace("target_epsilon: 1.0", "noise_multiplier: " + literal)
     with pytest.raises(PolicyError, match=r"dp\.noise_multiplier"):
         load_policy(write(tmp_path, bad))
 
@@ -154,7 +154,9 @@ def test_cross_field_rules() -> None:
     assert "must be unique" in refusal(
         with_value(("sites",), ["cleveland", "cleveland", "hungary", "long_beach"]))
     assert "exceeds lifetime_epsilon_ceiling" in refusal(
-        with_value(("lifetime_epsilon_ceiling",), 2.0))
+        with_value(("lifetime_epsilon_ceiling",), 0.5))
+    assert "exactly one of local_epochs and local_steps" in refusal(
+        with_value(("dp", "local_epochs"), 2))
     data = with_value(("min_sites",), 2)
     assert "num_shares (3) exceeds min_sites (2)" in refusal(data)
     data = with_value(("secagg", "reconstruction_threshold"), 3)
@@ -162,5 +164,8 @@ def test_cross_field_rules() -> None:
 
 
 def test_steps_per_round_follows_epochs_and_sampling() -> None:
-    dp = parse_policy(with_value(("dp", "local_epochs"), 3), "p").policy.dp
-    assert dp.steps_per_round == round(3 / dp.sample_rate) == 15
+    data = with_value(("dp", "local_epochs"), 3)
+    del data["dp"]["local_steps"]
+    dp = parse_policy(data, "p").policy.dp
+    assert dp.steps_per_round == round(3 / dp.sample_rate) == 6
+    assert load_policy().policy.dp.steps_per_round == 5  # the shipped default counts steps

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from policies.loader import load_policy
 from site_node import client as client_mod
 from site_node.client import FitReply, SiteClient
 from site_node.home import SiteHome
@@ -22,6 +23,8 @@ from tests.site_node.data_files import heart_task, single_class, with_value
 from tests.site_node.factories import instruction, mech, policy, settings, site_home
 
 HEART = heart_task().task
+#: The task as the shipped policy's members train it (its site indicator appended).
+HEART_RUN = HEART.for_members(load_policy().policy.sites)
 
 
 def ledger_state(home: SiteHome) -> tuple[int, int]:
@@ -67,7 +70,7 @@ def test_a_refusal_has_weight_zero_returns_the_model_and_spends_nothing(
     home = site_home(tmp_path)
     node = settings(home)
     config = instruction().to_config()
-    incoming = initial_weights(HEART, 0)
+    incoming = initial_weights(HEART_RUN, 0)
     if case == "loosening policy":
         own = tmp_path / "p.yaml"
         own.write_text("site: hungary\nepsilon_ceiling: 9.0\n", encoding="utf-8")
@@ -94,7 +97,7 @@ def test_a_refusal_has_weight_zero_returns_the_model_and_spends_nothing(
     elif case == "no data":
         node = replace(settings(home), data_path=None)
     elif case == "model of another task":
-        incoming = [np.zeros((3, 29), np.float32), np.zeros(3, np.float32)]
+        incoming = [np.zeros((3, 33), np.float32), np.zeros(3, np.float32)]
     reply = SiteClient(node).fit(incoming, config)
     assert_refusal(reply, incoming, "hungary", reason)
     assert ledger_state(home)[0] == 0
@@ -104,8 +107,8 @@ def test_a_refusal_has_weight_zero_returns_the_model_and_spends_nothing(
 def test_a_refused_run_stays_refused_and_the_refusal_is_recorded(tmp_path: Path) -> None:
     home = site_home(tmp_path)
     own = tmp_path / "p.yaml"
-    own.write_text("site: hungary\nlifetime_epsilon_ceiling: 2.0\nepsilon_ceiling: 2.0\n"
-                   "dp:\n  target_epsilon: 2.0\n", encoding="utf-8")
+    own.write_text("site: hungary\nlifetime_epsilon_ceiling: 1.0\nepsilon_ceiling: 1.0\n"
+                   "dp:\n  target_epsilon: 1.0\n", encoding="utf-8")
     node = settings(home, policy_path=own)
     # The site's own target fits its ceiling, but a lifetime already near it does not.
     with SiteLedger.in_state_dir(home.state_dir) as ledger:
@@ -113,7 +116,7 @@ def test_a_refused_run_stays_refused_and_the_refusal_is_recorded(tmp_path: Path)
             ledger.record(run_id="earlier", rnd=rnd, policy_sha256="p", mechanism=mech(0.8),
                           delta=1e-5)
     first = instruction("run-x", 1)
-    incoming = initial_weights(HEART, 0)
+    incoming = initial_weights(HEART_RUN, 0)
     assert_refusal(SiteClient(node).fit(incoming, first.to_config()), incoming, "hungary",
                    "lifetime ceiling")
     later = instruction("run-x", 2, sigma=first.noise_multiplier)
@@ -126,7 +129,7 @@ def test_an_accepted_round_returns_a_verified_receipt_matching_the_ledger(tmp_pa
                                                                           ) -> None:
     home = site_home(tmp_path)
     ins = instruction("run-ok", 1)
-    incoming = initial_weights(HEART, 0)
+    incoming = initial_weights(HEART_RUN, 0)
     client = SiteClient(settings(home))
     weights, n, metrics = client.fit(incoming, ins.to_config())
     assert set(metrics) == {wire.SITE, wire.RECEIPT, wire.RECEIPT_SIGNATURE}
@@ -151,7 +154,7 @@ def test_an_accepted_round_returns_a_verified_receipt_matching_the_ledger(tmp_pa
 def test_evaluate_reports_loss_and_accuracy_on_the_test_split(tmp_path: Path) -> None:
     home = site_home(tmp_path)
     config = instruction().to_config()
-    loss, n, metrics = SiteClient(settings(home)).evaluate(initial_weights(HEART, 0), config)
+    loss, n, metrics = SiteClient(settings(home)).evaluate(initial_weights(HEART_RUN, 0), config)
     assert n == 73 and loss > 0
     assert metrics[wire.SITE] == "hungary" and 0.0 <= float(metrics[wire.ACCURACY]) <= 1.0
 
@@ -163,7 +166,7 @@ def test_a_round_already_trained_is_never_trained_twice_its_receipt_is_resent(
     trained it replies with weight 0 and that round's kept receipt, and spends nothing more."""
     home = site_home(tmp_path)
     ins = instruction("run-crashed", 3)
-    incoming = initial_weights(HEART, 0)
+    incoming = initial_weights(HEART_RUN, 0)
     client = SiteClient(settings(home))
     _, n, first = client.fit(incoming, ins.to_config())
     assert n > 0
@@ -181,7 +184,7 @@ def test_more_examples_than_secagg_max_weight_is_refused(tmp_path: Path) -> None
     """SecAgg+ weighs an update by examples / max_weight: above 1 its quantisation overflows."""
     home = site_home(tmp_path)
     config = instruction(loaded=policy(secagg__max_weight=100)).to_config()
-    incoming = initial_weights(HEART, 0)
+    incoming = initial_weights(HEART_RUN, 0)
     reply = SiteClient(settings(home)).fit(incoming, config)
     assert_refusal(reply, incoming, "hungary", "exceed secagg.max_weight 100")
     assert ledger_state(home) == (0, 0)

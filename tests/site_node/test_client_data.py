@@ -116,5 +116,6 @@ def test_every_example_site_admits_its_data(tmp_path: Path) -> None:
             home = site_home(tmp_path / name, site)
             node = settings(home, data_path=path)
             with pytest.raises(AssertionError, match="must not train"):
-                SiteClient(node).fit(initial_weights(task.task, 0),
+                SiteClient(node).fit(initial_weights(task.task.for_members(loaded.policy.sites),
+                                                     0),
                                      instruction(loaded=loaded, task=task).to_config())

@@ -74,7 +74,7 @@ def test_a_bad_run_or_round_is_refused(changes: dict[str, object]) -> None:
 def test_a_policy_that_does_not_match_its_hash_is_refused() -> None:
     cfg = config()
     text = str(cfg[wire.POLICY_JSON])
-    loosened = text.replace('"epsilon_ceiling":3.0', '"epsilon_ceiling":30.0')
+    loosened = text.replace('"epsilon_ceiling":1.0', '"epsilon_ceiling":30.0')
     assert loosened != text
     with pytest.raises(InstructionError, match="does not match its hash"):
         parse_instruction(config(**{wire.POLICY_JSON: loosened}))

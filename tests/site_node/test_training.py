@@ -22,7 +22,7 @@ HEART = heart_task()
 
 def plan(**over: Any) -> TrainPlan:
     base: dict[str, Any] = dict(noise_multiplier=1.2, sample_rate=0.25, max_grad_norm=1.0,
-                                local_epochs=1, learning_rate=1.0, accountant="rdp",
+                                steps=4, learning_rate=1.0, accountant="rdp",
                                 delta=1e-5)
     return TrainPlan(**{**base, **over})
 
@@ -48,8 +48,8 @@ def test_rounds_compose_and_match_an_independent_accountant() -> None:
                                                        strict=True))
 
 
-def test_the_plan_states_steps_from_epochs_and_sampling() -> None:
-    p = plan(local_epochs=2, sample_rate=0.2)
+def test_the_plan_runs_its_steps_going_through_the_data_as_often_as_needed() -> None:
+    p = plan(steps=10, sample_rate=0.2)  # two passes' worth of Poisson batches
     assert p.steps == 10 and p.mechanism.steps == 10
     result = train_dp(initial_weights(HEART.task, 0), site("switzerland"), p, HEART.task)
     assert result.mechanism.steps == 10

@@ -22,7 +22,8 @@ def setup(tmp_path: Path, east_rows: int = 40, east_edit: bool = False
     task = synthetic.write_task(tmp_path)
     policy = tmp_path / "p.yaml"
     policy.write_text(default_policy_path().read_text(encoding="utf-8").replace(
-        "min_sites: 4", "min_sites: 3"), encoding="utf-8")
+        "min_sites: 4", "min_sites: 3").replace("sample_rate: 0.5 ", "sample_rate: 0.2 "),
+        encoding="utf-8")
     east = synthetic.table(east_rows, seed=3, classes=("no", "yes"))
     if east_edit:
         east["lactate"][2] = 40.0

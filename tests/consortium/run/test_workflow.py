@@ -169,7 +169,7 @@ def test_the_budget_projection_stops_the_run_before_a_round(
     make_harness: Callable[..., Harness], tmp_path: Path
 ) -> None:
     h = make_harness(policy_path=policy_variant(
-        tmp_path, ("target_epsilon: 3.0", "noise_multiplier: 0.3")))
+        tmp_path, ("target_epsilon: 1.0", "noise_multiplier: 0.3")))
     outcome = h.workflow._rounds(None, h.context, h.store, h.audit,  # type: ignore[arg-type]
                                  h.attribution)
     assert outcome.status == RUN_STOPPED and outcome.reason.startswith("epsilon ceiling")

@@ -68,16 +68,17 @@ def test_features_are_the_declared_scaling_of_a_known_row() -> None:
     d = load_site_data(heart_task(), load_example("heart-disease").data["cleveland"])
     names = task().feature_names()
     x = np.vstack([d.x_train, d.x_test])
-    row = x[np.isclose(x[:, names.index("age")], 2 * 63 / 100 - 1)
-            & np.isclose(x[:, names.index("chol")], 2 * (233 - 50) / 650 - 1)]
+    # gain · (value − center) / (hi − lo), every figure declared in the task file
+    row = x[np.isclose(x[:, names.index("age")], 4 * (63 - 55) / 100)
+            & np.isclose(x[:, names.index("chol")], 4 * (233 - 240) / 650)]
     assert len(row) == 1
     r = dict(zip(names, row[0].tolist(), strict=True))
-    assert r["trestbps"] == pytest.approx(2 * (145 - 80) / 140 - 1)
-    assert r["oldpeak"] == pytest.approx(2 * (2.3 + 3) / 10 - 1, abs=1e-6)
+    assert r["trestbps"] == pytest.approx(4 * (145 - 130) / 140)
+    assert r["oldpeak"] == pytest.approx(4 * (2.3 - 0.5) / 10, abs=1e-6)
     assert (r["sex"], r["fbs"], r["exang"]) == (1.0, 1.0, 0.0)
     assert r["cp=typical angina"] == 1.0 and r["thal=fixed defect"] == 1.0
     assert r["chol_missing"] == 0.0
-    assert np.abs(x).max() <= 1.0  # every value inside its declared range
+    assert np.abs(x).max() <= 4.0  # every value inside its declared range (gain 4)
 
 
 def test_preprocessing_uses_no_statistic_of_the_sites_data() -> None:

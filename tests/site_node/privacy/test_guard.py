@@ -32,9 +32,9 @@ def events(state_dir: Path) -> int:
 
 
 @pytest.mark.parametrize(("text", "field", "values"), [
-    ("epsilon_ceiling: 5.0\n", "epsilon_ceiling", ("5.0", "3.0")),
+    ("epsilon_ceiling: 5.0\n", "epsilon_ceiling", ("5.0", "1.0")),
     ("delta: 0.001\n", "delta", ("0.001", "1e-05")),
-    ("dp:\n  max_grad_norm: 4.0\n", "dp.max_grad_norm", ("4.0", "1.0")),
+    ("dp:\n  max_grad_norm: 4.0\n", "dp.max_grad_norm", ("4.0", "0.1")),
     ("min_sites: 2\n", "min_sites", ("2", "4")),
 ])
 def test_a_loosening_site_policy_is_refused_never_clamped(
@@ -57,7 +57,7 @@ def test_example_policies_are_never_applied_by_site_name(tmp_path: Path) -> None
                         policy_path=None)
     guard = SiteGuard(node)
     assert guard.policy is None
-    assert guard.effective(instruction()).epsilon_ceiling == 3.0  # the consortium's
+    assert guard.effective(instruction()).epsilon_ceiling == 1.0  # the consortium's
 
 
 def test_a_node_configured_with_the_example_policy_gets_it(tmp_path: Path) -> None:
@@ -66,15 +66,15 @@ def test_a_node_configured_with_the_example_policy_gets_it(tmp_path: Path) -> No
                                    state_dir=tmp_path / "state", policy_path=example))
     assert guard.policy is not None and guard.policy.source == str(example)
     eff = guard.effective(instruction())
-    assert eff.epsilon_ceiling == 2.5 and eff.site_policy_sha256 == guard.policy.sha256
+    assert eff.epsilon_ceiling == 0.8 and eff.site_policy_sha256 == guard.policy.sha256
 
 
 def test_policy_yaml_in_the_state_dir_is_the_sites_own(tmp_path: Path) -> None:
     home = site_home(tmp_path)
-    home.policy.write_text("site: hungary\nepsilon_ceiling: 2.0\ndp:\n  target_epsilon: 2.0\n",
+    home.policy.write_text("site: hungary\nepsilon_ceiling: 0.7\ndp:\n  target_epsilon: 0.7\n",
                            encoding="utf-8")
     guard = SiteGuard(settings(home))
-    assert guard.policy is not None and guard.effective(instruction()).epsilon_ceiling == 2.0
+    assert guard.policy is not None and guard.effective(instruction()).epsilon_ceiling == 0.7
 
 
 def test_a_policy_for_another_site_or_an_invalid_one_is_a_config_error(tmp_path: Path) -> None:
@@ -113,15 +113,15 @@ def test_sigma_is_never_below_the_consortiums(tmp_path: Path) -> None:
     ins = instruction()
     plain = SiteGuard(settings(home))
     assert plain.plan(ins, plain.effective(ins)).noise_multiplier == ins.noise_multiplier
-    tighter = write_policy(tmp_path, "site: hungary\nepsilon_ceiling: 1.0\ndp:\n"
-                                     "  target_epsilon: 1.0\n")
+    tighter = write_policy(tmp_path, "site: hungary\nepsilon_ceiling: 0.5\ndp:\n"
+                                     "  target_epsilon: 0.5\n")
     guard = SiteGuard(settings(home, policy_path=tighter))
     plan = guard.plan(ins, guard.effective(ins))
     assert plan.noise_multiplier > ins.noise_multiplier
     # The site's own σ meets its own target over the planned rounds.
     eps = accountant.epsilon([plan.mechanism] * ins.rounds_planned, delta=plan.delta,
                              accountant=plan.accountant)
-    assert eps <= 1.0
+    assert eps <= 0.5
     # A σ the consortium fixes may only be raised by the site.
     fixed = policy(dp__noise_multiplier=1.1, dp__target_epsilon=None)
     noisy = write_policy(tmp_path, "site: hungary\ndp:\n  noise_multiplier: 2.5\n", "n.yaml")
