@@ -1,0 +1,351 @@
+"""DP-SGD cost per Opacus mode against plain SGD: samples/s, peak memory, per-sample-norm agreement.
+
+For every (model config × mode) a fresh Python subprocess builds the same model (fixed seed) and
+the same synthetic batch, runs warm-up steps, then times steps for at least ``--min-time``
+seconds, and reports samples/s and peak memory. Modes: ``plain`` (non-private SGD, the
+baseline) and Opacus 1.6's ``hooks``, ``ghost``, ``functorch``, ``ew``; a mode that raises is
+recorded as not working, with its error.
+
+Peak memory: on CPU, the peak resident set size of the subprocess (``getrusage`` ru_maxrss)
+minus its RSS just before the first training step (so imports, model and data are excluded);
+on CUDA, ``torch.cuda.max_memory_allocated`` minus the allocation before the first step.
+
+Per-sample gradient norms: each DP worker also computes the per-sample norms of one fixed
+16-sample batch on the initial weights (hooks/functorch/ew from ``grad_sample``, ghost from the
+norms it clips with); a ``reference`` worker computes them exactly with plain autograd one
+sample at a time. The parent reports each mode's max relative difference to the reference.
+
+Usage::
+
+    python bench/dpsgd/dp_modes.py            # full CPU run (~10 min on 2 cores)
+    python bench/dpsgd/dp_modes.py --quick    # ~2 min
+    python bench/dpsgd/dp_modes.py --device cuda --batch 512 --gpu-configs --out $OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+MODES = ("plain", "hooks", "ghost", "functorch", "ew")
+DP_MODES = MODES[1:]
+CHECK_SAMPLES = 16
+
+
+@dataclass(frozen=True)
+class Config:
+    """One model at one input size."""
+
+    name: str
+    model: str
+    in_channels: int
+    image_size: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.in_channels}×{self.image_size}×{self.image_size}"
+
+
+CPU_CONFIGS = [
+    Config("cnn", "cnn", 1, 64),
+    Config("cnn", "cnn", 1, 28),
+    Config("cnn", "cnn", 1, 8),
+    Config("resnet18", "resnet18", 3, 64),
+]
+QUICK_CONFIGS = [Config("cnn", "cnn", 1, 64), Config("resnet18", "resnet18", 3, 64)]
+GPU_CONFIGS = [
+    Config("cnn", "cnn", 1, 64),
+    Config("cnn", "cnn", 1, 28),
+    Config("resnet18", "resnet18", 3, 128),
+]
+
+
+# ----------------------------------------------------------------------------- worker side
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+
+
+def run_worker(
+    cfg: Config, mode: str, batch: int, device_name: str, min_time: float, warmup: int
+) -> dict[str, Any]:
+    """Measure one (config, mode) in this process; returns the result record."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    sys.path.insert(0, str(HERE))
+    from mode_select import make_private, per_sample_norms, reference_norms, train_step
+    from models import build_model, num_parameters
+
+    device = torch.device(device_name)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, in_channels=cfg.in_channels, image_size=cfg.image_size)
+    model.to(device).train()
+    gen = torch.Generator().manual_seed(1)
+    shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
+    x = torch.randn(batch, *shape, generator=gen).to(device)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
+    xc = torch.randn(CHECK_SAMPLES, *shape, generator=gen).to(device)
+    yc = torch.randint(0, 10, (CHECK_SAMPLES,), generator=gen).to(device)
+    record: dict[str, Any] = {
+        "model": cfg.name,
+        "config": cfg.label,
+        "image_size": cfg.image_size,
+        "in_channels": cfg.in_channels,
+        "mode": mode,
+        "batch": batch,
+        "device": device_name,
+        "params": num_parameters(model),
+        "threads": torch.get_num_threads(),
+        "works": False,
+    }
+    if mode == "reference":
+        record["norms"] = reference_norms(model, xc, yc).tolist()
+        record["works"] = True
+        return record
+    check_model = copy.deepcopy(model) if mode != "plain" else None
+    if mode == "plain":
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        crit = nn.CrossEntropyLoss()
+
+        def step() -> None:
+            opt.zero_grad()
+            crit(model(x), y).backward()
+            opt.step()
+    else:
+        setup = make_private(model, mode, batch)
+
+        def step() -> None:
+            train_step(setup, x, y)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _rss_bytes()
+    try:
+        t0 = time.perf_counter()
+        for _ in range(warmup):
+            step()
+        sync()
+        record["warmup_s"] = time.perf_counter() - t0
+        steps, durations = 0, []
+        start = time.perf_counter()
+        while steps < 3 or time.perf_counter() - start < min_time:
+            s = time.perf_counter()
+            step()
+            sync()
+            durations.append(time.perf_counter() - s)
+            steps += 1
+        elapsed = time.perf_counter() - start
+    except Exception as exc:
+        record["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return record
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated()
+        record["peak_total_bytes"] = peak
+    else:
+        peak = _peak_rss_bytes()
+        record["peak_total_bytes"] = peak
+        record["rss_before_bytes"] = base
+    durations.sort()
+    record.update(
+        works=True,
+        steps=steps,
+        elapsed_s=elapsed,
+        samples_per_s=batch * steps / elapsed,
+        step_median_s=durations[len(durations) // 2],
+        peak_delta_bytes=max(peak - base, 0),
+    )
+    if check_model is not None:
+        try:
+            check = make_private(check_model, mode, CHECK_SAMPLES)
+            record["norms"] = per_sample_norms(check, xc, yc).double().cpu().tolist()
+        except Exception as exc:
+            record["norm_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    return record
+
+
+# ----------------------------------------------------------------------------- parent side
+def _spawn(cfg: Config, mode: str, args: argparse.Namespace, timeout: float) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--worker-config",
+        json.dumps(asdict(cfg)),
+        "--worker-mode",
+        mode,
+        "--batch",
+        str(args.batch),
+        "--device",
+        args.device,
+        "--min-time",
+        str(args.min_time),
+        "--warmup",
+        str(args.warmup),
+    ]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {
+            "model": cfg.name,
+            "config": cfg.label,
+            "mode": mode,
+            "works": False,
+            "error": f"timeout after {timeout:.0f} s (skipped)",
+        }
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {
+            "model": cfg.name,
+            "config": cfg.label,
+            "mode": mode,
+            "works": False,
+            "error": f"worker exit {proc.returncode}: {tail}"[:300],
+        }
+    rec: dict[str, Any] = json.loads(lines[-1])
+    rec["process_s"] = time.perf_counter() - t0
+    return rec
+
+
+def _summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add slowdown, memory ratio and norm agreement to the per-mode records."""
+    out = []
+    by_cfg: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in records:
+        by_cfg.setdefault(r["config"], {})[r["mode"]] = r
+    for recs in by_cfg.values():
+        plain, ref = recs.get("plain"), recs.get("reference")
+        for mode in MODES:
+            found = recs.get(mode)
+            if found is None:
+                continue
+            r = dict(found)
+            if plain and plain.get("works") and r.get("works"):
+                r["slowdown"] = plain["samples_per_s"] / r["samples_per_s"]
+                r["memory_ratio"] = r["peak_delta_bytes"] / max(plain["peak_delta_bytes"], 1)
+            if ref and "norms" in r:
+                a, b = r["norms"], ref["norms"]
+                r["norm_max_rel_diff"] = max(
+                    abs(u - v) / max(abs(v), 1e-12) for u, v in zip(a, b, strict=True)
+                )
+            r.pop("norms", None)
+            out.append(r)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="CNN 64 px + ResNet 64 px, short timing")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--batch", type=int, default=None, help="batch (default 64 CPU, 512 CUDA)")
+    p.add_argument("--min-time", type=float, default=None, help="timed seconds per mode")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--configs", default=None, help="e.g. cnn:1:64,resnet18:3:64")
+    p.add_argument("--gpu-configs", action="store_true", help="CNN 64/28 px + ResNet 128 px")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per worker")
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker-config", help=argparse.SUPPRESS)
+    p.add_argument("--worker-mode", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.device == "auto":
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.batch is None:
+        args.batch = 512 if args.device.startswith("cuda") else 64
+    if args.min_time is None:
+        args.min_time = 4.0 if args.quick else 10.0
+    if args.worker:
+        cfg = Config(**json.loads(args.worker_config))
+        rec = run_worker(cfg, args.worker_mode, args.batch, args.device, args.min_time, args.warmup)
+        print(json.dumps(rec), flush=True)
+        return 0
+
+    if args.configs:
+        configs = []
+        for item in args.configs.split(","):
+            name, ch, size = item.split(":")
+            configs.append(Config(name, name, int(ch), int(size)))
+    elif args.gpu_configs:
+        configs = GPU_CONFIGS
+    else:
+        configs = QUICK_CONFIGS if args.quick else CPU_CONFIGS
+    modes = [m for m in args.modes.split(",") if m]
+    t_start = time.perf_counter()
+    records: list[dict[str, Any]] = []
+    for cfg in configs:
+        cfg_records = [_spawn(cfg, "reference", args, args.timeout)]
+        for mode in modes:
+            rec = _spawn(cfg, mode, args, args.timeout)
+            cfg_records.append(rec)
+        for r in _summarise(cfg_records):
+            line = {k: v for k, v in r.items() if k not in ("norms",)}
+            print(json.dumps(line), flush=True)
+            records.append(r)
+    import torch
+
+    result = {
+        "benchmark": "dp_modes",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {
+            "device": args.device,
+            "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
+            "torch": torch.__version__,
+            "opacus": __import__("opacus").__version__,
+            "python": platform.python_version(),
+        },
+        "settings": {
+            "batch": args.batch,
+            "min_time_s": args.min_time,
+            "warmup_steps": args.warmup,
+            "quick": args.quick,
+            "check_samples": CHECK_SAMPLES,
+            "memory": "CPU: peak RSS − RSS before 1st step; CUDA: max_memory_allocated − before",
+            "sampling": "fixed-size synthetic batches (poisson_sampling=False)",
+        },
+        "wall_s": time.perf_counter() - t_start,
+        "results": records,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "dp_modes.json").write_text(json.dumps(result, indent=1) + "\n")
+    if not args.no_plot:
+        sys.path.insert(0, str(HERE.parent))
+        from plotting import plot_dp_modes
+
+        plot_dp_modes(result, args.out / "dp_modes.png")
+    print(f"# wrote {args.out / 'dp_modes.json'} in {result['wall_s']:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,181 @@
+"""Fast CPU tests of the DP-SGD mode selector and the benchmark models.
+
+Run: ``/work/main/.venv/bin/python -m pytest bench/dpsgd/test_mode_select.py -q``
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from opacus.validators import ModuleValidator
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import mode_select
+from mode_select import (
+    MODES,
+    make_private,
+    max_relative_difference,
+    per_sample_norms,
+    reference_norms,
+    select_mode,
+)
+from models import GroupNormCNN, ResNet18GN, build_model, num_parameters
+
+
+def _batch(n: int, ch: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, ch, size, size, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+class InPlaceResidual(nn.Module):
+    """torchvision's pattern: ``out += identity`` on a hooked module's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.gn = nn.GroupNorm(2, 4)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Linear(4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = self.gn(self.conv(x))
+        out = self.conv2(identity)
+        out += identity
+        return self.head(out.mean(dim=(2, 3)))
+
+
+# ---------------------------------------------------------------------------- models
+@pytest.mark.parametrize("size", [8, 28, 64])
+def test_cnn_is_valid_and_runs_at_each_size(size: int) -> None:
+    model = GroupNormCNN(in_channels=1, num_classes=7, image_size=size)
+    assert ModuleValidator.validate(model, strict=True) == []
+    x, _ = _batch(2, 1, size)
+    assert model(x).shape == (2, 7)
+
+
+@pytest.mark.parametrize(("stem", "size"), [("cifar", 16), ("imagenet", 64)])
+def test_resnet_is_valid_and_resnet18_sized(stem: str, size: int) -> None:
+    model = ResNet18GN(in_channels=3, num_classes=10, stem=stem)
+    assert ModuleValidator.validate(model, strict=True) == []
+    assert 11.0e6 < num_parameters(model) < 11.3e6
+    blocks = [m for m in model.modules() if m.__class__.__name__ == "BasicBlock"]
+    assert len(blocks) == 8
+    assert all(not m.inplace for m in model.modules() if isinstance(m, nn.ReLU))
+    x, _ = _batch(2, 3, size)
+    assert model(x).shape == (2, 10)
+
+
+def test_build_model_rejects_unknown_names() -> None:
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("vgg", in_channels=1, image_size=8)
+    with pytest.raises(ValueError, match="stem"):
+        ResNet18GN(stem="other")
+
+
+# ---------------------------------------------------------------------------- norms
+def test_reference_norms_match_a_hand_computed_linear_model() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    x, y = torch.randn(4, 3), torch.tensor([0, 1, 1, 0])
+    ref = reference_norms(model, x, y)
+    for i in range(4):
+        model.zero_grad()
+        nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
+        expected = torch.cat([p.grad.flatten() for p in model.parameters()]).norm()
+        assert ref[i].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_matches_the_reference_on_the_small_resnet(mode: str) -> None:
+    torch.manual_seed(0)
+    model = ResNet18GN(in_channels=1, stem="cifar", widths=(8, 8, 16, 16))
+    x, y = _batch(6, 1, 16)
+    ref = reference_norms(model, x, y)
+    norms = per_sample_norms(make_private(model, mode, 6), x, y)
+    assert max_relative_difference(norms, ref) < 1e-4
+
+
+# ---------------------------------------------------------------------------- selector
+def test_selects_a_working_mode_and_reports_all() -> None:
+    torch.manual_seed(0)
+    model = GroupNormCNN(image_size=8, widths=(8, 16))
+    mode, timings = select_mode(model, _batch(8, 1, 8), steps=2)
+    assert mode in MODES
+    assert set(timings) == set(MODES)
+    assert all(t.ok and t.step_s and t.step_s > 0 for t in timings.values())
+    assert all(
+        t.max_rel_norm_diff is not None and t.max_rel_norm_diff < 1e-3 for t in timings.values()
+    )
+    fastest = min(timings.values(), key=lambda t: t.step_s or float("inf"))
+    assert timings[mode].step_s == fastest.step_s
+
+
+def test_leaves_the_callers_model_untouched() -> None:
+    torch.manual_seed(0)
+    model = GroupNormCNN(image_size=8, widths=(8,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    select_mode(model, _batch(4, 1, 8), candidates=("hooks", "ghost"), steps=1)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
+    make_private(model, "hooks", 4)  # would raise "Trying to add hooks twice" if wrapped
+
+
+def test_drops_modes_that_fail_on_inplace_residual() -> None:
+    torch.manual_seed(0)
+    mode, timings = select_mode(InPlaceResidual(), _batch(4, 1, 8), steps=1)
+    assert mode == "ew"
+    for failing in ("hooks", "ghost", "functorch"):
+        assert not timings[failing].ok
+        assert "inplace" in (timings[failing].error or "").replace("-", "")
+
+
+def test_drops_a_mode_whose_norms_disagree(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = mode_select.per_sample_norms
+
+    def skewed(setup: mode_select.DPSetup, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        norms = real(setup, x, y)
+        return norms * 1.01 if setup.mode == "hooks" else norms
+
+    monkeypatch.setattr(mode_select, "per_sample_norms", skewed)
+    torch.manual_seed(0)
+    mode, timings = select_mode(
+        GroupNormCNN(image_size=8, widths=(8,)),
+        _batch(4, 1, 8),
+        candidates=("hooks", "ghost"),
+        steps=1,
+    )
+    assert mode == "ghost"
+    assert not timings["hooks"].ok
+    assert "disagree" in (timings["hooks"].error or "")
+
+
+def test_unknown_mode_is_recorded_and_all_failing_raises() -> None:
+    model = GroupNormCNN(image_size=8, widths=(8,))
+    mode, timings = select_mode(model, _batch(4, 1, 8), candidates=("bogus", "hooks"), steps=1)
+    assert mode == "hooks"
+    assert "unknown grad_sample_mode" in (timings["bogus"].error or "")
+    with pytest.raises(RuntimeError, match="no DP-SGD mode works"):
+        select_mode(model, _batch(4, 1, 8), candidates=("bogus",))
+
+
+def test_cross_sample_model_is_rejected_by_the_norm_check() -> None:
+    class Centred(nn.Module):
+        """Subtracts the batch mean: per-sample gradients from hooks are not the truth."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x - x.mean(0, keepdim=True))
+
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 4), torch.randint(0, 3, (6,))
+    with pytest.raises(RuntimeError, match="disagree"):
+        select_mode(Centred(), (x, y), candidates=("hooks", "functorch"), steps=1)

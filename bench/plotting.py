@@ -1,0 +1,112 @@
+"""Matplotlib plots for the performance benchmarks (bench/dpsgd, bench/secagg)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+DP_MODES = ("hooks", "ghost", "functorch", "ew")
+
+
+def plot_dp_modes(result: dict[str, Any], path: Path) -> None:
+    """Grouped bars: slowdown and peak-memory ratio vs plain SGD, per mode, per model config."""
+    rows = result["results"]
+    configs: list[str] = []
+    for r in rows:
+        if r["config"] not in configs:
+            configs.append(r["config"])
+    modes = [m for m in DP_MODES if any(r["mode"] == m for r in rows)]
+    extra = sorted({r["mode"] for r in rows} - set(modes) - {"plain", "reference"})
+    modes += extra
+    table = {(r["config"], r["mode"]): r for r in rows}
+    machine = result["machine"]
+    dev = machine.get("gpu") or f"CPU ({machine.get('cpu_count')} cores)"
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    width = 0.8 / max(len(modes), 1)
+    for ax, key, title, goal in (
+        (axes[0], "slowdown", "time per sample vs plain SGD (×)", None),
+        (axes[1], "memory_ratio", "peak memory vs plain SGD (×)", 2.0),
+    ):
+        for j, mode in enumerate(modes):
+            xs, ys, fails = [], [], []
+            for i, cfg in enumerate(configs):
+                r = table.get((cfg, mode))
+                x = i + (j - (len(modes) - 1) / 2) * width
+                if r is None:
+                    continue
+                if r.get("works") and key in r:
+                    xs.append(x)
+                    ys.append(r[key])
+                else:
+                    fails.append(x)
+            bars = ax.bar(xs, ys, width, label=mode)
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, rotation=90, padding=2)
+            for x in fails:
+                ax.text(x, 0.05, "fails", rotation=90, ha="center", va="bottom", fontsize=7)
+        ax.axhline(1.0, color="black", lw=0.8)
+        if key == "slowdown":
+            ax.axhline(1.15, color="tab:green", ls="--", lw=0.8, label="goal CNN 1.15×")
+            ax.axhline(1.5, color="tab:red", ls="--", lw=0.8, label="goal ResNet 1.5×")
+        elif goal:
+            ax.axhline(goal, color="tab:red", ls="--", lw=0.8, label=f"goal ResNet {goal:g}×")
+        ax.set_xticks(range(len(configs)))
+        ax.set_xticklabels(configs, fontsize=8)
+        ax.set_title(title)
+        ax.set_ylim(bottom=0)
+        top = ax.get_ylim()[1]
+        ax.set_ylim(top=top * 1.15)
+    axes[0].legend(fontsize=8, ncol=2)
+    axes[1].legend(fontsize=8, ncol=2)
+    batch = result["settings"]["batch"]
+    fig.suptitle(f"Opacus {machine.get('opacus')} DP-SGD cost per mode — {dev}, batch {batch}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_secagg(result: dict[str, Any], path: Path, modes: Sequence[str] | None = None) -> None:
+    """Per-round time vs sites (one panel per parameter count) and masking share."""
+    rows = [r for r in result["results"] if r.get("round_median_s") is not None]
+    params = sorted({r["params"] for r in rows})
+    all_modes = modes or sorted({r["mode"] for r in rows})
+    fig, axes = plt.subplots(
+        2, max(len(params), 1), figsize=(4.6 * max(len(params), 1), 8), squeeze=False
+    )
+    for col, n in enumerate(params):
+        ax, ax2 = axes[0][col], axes[1][col]
+        for mode in all_modes:
+            pts = sorted((r["sites"], r) for r in rows if r["params"] == n and r["mode"] == mode)
+            if not pts:
+                continue
+            ax.plot([s for s, _ in pts], [r["round_median_s"] for _, r in pts], "o-", label=mode)
+            if mode != "plain":
+                share = [(s, r.get("mask_share")) for s, r in pts if r.get("mask_share")]
+                if share:
+                    ax2.plot([s for s, _ in share], [100 * v for _, v in share], "o-", label=mode)
+        ax.set_title(f"{n:,} parameters")
+        ax.set_xlabel("sites")
+        ax.set_ylabel("per-round wall time (s)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        ax2.axhline(10, color="tab:red", ls="--", lw=0.8, label="goal 10%")
+        ax2.set_xlabel("sites")
+        ax2.set_ylabel("client masking time / site's round (%)")
+        ax2.set_xscale("log")
+        ax2.grid(alpha=0.3, which="both")
+        ax2.legend(fontsize=8)
+    m = result["machine"]
+    fig.suptitle(
+        f"Flower {m.get('flwr')} SecAgg+ vs plain FedAvg (simulation, Ray) — "
+        f"{m.get('cpu_count')}-core CPU"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
