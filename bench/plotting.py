@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-DP_MODES = ("hooks", "ghost", "functorch", "ew")
+DP_MODES = ("hooks", "ghost", "functorch", "ew", "bk")
 
 
 def plot_dp_modes(result: dict[str, Any], path: Path) -> None:

@@ -3,8 +3,9 @@
 For every (model config × mode) a fresh Python subprocess builds the same model (fixed seed) and
 the same synthetic batch, runs warm-up steps, then times steps for at least ``--min-time``
 seconds, and reports samples/s and peak memory. Modes: ``plain`` (non-private SGD, the
-baseline) and Opacus 1.6's ``hooks``, ``ghost``, ``functorch``, ``ew``; a mode that raises is
-recorded as not working, with its error.
+baseline), Opacus 1.6's ``hooks``, ``ghost``, ``functorch``, ``ew``, and ``bk``, this folder's
+prototype (book-keeping DP-SGD, ``bk.py``; not part of Opacus); a mode that raises is recorded
+as not working, with its error.
 
 Peak memory: on CPU, the peak resident set size of the subprocess (``getrusage`` ru_maxrss)
 minus its RSS just before the first training step (so imports, model and data are excluded);
@@ -37,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-MODES = ("plain", "hooks", "ghost", "functorch", "ew")
-DP_MODES = MODES[1:]
+MODES = ("plain", "hooks", "ghost", "functorch", "ew", "bk")
+DP_MODES = MODES[1:]  # "bk" is this folder's prototype (bk.py), not an Opacus mode
 CHECK_SAMPLES = 16
 
 
@@ -81,7 +82,14 @@ def _peak_rss_bytes() -> int:
 
 
 def run_worker(
-    cfg: Config, mode: str, batch: int, device_name: str, min_time: float, warmup: int
+    cfg: Config,
+    mode: str,
+    batch: int,
+    device_name: str,
+    min_time: float,
+    warmup: int,
+    threads: int | None = None,
+    clock_name: str = "wall",
 ) -> dict[str, Any]:
     """Measure one (config, mode) in this process; returns the result record."""
     import copy
@@ -94,6 +102,11 @@ def run_worker(
     from models import build_model, num_parameters
 
     device = torch.device(device_name)
+    if threads:
+        torch.set_num_threads(threads)
+    if device.type == "cuda":
+        clock_name = "wall"  # process time does not see GPU work
+    clock = time.process_time if clock_name == "cpu" else time.perf_counter
     torch.manual_seed(0)
     model = build_model(cfg.model, in_channels=cfg.in_channels, image_size=cfg.image_size)
     model.to(device).train()
@@ -152,16 +165,17 @@ def run_worker(
         record["warmup_s"] = time.perf_counter() - t0
         steps, durations = 0, []
         record["loadavg_1m_before"] = os.getloadavg()[0]
-        cpu0 = time.process_time()
-        start = time.perf_counter()
-        while steps < 3 or time.perf_counter() - start < min_time:
-            s = time.perf_counter()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        start = clock()
+        while steps < 3 or clock() - start < min_time:
+            s = clock()
             step()
             sync()
-            durations.append(time.perf_counter() - s)
+            durations.append(clock() - s)
             steps += 1
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         record["cpu_s"] = time.process_time() - cpu0
+        record["wall_s"] = time.perf_counter() - wall0
     except Exception as exc:
         record["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return record
@@ -173,12 +187,17 @@ def run_worker(
         record["peak_total_bytes"] = peak
         record["rss_before_bytes"] = base
     durations.sort()
+    median = durations[len(durations) // 2]
     record.update(
         works=True,
         steps=steps,
+        clock=clock_name,
         elapsed_s=elapsed,
-        samples_per_s=batch * steps / elapsed,
-        step_median_s=durations[len(durations) // 2],
+        step_median_s=median,
+        samples_per_s=batch / median,  # median step: robust to bursts of machine load
+        samples_per_s_mean=batch * steps / elapsed,
+        samples_per_s_wall=batch * steps / record["wall_s"],
+        samples_per_s_cpu=batch * steps / max(record["cpu_s"], 1e-9),
         peak_delta_bytes=max(peak - base, 0),
     )
     if check_model is not None:
@@ -208,6 +227,9 @@ def _spawn(cfg: Config, mode: str, args: argparse.Namespace, timeout: float) -> 
         str(args.min_time),
         "--warmup",
         str(args.warmup),
+        "--clock",
+        args.clock,
+        *(["--threads", str(args.threads)] if args.threads else []),
     ]
     t0 = time.perf_counter()
     try:
@@ -278,6 +300,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-time", type=float, default=None, help="timed seconds per mode")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per worker (CPU default 1: see --clock)",
+    )
+    p.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default=None,
+        help="time steps by process CPU time (CPU default: robust when other jobs share the "
+        "cores; needs --threads 1) or wall clock (CUDA, or an idle machine)",
+    )
+    p.add_argument(
         "--repeats",
         type=int,
         default=None,
@@ -299,13 +334,27 @@ def main(argv: list[str] | None = None) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.batch is None:
         args.batch = 512 if args.device.startswith("cuda") else 64
+    on_cpu = not args.device.startswith("cuda")
+    if args.threads is None and on_cpu:
+        args.threads = 1
+    if args.clock is None:
+        args.clock = "cpu" if on_cpu and args.threads == 1 else "wall"
     if args.repeats is None:
         args.repeats = 1 if args.quick else 2
     if args.min_time is None:
         args.min_time = 4.0 if args.quick else 10.0
     if args.worker:
         cfg = Config(**json.loads(args.worker_config))
-        rec = run_worker(cfg, args.worker_mode, args.batch, args.device, args.min_time, args.warmup)
+        rec = run_worker(
+            cfg,
+            args.worker_mode,
+            args.batch,
+            args.device,
+            args.min_time,
+            args.warmup,
+            args.threads,
+            args.clock,
+        )
         print(json.dumps(rec), flush=True)
         return 0
 
@@ -351,6 +400,11 @@ def main(argv: list[str] | None = None) -> int:
             "batch": args.batch,
             "min_time_s": args.min_time,
             "warmup_steps": args.warmup,
+            "repeats": args.repeats,
+            "kept": "fastest of the interleaved repeats",
+            "threads": args.threads,
+            "clock": args.clock,
+            "throughput": "batch / median step time (by the clock)",
             "quick": args.quick,
             "check_samples": CHECK_SAMPLES,
             "memory": "CPU: peak RSS − RSS before 1st step; CUDA: max_memory_allocated − before",

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 __all__ = [
     "MODES",
+    "PROTOTYPE_MODES",
     "DPSetup",
     "ModeTiming",
     "make_private",
@@ -44,6 +45,8 @@ __all__ = [
 
 #: Opacus 1.6 grad_sample_mode values this module knows how to drive.
 MODES: tuple[str, ...] = ("hooks", "ghost", "functorch", "ew")
+#: This folder's prototype (``bk.py``): book-keeping DP-SGD, one backward, mixed ghost norms.
+PROTOTYPE_MODES: tuple[str, ...] = ("bk",)
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], Any]
 
@@ -56,6 +59,7 @@ class DPSetup:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     criterion: Criterion
+    engine: Any = None  # BookKeepingDPSGD for mode "bk"
 
 
 @dataclass
@@ -110,9 +114,24 @@ def make_private(
     Fixed-size batches (``poisson_sampling=False``): this module measures step cost, not
     privacy; a site trains with Poisson sampling.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown grad_sample_mode {mode!r}; expected one of {MODES}")
+    if mode not in MODES + PROTOTYPE_MODES:
+        raise ValueError(
+            f"unknown grad_sample_mode {mode!r}; expected one of {MODES + PROTOTYPE_MODES}"
+        )
     crit = criterion if criterion is not None else nn.CrossEntropyLoss()
+    if mode == "bk":
+        from bk import BookKeepingDPSGD
+
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
+        engine = BookKeepingDPSGD(
+            model,
+            opt,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm,
+            expected_batch_size=batch_size,
+            noise_generator=noise_generator,
+        )
+        return DPSetup(mode=mode, model=model, optimizer=opt, criterion=crit, engine=engine)
     device = next(model.parameters()).device
     # A placeholder loader: make_private derives the expected batch size from it.
     placeholder = DataLoader(
@@ -143,6 +162,8 @@ def make_private(
 
 def train_step(setup: DPSetup, x: torch.Tensor, y: torch.Tensor) -> float:
     """One DP-SGD step; returns the loss."""
+    if setup.engine is not None:
+        return float(setup.engine.step(x, y, setup.criterion))
     setup.optimizer.zero_grad()
     loss = setup.criterion(setup.model(x), y)
     loss.backward()
@@ -157,6 +178,8 @@ def per_sample_norms(setup: DPSetup, x: torch.Tensor, y: torch.Tensor) -> torch.
     for clipping (``per_sample_gradient_norms``; ghost never holds all per-sample gradients).
     No optimizer step is taken; gradients are cleared afterwards.
     """
+    if setup.engine is not None:
+        return setup.engine.per_sample_norms(x, y, setup.criterion).detach()
     setup.optimizer.zero_grad()
     loss = setup.criterion(setup.model(x), y)
     loss.backward()
