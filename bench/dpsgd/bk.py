@@ -31,13 +31,14 @@ empty-batch handling, no gradient accumulation, no secure_mode check beyond pass
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from opacus.grad_sample.group_norm import compute_group_norm_grad_sample
 from opacus.optimizers.optimizer import _generate_noise
 from torch import nn
+from torch.nn.grad import conv2d_weight
 
 __all__ = ["BookKeepingDPSGD"]
 
@@ -49,7 +50,7 @@ class _Layer:
         self.module = module
         self.act: torch.Tensor | None = None
         self.grad_out: torch.Tensor | None = None
-        self.kept: dict[nn.Parameter, torch.Tensor] = {}  # per-sample grads (direct layers)
+        self.kept: dict[torch.Tensor, torch.Tensor] = {}  # per-sample grads (direct layers)
         self.ghost = False
 
 
@@ -154,7 +155,8 @@ class BookKeepingDPSGD:
         g = layer.grad_out * n  # per-sample loss gradients (loss_reduction="mean")
         layer.grad_out = g
         if isinstance(m, nn.Conv2d):
-            cols = F.unfold(a, m.kernel_size, m.dilation, m.padding, m.stride)  # n, p, T
+            padding = cast(tuple[int, ...], m.padding)  # numeric: checked in __init__
+            cols = F.unfold(a, m.kernel_size, m.dilation, padding, m.stride)  # n, p, T
             gf = g.reshape(n, g.shape[1], -1)  # n, o, T
             p_dim, t_dim, o_dim = cols.shape[1], cols.shape[2], gf.shape[1]
             out = torch.zeros(n, dtype=g.dtype, device=g.device)
@@ -210,7 +212,7 @@ class BookKeepingDPSGD:
     # ---------------------------------------------------------------- step
     def clipped_sum(
         self, x: torch.Tensor, y: torch.Tensor, criterion: Callable[..., torch.Tensor]
-    ) -> tuple[torch.Tensor, dict[nn.Parameter, torch.Tensor]]:
+    ) -> tuple[torch.Tensor, dict[torch.Tensor, torch.Tensor]]:
         """(loss, {param: Σ_n c_n g_n}) for one batch."""
         loss = self._capture(x, y, criterion)
         n = x.shape[0]
@@ -220,7 +222,7 @@ class BookKeepingDPSGD:
         norms = norms2.sqrt()
         self.last_norms = norms
         coef = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
-        sums: dict[nn.Parameter, torch.Tensor] = {}
+        sums: dict[torch.Tensor, torch.Tensor] = {}
         for layer in self.layers:
             m, a, g = layer.module, layer.act, layer.grad_out
             assert a is not None and g is not None
@@ -228,7 +230,7 @@ class BookKeepingDPSGD:
                 sums[p] = torch.einsum("n,n...->...", coef, gs).reshape(p.shape)
             if isinstance(m, nn.Conv2d) and layer.ghost:
                 scaled = g * coef.view(-1, *([1] * (g.dim() - 1)))
-                sums[m.weight] = torch.nn.grad.conv2d_weight(
+                sums[m.weight] = conv2d_weight(
                     a, m.weight.shape, scaled, m.stride, m.padding, m.dilation, m.groups
                 )
             elif isinstance(m, nn.Linear):

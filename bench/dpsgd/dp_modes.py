@@ -324,6 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per worker")
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        help="combine earlier dp_modes.json files (later ones win per config × mode) into "
+        "--out, then plot; runs nothing",
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker-config", help=argparse.SUPPRESS)
     p.add_argument("--worker-mode", help=argparse.SUPPRESS)
@@ -356,6 +363,18 @@ def main(argv: list[str] | None = None) -> int:
             args.clock,
         )
         print(json.dumps(rec), flush=True)
+        return 0
+    if args.merge:
+        loaded = []
+        for f in args.merge:
+            text = f.read_text()
+            if f.suffix == ".jsonl":
+                lines = [json.loads(ln) for ln in text.splitlines() if ln.startswith("{")]
+                loaded.append({"results": lines, "created": None, "source": str(f)})
+            else:
+                loaded.append(json.loads(text))
+        merged = merge_results(loaded)
+        _write(merged, args.out, plot=not args.no_plot)
         return 0
 
     if args.configs:
@@ -413,15 +432,36 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": time.perf_counter() - t_start,
         "results": records,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "dp_modes.json").write_text(json.dumps(result, indent=1) + "\n")
-    if not args.no_plot:
+    _write(result, args.out, plot=not args.no_plot)
+    return 0
+
+
+def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from several runs: later runs replace earlier ones per (config, mode).
+
+    A run may also be the JSON lines a run printed (``{"results": [...]}`` is built from them).
+    """
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for res in results:
+        for r in res["results"]:
+            rows[(r["config"], r["mode"])] = {**r, "run_created": res.get("created")}
+    merged = dict(results[-1])
+    merged["results"] = list(rows.values())
+    merged["merged_from"] = [
+        {"created": r.get("created"), "settings": r.get("settings")} for r in results
+    ]
+    return merged
+
+
+def _write(result: dict[str, Any], out: Path, *, plot: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "dp_modes.json").write_text(json.dumps(result, indent=1) + "\n")
+    if plot:
         sys.path.insert(0, str(HERE.parent))
         from plotting import plot_dp_modes
 
-        plot_dp_modes(result, args.out / "dp_modes.png")
-    print(f"# wrote {args.out / 'dp_modes.json'} in {result['wall_s']:.0f} s", file=sys.stderr)
-    return 0
+        plot_dp_modes(result, out / "dp_modes.png")
+    print(f"# wrote {out / 'dp_modes.json'} ({result.get('wall_s', 0):.0f} s)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,23 @@ def _layout(n: int) -> list[tuple[int, ...]]:
 
 
 # ----------------------------------------------------------------------------- cell (child)
+def _tree_cpu_s() -> float:
+    """CPU seconds (user + system) used so far by this process and all its descendants
+    (Ray's GCS, raylet and worker processes): a cost that other jobs on the machine do not
+    inflate, unlike wall time."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
+
+
 def _fast_add_messages_to_queue(state: Any, queue: Any, nodes_mapping: Any, f_stop: Any) -> None:
     """Flower's ``vce_api.add_messages_to_queue`` with a 10 ms instead of 100 ms poll."""
     while not f_stop.is_set():
@@ -182,13 +199,17 @@ def run_cell(
     def fit_round(grid: Grid, context: Context) -> None:
         before = dict(stage_s)
         del stage_windows[:]
+        cpu_before = _tree_cpu_s()
         start, wall = time.perf_counter(), time.time()
         inner(grid, context)
         elapsed = time.perf_counter() - start
+        cpu_used = _tree_cpu_s() - cpu_before
         windows = list(stage_windows) or [("fit", wall, time.time())]
         rounds_log.append(
             {
                 "wall_s": elapsed,
+                "cpu_s": cpu_used,
+                "loadavg_1m": os.getloadavg()[0],
                 "t_start": wall,
                 "t_end": time.time(),
                 "windows": windows,
@@ -291,6 +312,7 @@ def summarise_cell(
     """One record per cell from the server's round log and the sites' probe lines."""
     measured = rounds_log[1:] if len(rounds_log) > 1 else rounds_log
     walls = [r["wall_s"] for r in measured]
+    cpus = [r["cpu_s"] for r in measured if "cpu_s" in r]
     rec: dict[str, Any] = {
         "sites": sites,
         "params": params,
@@ -302,6 +324,9 @@ def summarise_cell(
         "warmup_round_s": rounds_log[0]["wall_s"] if rounds_log else None,
         "round_s": walls,
         "round_median_s": statistics.median(walls) if walls else None,
+        "round_cpu_s": cpus,
+        "round_cpu_median_s": statistics.median(cpus) if cpus else None,
+        "round_loadavg_1m": [r.get("loadavg_1m") for r in measured],
         "driver_peak_rss_bytes": driver_peak,
         **settings,
     }
@@ -318,6 +343,7 @@ def summarise_cell(
                 "upload_bytes": 0,
                 "masked_bytes": 0,
                 "masking_s": 0.0,
+                "masking_cpu_s": 0.0,
                 "mask_gen_s": 0.0,
                 "fit_s": 0.0,
             },
@@ -333,6 +359,7 @@ def summarise_cell(
             site_busy_s=med("handle_s"),
             site_fit_s=med("fit_s"),
             site_masking_s=med("masking_s"),
+            site_masking_cpu_s=med("masking_cpu_s"),
             site_mask_gen_s=med("mask_gen_s"),
             site_masking_max_s=max(v["masking_s"] for v in per_site.values()),
             upload_bytes_per_site=med("upload_bytes"),
@@ -419,7 +446,7 @@ def _spawn_cell(args: argparse.Namespace, sites: int, params: int, mode: str) ->
         "--cell",
         f"{sites}:{params}:{mode}",
         "--rounds",
-        str(args.rounds),
+        str(args.rounds if params < 10_000_000 else min(args.rounds, 3)),
         "--num-shares",
         str(args.num_shares),
         "--threshold",
@@ -460,6 +487,8 @@ def _ratios(records: list[dict[str, Any]]) -> None:
         p = plain.get((r["sites"], r["params"]))
         if p and p.get("round_median_s") and r.get("round_median_s") and r["mode"] != "plain":
             r["ratio_vs_plain"] = r["round_median_s"] / p["round_median_s"]
+            if p.get("round_cpu_median_s") and r.get("round_cpu_median_s"):
+                r["cpu_ratio_vs_plain"] = r["round_cpu_median_s"] / p["round_cpu_median_s"]
 
 
 def _skip_reason(sites: int, params: int, max_site_params: float) -> str | None:
@@ -478,7 +507,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sites", default=None, help="comma list (default 4,10,25,50)")
     p.add_argument("--params", default=None, help="comma list (default 1e5,1e6,1e7)")
     p.add_argument("--modes", default=",".join(MODES))
-    p.add_argument("--rounds", type=int, default=3, help="1 warm-up + measured rounds")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="1 warm-up + measured rounds (default 4; 3 for 10M-parameter cells)",
+    )
     p.add_argument(
         "--num-shares",
         type=float,
