@@ -110,3 +110,40 @@ def plot_secagg(result: dict[str, Any], path: Path, modes: Sequence[str] | None 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_secagg_ablation(result: dict[str, Any], path: Path) -> None:
+    """Bars per variant: per-round wall time and CPU seconds, with the ratio to plain."""
+    rows = [r for r in result["results"] if r.get("round_median_s") is not None]
+    labels = [r.get("variant", r["mode"]) for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for ax, key, title in (
+        (axes[0], "round_median_s", "per-round wall time (s)"),
+        (axes[1], "round_cpu_median_s", "CPU seconds per round (all processes)"),
+    ):
+        vals = [r.get(key) or 0.0 for r in rows]
+        colors = ["tab:gray" if r["mode"] == "plain" else "tab:blue" for r in rows]
+        bars = ax.barh(range(len(rows)), vals, color=colors)
+        ratio_key = "ratio_vs_plain" if key == "round_median_s" else "cpu_ratio_vs_plain"
+        ax.bar_label(
+            bars,
+            labels=[
+                f"{v:.2f}" + (f"  ({r[ratio_key]:.1f}× plain)" if r.get(ratio_key) else "")
+                for v, r in zip(vals, rows, strict=True)
+            ],
+            fontsize=7,
+            padding=2,
+        )
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels(labels if ax is axes[0] else [], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(title)
+        ax.set_xlim(right=max([*vals, 1e-9]) * 1.45)
+    r0 = rows[0] if rows else {"sites": "?", "params": 0}
+    fig.suptitle(
+        f"SecAgg+ prototype fixes, cumulative — {r0['sites']} sites × {r0['params']:,} parameters"
+        f" ({result['machine'].get('cpu_count')}-core CPU, shared)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -148,12 +148,13 @@ class BookKeepingDPSGD:
 
     # ---------------------------------------------------------------- norms
     def _norms2(self, layer: _Layer, n: int) -> torch.Tensor:
-        """Squared per-sample gradient norm of this layer's parameters."""
+        """Squared per-sample gradient norm of this layer's parameters (÷ n², see below)."""
         m, a = layer.module, layer.act
         if a is None or layer.grad_out is None:
             raise RuntimeError(f"bk: {type(m).__name__} got no activation/gradient")
-        g = layer.grad_out * n  # per-sample loss gradients (loss_reduction="mean")
-        layer.grad_out = g
+        # ``g`` is the gradient of the *mean* loss: per-sample gradients are n × (what ``g``
+        # gives). The factor is applied to the scalars (norms, clip coefficients), not to g.
+        g = layer.grad_out
         if isinstance(m, nn.Conv2d):
             padding = cast(tuple[int, ...], m.padding)  # numeric: checked in __init__
             cols = F.unfold(a, m.kernel_size, m.dilation, padding, m.stride)  # n, p, T
@@ -202,7 +203,7 @@ class BookKeepingDPSGD:
             (self._norms2(layer, n) for layer in self.layers), torch.zeros(n, device=x.device)
         )
         self._release()
-        return total.sqrt()
+        return total.sqrt() * n
 
     def _release(self) -> None:
         for layer in self.layers:
@@ -219,9 +220,10 @@ class BookKeepingDPSGD:
         norms2 = torch.zeros(n, device=x.device)
         for layer in self.layers:
             norms2 += self._norms2(layer, n)
-        norms = norms2.sqrt()
+        norms = norms2.sqrt() * n  # per-sample gradient norms
         self.last_norms = norms
-        coef = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+        # clip factor × n: turns the mean-loss gradients g into clipped per-sample gradients
+        coef = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0) * n
         sums: dict[torch.Tensor, torch.Tensor] = {}
         for layer in self.layers:
             m, a, g = layer.module, layer.act, layer.grad_out

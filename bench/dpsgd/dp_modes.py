@@ -445,7 +445,17 @@ def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
     for res in results:
         for r in res["results"]:
             rows[(r["config"], r["mode"])] = {**r, "run_created": res.get("created")}
-    merged = dict(results[-1])
+    by_cfg: dict[str, dict[str, dict[str, Any]]] = {}
+    for (cfg, mode), r in rows.items():
+        by_cfg.setdefault(cfg, {})[mode] = r
+    for recs in by_cfg.values():  # ratios against the plain run kept for that config
+        plain = recs.get("plain")
+        for r in recs.values():
+            if plain and plain.get("works") and r.get("works"):
+                r["slowdown"] = plain["samples_per_s"] / r["samples_per_s"]
+                r["memory_ratio"] = r["peak_delta_bytes"] / max(plain["peak_delta_bytes"], 1)
+    full = [r for r in results if "machine" in r]
+    merged = dict(full[-1] if full else results[-1])
     merged["results"] = list(rows.values())
     merged["merged_from"] = [
         {"created": r.get("created"), "settings": r.get("settings")} for r in results

@@ -439,7 +439,10 @@ def stage_breakdown(
 
 
 # ----------------------------------------------------------------------------- parent
-def _spawn_cell(args: argparse.Namespace, sites: int, params: int, mode: str) -> dict[str, Any]:
+def _spawn_cell(
+    args: argparse.Namespace, sites: int, params: int, mode: str, fixes: str | None = None
+) -> dict[str, Any]:
+    fixes = args.fixes if fixes is None else fixes
     cmd = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -456,8 +459,8 @@ def _spawn_cell(args: argparse.Namespace, sites: int, params: int, mode: str) ->
     ]
     if args.pull_interval is not None:
         cmd += ["--pull-interval", str(args.pull_interval)]
-    if args.fixes:
-        cmd += ["--fixes", args.fixes]
+    if fixes:
+        cmd += ["--fixes", fixes]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.setdefault("RAY_DEDUP_LOGS", "0")
@@ -489,6 +492,37 @@ def _ratios(records: list[dict[str, Any]]) -> None:
             r["ratio_vs_plain"] = r["round_median_s"] / p["round_median_s"]
             if p.get("round_cpu_median_s") and r.get("round_cpu_median_s"):
                 r["cpu_ratio_vs_plain"] = r["round_cpu_median_s"] / p["round_cpu_median_s"]
+
+
+#: (mode, cumulative fixes) for --fix-ablation.
+ABLATION: tuple[tuple[str, str], ...] = (
+    ("plain", ""),
+    ("secagg-flower", ""),
+    ("secagg-chacha20", ""),
+    ("secagg-chacha20", "chacha32"),
+    ("secagg-chacha20", "chacha32,quantize"),
+    ("secagg-chacha20", "chacha32,quantize,fedavg"),
+    ("plain", "poll"),
+    ("secagg-chacha20", "chacha32,quantize,fedavg,poll"),
+    ("plain", "poll,vcepoll"),
+    ("secagg-chacha20", "chacha32,quantize,fedavg,poll,vcepoll"),
+)
+
+
+def _ablation_ratios(records: list[dict[str, Any]]) -> None:
+    """Each SecAgg+ variant against plain FedAvg under the same polling fixes."""
+
+    def polling(rec: dict[str, Any]) -> tuple[str, ...]:
+        return tuple(f for f in rec.get("fixes", []) if f in ("poll", "vcepoll"))
+
+    plain = {polling(r): r for r in records if r["mode"] == "plain" and "error" not in r}
+    for r in records:
+        p = plain.get(polling(r))
+        if r["mode"] == "plain" or p is None or not r.get("round_median_s"):
+            continue
+        r["ratio_vs_plain"] = r["round_median_s"] / p["round_median_s"]
+        if p.get("round_cpu_median_s") and r.get("round_cpu_median_s"):
+            r["cpu_ratio_vs_plain"] = r["round_cpu_median_s"] / p["round_cpu_median_s"]
 
 
 def _skip_reason(sites: int, params: int, max_site_params: float) -> str | None:
@@ -574,10 +608,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.params
         else (list(QUICK_PARAMS) if args.quick else list(PARAMS))
     )
+    if args.fix_ablation:
+        sites = sites if args.sites else [10]
+        params = params if args.params else [1_000_000]
     modes = [m for m in args.modes.split(",") if m]
     t_start = time.perf_counter()
     records: list[dict[str, Any]] = []
-    for n in params:
+    if args.fix_ablation:
+        # cumulative prototype fixes at one cell, plain measured under the same polling
+        k, n = sites[0], params[0]
+        for mode, fixes in ABLATION:
+            rec = _spawn_cell(args, k, n, mode, fixes)
+            rec["variant"] = f"{mode} +{fixes}" if fixes else mode
+            records.append(rec)
+            print(json.dumps(rec), flush=True)
+        _ablation_ratios(records)
+    for n in [] if args.fix_ablation else params:
         for k in sites:
             for mode in modes:
                 reason = _skip_reason(k, n, args.max_site_params)
@@ -619,9 +665,12 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{args.tag}.json").write_text(json.dumps(result, indent=1) + "\n")
     if not args.no_plot:
         sys.path.insert(0, str(HERE.parent))
-        from plotting import plot_secagg
+        from plotting import plot_secagg, plot_secagg_ablation
 
-        plot_secagg(result, args.out / f"{args.tag}.png")
+        if args.fix_ablation:
+            plot_secagg_ablation(result, args.out / f"{args.tag}.png")
+        else:
+            plot_secagg(result, args.out / f"{args.tag}.png")
     print(f"# wrote {args.out / (args.tag + '.json')} in {result['wall_s']:.0f} s", file=sys.stderr)
     return 0
 
