@@ -570,6 +570,12 @@ def main(argv: list[str] | None = None) -> int:
         "(simulation engine polls every 10 ms; simulation only)",
     )
     p.add_argument(
+        "--fix-ablation",
+        action="store_true",
+        help="run the cumulative prototype fixes (see ABLATION) at the first --sites/--params "
+        "cell (default 10 sites x 1M); writes <tag>.json",
+    )
+    p.add_argument(
         "--max-site-params",
         type=float,
         default=1.0e8,
