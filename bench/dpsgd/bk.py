@@ -10,11 +10,14 @@ large model at small cost") does neither:
 1. forward with the parameters frozen, capturing each layer's input ``A``; one backward for
    the *input* gradients only, capturing each layer's output gradient ``G`` (autograd never
    computes a weight gradient);
-2. per-sample gradient norms per layer from ``A`` and ``G``: for a convolution, either
-   directly (per-sample gradient ``G_n A_n^T``, ``o·p`` floats) or by the ghost-norm identity
-   ``‖G_n A_nᵀ‖² = ⟨A_nᵀA_n, G_nᵀG_n⟩`` (``T²`` floats, T = output positions), whichever is
-   cheaper for that layer (mixed ghost clipping, Bu et al., 2022); Linear: ``‖a‖²‖g‖²``;
-   GroupNorm: Opacus' own per-sample gradient (2·channels floats);
+2. per-sample gradient norms per layer from ``A`` and ``G``. A convolution has three exact
+   ways, autotuned per layer on the first training step (the fastest is kept): the
+   ghost-norm identity ``‖G_n A_nᵀ‖² = ⟨A_nᵀA_n, G_nᵀG_n⟩`` on unfolded inputs (``T²`` floats
+   per sample, T = output positions: cheap for late, low-resolution layers; mixed ghost
+   clipping, Bu et al., 2022), or the per-sample gradient itself (``o·p`` floats) by a
+   batched matmul on unfolded inputs or by one convolution grouped by sample (cheap for
+   early, high-resolution layers). Linear: ``‖a‖²‖g‖²``; GroupNorm: Opacus' own per-sample
+   gradient (2·channels floats);
 3. clip factors ``c_n = min(1, C / (‖g_n‖ + 1e-6))`` (Opacus' flat clipping), then the clipped
    sum per layer: ``Σ c_n g_n`` from the kept per-sample gradients (direct layers) or one
    ordinary weight-gradient call on ``c``-scaled output gradients (ghost layers);
@@ -30,6 +33,7 @@ empty-batch handling, no gradient accumulation, no secure_mode check beyond pass
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -52,6 +56,7 @@ class _Layer:
         self.grad_out: torch.Tensor | None = None
         self.kept: dict[torch.Tensor, torch.Tensor] = {}  # per-sample grads (direct layers)
         self.ghost = False
+        self.impl: str | None = None  # conv: "ghost" | "unfold" | "grouped", once tuned
 
 
 class BookKeepingDPSGD:
@@ -69,6 +74,8 @@ class BookKeepingDPSGD:
         Divisor of the noised sum (Opacus' ``loss_reduction="mean"``).
     noise_generator : torch.Generator, optional
         Passed to Opacus' noise function.
+    conv_impl : {"ghost", "unfold", "grouped"}, optional
+        Force one way of computing convolution norms (tests); default: autotuned per layer.
     """
 
     def __init__(
@@ -80,7 +87,13 @@ class BookKeepingDPSGD:
         max_grad_norm: float,
         expected_batch_size: int,
         noise_generator: torch.Generator | None = None,
+        conv_impl: str | None = None,
     ) -> None:
+        if conv_impl is not None and conv_impl not in self.CONV_IMPLS:
+            raise ValueError(f"conv_impl must be one of {self.CONV_IMPLS} or None")
+        self.conv_impl = conv_impl  # None: autotune on the first training step
+        self._tuning = False
+        self.autotune_costs: dict[int, dict[str, float]] = {}
         self.model = model
         self.optimizer = optimizer
         self.noise_multiplier = noise_multiplier
@@ -156,26 +169,7 @@ class BookKeepingDPSGD:
         # gives). The factor is applied to the scalars (norms, clip coefficients), not to g.
         g = layer.grad_out
         if isinstance(m, nn.Conv2d):
-            padding = cast(tuple[int, ...], m.padding)  # numeric: checked in __init__
-            cols = F.unfold(a, m.kernel_size, m.dilation, padding, m.stride)  # n, p, T
-            gf = g.reshape(n, g.shape[1], -1)  # n, o, T
-            p_dim, t_dim, o_dim = cols.shape[1], cols.shape[2], gf.shape[1]
-            out = torch.zeros(n, dtype=g.dtype, device=g.device)
-            layer.ghost = t_dim * (p_dim + o_dim) < o_dim * p_dim
-            if layer.ghost:
-                aat = torch.bmm(cols.transpose(1, 2), cols)
-                ggt = torch.bmm(gf.transpose(1, 2), gf)
-                out += (aat * ggt).sum(dim=(1, 2)).clamp_min(0)
-                del aat, ggt
-            else:
-                gs = torch.bmm(gf, cols.transpose(1, 2))  # n, o, p
-                out += gs.pow(2).sum(dim=(1, 2))
-                layer.kept[m.weight] = gs
-            if m.bias is not None and m.bias.requires_grad:
-                gb = gf.sum(dim=2)
-                out += gb.pow(2).sum(dim=1)
-                layer.kept[m.bias] = gb
-            return out
+            return self._conv_norms2(layer, a, g, n)
         if isinstance(m, nn.Linear):
             if a.dim() != 2:
                 raise NotImplementedError("bk: Linear on >2-D inputs")
@@ -192,6 +186,101 @@ class BookKeepingDPSGD:
             (gs.reshape(n, -1).pow(2).sum(1) for gs in per_sample.values()),
             torch.zeros(n, dtype=g.dtype, device=g.device),
         )
+
+    # Three ways to get a convolution's per-sample gradient norms (all exact):
+    #   "ghost":   ‖G_n A_nᵀ‖² = ⟨A_nᵀA_n, G_nᵀG_n⟩ on unfolded inputs (n·T² floats); the
+    #              clipped sum is then one ordinary weight-gradient call on c-scaled G;
+    #   "unfold":  per-sample gradients G_n A_nᵀ by a batched matmul on unfolded inputs;
+    #   "grouped": per-sample gradients as the weight gradient of a convolution grouped by
+    #              sample (batch folded into channels), one oneDNN/cuDNN call.
+    # The direct ones keep n·o·p floats until the clip factors are known. Which is fastest
+    # depends on the layer's shape and the hardware, so the first training step times all
+    # three per layer and keeps the fastest ("autotune"); per_sample_norms() alone never
+    # decides, it uses the flop rule.
+    CONV_IMPLS = ("ghost", "unfold", "grouped")
+
+    def _conv_norms2(self, layer: _Layer, a: torch.Tensor, g: torch.Tensor, n: int) -> torch.Tensor:
+        m = cast(nn.Conv2d, layer.module)
+        impl = layer.impl or self.conv_impl
+        if impl is None and self._tuning:
+            impl = layer.impl = self._autotune(m, a, g, n)
+        if impl is None:  # flop rule: ghost when T·(p+o) < o·p
+            t_dim = g.shape[2] * g.shape[3]
+            p_dim = a.shape[1] * m.kernel_size[0] * m.kernel_size[1]
+            impl = (
+                "ghost" if t_dim * (p_dim + m.out_channels) < m.out_channels * p_dim else "unfold"
+            )
+        layer.ghost = impl == "ghost"
+        if layer.ghost:
+            out = self._conv_ghost_norm2(m, a, g, n)
+        else:
+            gs = self._conv_per_sample(m, a, g, n, impl)
+            out = gs.reshape(n, -1).pow(2).sum(1)
+            layer.kept[m.weight] = gs
+        if m.bias is not None and m.bias.requires_grad:
+            gb = g.sum(dim=(2, 3))
+            out = out + gb.pow(2).sum(1)
+            layer.kept[m.bias] = gb
+        return out
+
+    @staticmethod
+    def _unfold(m: nn.Conv2d, a: torch.Tensor) -> torch.Tensor:
+        padding = cast(tuple[int, ...], m.padding)  # numeric: checked in __init__
+        return F.unfold(a, m.kernel_size, m.dilation, padding, m.stride)  # n, p, T
+
+    def _conv_ghost_norm2(
+        self, m: nn.Conv2d, a: torch.Tensor, g: torch.Tensor, n: int
+    ) -> torch.Tensor:
+        cols = self._unfold(m, a)
+        gf = g.reshape(n, g.shape[1], -1)
+        aat = torch.bmm(cols.transpose(1, 2), cols)
+        ggt = torch.bmm(gf.transpose(1, 2), gf)
+        return (aat * ggt).sum(dim=(1, 2)).clamp_min(0)
+
+    def _conv_per_sample(
+        self, m: nn.Conv2d, a: torch.Tensor, g: torch.Tensor, n: int, impl: str
+    ) -> torch.Tensor:
+        if impl == "grouped":
+            cin, h, w = a.shape[1:]
+            gs = conv2d_weight(
+                a.reshape(1, n * cin, h, w),
+                (n * m.out_channels, cin, *m.kernel_size),
+                g.reshape(1, n * m.out_channels, *g.shape[2:]),
+                m.stride,
+                m.padding,
+                m.dilation,
+                n,
+            )
+            return gs.reshape(n, *m.weight.shape)
+        gf = g.reshape(n, g.shape[1], -1)
+        return torch.bmm(gf, self._unfold(m, a).transpose(1, 2)).reshape(n, *m.weight.shape)
+
+    def _autotune(self, m: nn.Conv2d, a: torch.Tensor, g: torch.Tensor, n: int) -> str:
+        """Time each way (norms + its share of the clipped sum) once; return the fastest."""
+
+        def clock() -> float:
+            if a.device.type == "cuda":
+                torch.cuda.synchronize(a.device)
+            return time.perf_counter()
+
+        costs: dict[str, float] = {}
+        coef = torch.ones(n, dtype=g.dtype, device=g.device)
+        for impl in self.CONV_IMPLS:
+            try:
+                start = clock()
+                if impl == "ghost":
+                    self._conv_ghost_norm2(m, a, g, n)
+                    conv2d_weight(a, m.weight.shape, g, m.stride, m.padding, m.dilation, 1)
+                else:
+                    gs = self._conv_per_sample(m, a, g, n, impl)
+                    gs.reshape(n, -1).pow(2).sum(1)
+                    torch.einsum("n,n...->...", coef, gs)
+                    del gs
+                costs[impl] = clock() - start
+            except RuntimeError:  # e.g. out of memory: not a candidate
+                continue
+        self.autotune_costs[id(m)] = costs
+        return min(costs, key=costs.__getitem__)
 
     def per_sample_norms(
         self, x: torch.Tensor, y: torch.Tensor, criterion: Callable[..., torch.Tensor]
@@ -218,8 +307,12 @@ class BookKeepingDPSGD:
         loss = self._capture(x, y, criterion)
         n = x.shape[0]
         norms2 = torch.zeros(n, device=x.device)
-        for layer in self.layers:
-            norms2 += self._norms2(layer, n)
+        self._tuning = self.conv_impl is None
+        try:
+            for layer in self.layers:
+                norms2 += self._norms2(layer, n)
+        finally:
+            self._tuning = False
         norms = norms2.sqrt() * n  # per-sample gradient norms
         self.last_norms = norms
         # clip factor × n: turns the mean-loss gradients g into clipped per-sample gradients
