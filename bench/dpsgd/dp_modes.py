@@ -325,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument(
+        "--table", type=Path, help="print a dp_modes.json as a Markdown table; runs nothing"
+    )
+    p.add_argument(
         "--merge",
         nargs="+",
         type=Path,
@@ -363,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
             args.clock,
         )
         print(json.dumps(rec), flush=True)
+        return 0
+    if args.table:
+        print(markdown_table(json.loads(args.table.read_text())))
         return 0
     if args.merge:
         loaded = []
@@ -434,6 +440,37 @@ def main(argv: list[str] | None = None) -> int:
     }
     _write(result, args.out, plot=not args.no_plot)
     return 0
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """Config × mode rows: samples/s, slowdown, peak memory delta and ratio, works, norm diff."""
+    lines = [
+        "| model (input) | mode | works | samples/s | slowdown vs plain | peak mem Δ (MiB) "
+        "| memory vs plain | max rel. norm diff |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    order = {m: i for i, m in enumerate(MODES)}
+    rows = sorted(result["results"], key=lambda r: (r["config"], order.get(r["mode"], 99)))
+    for r in rows:
+        if r["mode"] == "reference":
+            continue
+        ok = r.get("works")
+        diff = r.get("norm_max_rel_diff")
+        lines.append(
+            "| {cfg} | {mode} | {works} | {sps} | {slow} | {mem} | {memr} | {diff} |".format(
+                cfg=r["config"],
+                mode=r["mode"] + (" (prototype)" if r["mode"] == "bk" else ""),
+                works="yes" if ok else f"**no**: {r.get('error', '')[:80]}",
+                sps=f"{r['samples_per_s']:.1f}" if ok else "–",
+                slow=f"{r['slowdown']:.2f}×" if ok and "slowdown" in r else "–",
+                mem=f"{r['peak_delta_bytes'] / 2**20:.0f}" if ok else "–",
+                memr=f"{r['memory_ratio']:.2f}×" if ok and "memory_ratio" in r else "–",
+                diff=f"{diff:.1e}"
+                if diff is not None
+                else ("n/a" if r["mode"] == "plain" else "–"),
+            )
+        )
+    return "\n".join(lines)
 
 
 def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -271,3 +271,20 @@ def test_bk_conv_impls_all_match_opacus(impl: str | None) -> None:
         convs = [la for la in engine.layers if isinstance(la.module, nn.Conv2d)]
         assert all(la.impl in BookKeepingDPSGD.CONV_IMPLS for la in convs)
         assert len(engine.autotune_costs) == len(convs)
+
+
+def test_bk_handles_torchvisions_inplace_residual_like_ew() -> None:
+    """``out += identity`` breaks hooks/ghost/functorch; bk's clipped sum still matches ew."""
+    torch.manual_seed(0)
+    model = InPlaceResidual()
+    x, y = _batch(6, 1, 8)
+    ew = make_private(copy.deepcopy(model), "ew", 6, noise_multiplier=0.0, max_grad_norm=0.3)
+    ew.criterion(ew.model(x), y).backward()
+    grads = [p.grad_sample for p in ew.model.parameters()]  # type: ignore[attr-defined]
+    norms = torch.stack([g.reshape(6, -1).norm(dim=1) for g in grads], 1).norm(dim=1)
+    coef = (0.3 / (norms + 1e-6)).clamp(max=1.0)
+    expected = [torch.einsum("n,n...->...", coef, g) for g in grads]
+    bk = make_private(copy.deepcopy(model), "bk", 6, noise_multiplier=0.0, max_grad_norm=0.3)
+    _, sums = bk.engine.clipped_sum(x, y, bk.criterion)
+    for p, want in zip(bk.model.parameters(), expected, strict=True):
+        assert torch.allclose(sums[p], want, rtol=1e-4, atol=1e-6)
