@@ -527,6 +527,44 @@ def _ablation_ratios(records: list[dict[str, Any]]) -> None:
             r["cpu_ratio_vs_plain"] = r["round_cpu_median_s"] / p["round_cpu_median_s"]
 
 
+def markdown_table(result: dict[str, Any]) -> str:
+    """One row per cell: round time, CPU cost, ratios, masking, bytes, checks."""
+    lines = [
+        "| sites | params | mode | round median (min) s | CPU s/round | × plain (wall) "
+        "| × plain (CPU) | site masking s (CPU s) | masking share | upload/site MB "
+        "| aggregate ok | load 1m |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in result["results"]:
+        label = r.get("variant", r["mode"])
+        if r.get("skipped") or r.get("error"):
+            why = r.get("skipped") or r.get("error")
+            lines.append(f"| {r['sites']} | {r['params']:,} | {label} | {why} |||||||||")
+            continue
+        walls = r.get("round_s") or [float("nan")]
+        loads = [x for x in r.get("round_loadavg_1m") or [] if x is not None]
+
+        def fmt(key: str, spec: str = ".2f", suffix: str = "", r: dict[str, Any] = r) -> str:
+            v = r.get(key)
+            return "–" if v is None else f"{v:{spec}}{suffix}"
+
+        masking = (
+            "–"
+            if r["mode"] == "plain"
+            else (f"{r.get('site_masking_s', 0):.3f} ({r.get('site_masking_cpu_s', 0):.3f})")
+        )
+        share = "–" if r["mode"] == "plain" else fmt("mask_share", ".1%")
+        lines.append(
+            f"| {r['sites']} | {r['params']:,} | {label} "
+            f"| {r['round_median_s']:.2f} ({min(walls):.2f}) | {fmt('round_cpu_median_s')} "
+            f"| {fmt('ratio_vs_plain', '.2f', '×')} | {fmt('cpu_ratio_vs_plain', '.2f', '×')} "
+            f"| {masking} | {share} | {r.get('upload_bytes_per_site', 0) / 1e6:.2f} "
+            f"| {'yes' if r.get('aggregate_ok') else '**no**'} "
+            f"| {max(loads) if loads else float('nan'):.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def _skip_reason(sites: int, params: int, max_site_params: float) -> str | None:
     if sites * params > max_site_params:
         return (
@@ -587,9 +625,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--tag", default="secagg_scaling", help="output file stem")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--table", type=Path, help="print a result JSON as Markdown; runs nothing")
     p.add_argument("--cell", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
+    if args.table:
+        print(markdown_table(json.loads(args.table.read_text())))
+        return 0
     if args.cell:
         sites_s, params_s, mode = args.cell.split(":")
         rec = run_cell(
