@@ -76,6 +76,8 @@ class BookKeepingDPSGD:
         Passed to Opacus' noise function.
     conv_impl : {"ghost", "unfold", "grouped"}, optional
         Force one way of computing convolution norms (tests); default: autotuned per layer.
+    autotune : bool
+        False: no timing, the flop rule picks ghost or unfold per layer.
     """
 
     def __init__(
@@ -88,10 +90,12 @@ class BookKeepingDPSGD:
         expected_batch_size: int,
         noise_generator: torch.Generator | None = None,
         conv_impl: str | None = None,
+        autotune: bool = True,
     ) -> None:
         if conv_impl is not None and conv_impl not in self.CONV_IMPLS:
             raise ValueError(f"conv_impl must be one of {self.CONV_IMPLS} or None")
-        self.conv_impl = conv_impl  # None: autotune on the first training step
+        self.conv_impl = conv_impl  # None: autotune on the first training step (or flop rule)
+        self.autotune = autotune
         self._tuning = False
         self.autotune_costs: dict[int, dict[str, float]] = {}
         self.model = model
@@ -256,16 +260,28 @@ class BookKeepingDPSGD:
         return torch.bmm(gf, self._unfold(m, a).transpose(1, 2)).reshape(n, *m.weight.shape)
 
     def _autotune(self, m: nn.Conv2d, a: torch.Tensor, g: torch.Tensor, n: int) -> str:
-        """Time each way (norms + its share of the clipped sum) once; return the fastest."""
+        """Time each allowed way (norms + its share of the clipped sum); return the fastest."""
 
         def clock() -> float:
             if a.device.type == "cuda":
                 torch.cuda.synchronize(a.device)
-            return time.perf_counter()
+                return time.perf_counter()
+            return time.process_time()  # CPU: not inflated by other jobs on the machine
 
+        # Memory guard: a direct path keeps n·o·p floats until the clip factors are known;
+        # allow it only where that is no more than the ghost path's n·T·(p+o) working set
+        # (at least one of the two conditions always holds)
+        t_dim = g.shape[2] * g.shape[3]
+        p_dim = a.shape[1] * m.kernel_size[0] * m.kernel_size[1]
+        o_dim = m.out_channels
+        direct_ok = o_dim * p_dim <= t_dim * (p_dim + o_dim)
+        # and skip the ghost path where it needs over 4× the direct path's flops (T² blows up
+        # at high resolution: 64×1024² floats for a 7×7 stem on 64 px)
+        ghost_ok = t_dim * (p_dim + o_dim) <= 4 * o_dim * p_dim
+        candidates = [i for i in self.CONV_IMPLS if (ghost_ok if i == "ghost" else direct_ok)]
         costs: dict[str, float] = {}
         coef = torch.ones(n, dtype=g.dtype, device=g.device)
-        for impl in self.CONV_IMPLS:
+        for impl in candidates:
             try:
                 start = clock()
                 if impl == "ghost":
@@ -307,7 +323,7 @@ class BookKeepingDPSGD:
         loss = self._capture(x, y, criterion)
         n = x.shape[0]
         norms2 = torch.zeros(n, device=x.device)
-        self._tuning = self.conv_impl is None
+        self._tuning = self.conv_impl is None and self.autotune
         try:
             for layer in self.layers:
                 norms2 += self._norms2(layer, n)
