@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FormatStrFormatter
 
 DP_MODES = ("hooks", "ghost", "functorch", "ew", "bk")
 
@@ -70,45 +71,60 @@ def plot_dp_modes(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+MODE_COLORS = {"plain": "tab:gray", "secagg-flower": "tab:blue", "secagg-chacha20": "tab:orange"}
+
+
 def plot_secagg(result: dict[str, Any], path: Path, modes: Sequence[str] | None = None) -> None:
-    """Per-round time vs sites (one panel per parameter count) and masking share."""
+    """Per parameter count: round wall time, CPU seconds per round, masking share, vs sites."""
     rows = [r for r in result["results"] if r.get("round_median_s") is not None]
     params = sorted({r["params"] for r in rows})
-    all_modes = modes or sorted({r["mode"] for r in rows})
-    fig, axes = plt.subplots(
-        2, max(len(params), 1), figsize=(4.6 * max(len(params), 1), 8), squeeze=False
+    all_modes = list(modes or [m for m in MODE_COLORS if any(r["mode"] == m for r in rows)])
+    ncol = max(len(params), 1)
+    fig, axes = plt.subplots(3, ncol, figsize=(4.8 * ncol, 11), squeeze=False)
+    panels = (
+        ("round_median_s", "per-round wall time (s)", True),
+        ("round_cpu_median_s", "CPU seconds per round (all processes)", True),
+        ("mask_share", "site masking time / round wall time (%)", False),
     )
     for col, n in enumerate(params):
-        ax, ax2 = axes[0][col], axes[1][col]
-        for mode in all_modes:
-            pts = sorted((r["sites"], r) for r in rows if r["params"] == n and r["mode"] == mode)
-            if not pts:
-                continue
-            ax.plot([s for s, _ in pts], [r["round_median_s"] for _, r in pts], "o-", label=mode)
-            if mode != "plain":
-                share = [(s, r.get("mask_share")) for s, r in pts if r.get("mask_share")]
-                if share:
-                    ax2.plot([s for s, _ in share], [100 * v for _, v in share], "o-", label=mode)
-        ax.set_title(f"{n:,} parameters")
-        ax.set_xlabel("sites")
-        ax.set_ylabel("per-round wall time (s)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-        ax2.axhline(10, color="tab:red", ls="--", lw=0.8, label="goal 10%")
-        ax2.set_xlabel("sites")
-        ax2.set_ylabel("client masking time / site's round (%)")
-        ax2.set_xscale("log")
-        ax2.grid(alpha=0.3, which="both")
-        ax2.legend(fontsize=8)
+        sites_here = sorted({r["sites"] for r in rows if r["params"] == n})
+        for row_i, (key, label, logy) in enumerate(panels):
+            ax = axes[row_i][col]
+            for mode in all_modes:
+                if key == "mask_share" and mode == "plain":
+                    continue
+                pts = sorted(
+                    (r["sites"], r[key])
+                    for r in rows
+                    if r["params"] == n and r["mode"] == mode and r.get(key) is not None
+                )
+                if not pts:
+                    continue
+                ys = [100 * v for _, v in pts] if key == "mask_share" else [v for _, v in pts]
+                ax.plot([s for s, _ in pts], ys, "o-", label=mode, color=MODE_COLORS.get(mode))
+            if key == "mask_share":
+                ax.axhline(10, color="tab:red", ls="--", lw=0.8, label="goal ≤ 10%")
+            ax.set_xscale("log")
+            ax.set_xticks(sites_here)
+            ax.set_xticklabels([str(s) for s in sites_here])
+            ax.minorticks_off()
+            if logy:
+                ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+                ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+            ax.set_xlabel("sites")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=7)
+            if row_i == 0:
+                ax.set_title(f"{n:,} parameters")
     m = result["machine"]
     fig.suptitle(
-        f"Flower {m.get('flwr')} SecAgg+ vs plain FedAvg (simulation, Ray) — "
-        f"{m.get('cpu_count')}-core CPU"
+        f"Flower {m.get('flwr')} SecAgg+ (num_shares 3) vs plain FedAvg, simulation (Ray) — "
+        f"{m.get('cpu_count')}-core CPU shared with other jobs"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
