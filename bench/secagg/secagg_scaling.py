@@ -575,6 +575,70 @@ def _skip_reason(sites: int, params: int, max_site_params: float) -> str | None:
     return None
 
 
+def _machine() -> dict[str, Any]:
+    import flwr
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "flwr": flwr.__version__,
+        "gpu": None,
+    }
+
+
+def merge_results(paths: list[Path], args: argparse.Namespace) -> dict[str, Any]:
+    """One result from earlier result JSONs / printed JSON lines; ratios recomputed."""
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+    sources = []
+    for path in paths:
+        text = path.read_text()
+        if path.suffix == ".jsonl":
+            recs = [json.loads(ln) for ln in text.splitlines() if ln.startswith("{")]
+            sources.append({"source": str(path)})
+        else:
+            res = json.loads(text)
+            recs = res["results"]
+            sources.append(
+                {
+                    "source": str(path),
+                    "created": res.get("created"),
+                    "settings": res.get("settings"),
+                }
+            )
+        for r in recs:
+            rows[(r["sites"], r["params"], r.get("variant", r["mode"]))] = r
+    records = list(rows.values())
+    if any(r.get("variant") for r in records):
+        _ablation_ratios(records)
+    else:
+        _ratios(records)
+    return {
+        "benchmark": "secagg_scaling",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": _machine(),
+        "settings": {
+            "merged_from": sources,
+            "num_shares": args.num_shares,
+            "threshold": args.threshold,
+        },
+        "results": records,
+    }
+
+
+def _write(result: dict[str, Any], args: argparse.Namespace, *, ablation: bool) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"{args.tag}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    if not args.no_plot:
+        sys.path.insert(0, str(HERE.parent))
+        from plotting import plot_secagg, plot_secagg_ablation
+
+        plot = plot_secagg_ablation if ablation else plot_secagg
+        plot(result, args.out / f"{args.tag}.png")
+    print(f"# wrote {out} ({result.get('wall_s', 0):.0f} s)", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="4/10 sites × 100k/1M parameters")
@@ -626,11 +690,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default="secagg_scaling", help="output file stem")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--table", type=Path, help="print a result JSON as Markdown; runs nothing")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        help="build <out>/<tag>.json (+ plot) from result JSONs and/or the JSON lines runs "
+        "printed (.jsonl; later records win per sites × params × variant); runs nothing",
+    )
     p.add_argument("--cell", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.table:
         print(markdown_table(json.loads(args.table.read_text())))
+        return 0
+    if args.merge:
+        merged = merge_results(args.merge, args)
+        _write(merged, args, ablation=any(r.get("variant") for r in merged["results"]))
         return 0
     if args.cell:
         sites_s, params_s, mode = args.cell.split(":")
@@ -685,18 +760,11 @@ def main(argv: list[str] | None = None) -> int:
                 records.append(rec)
                 _ratios(records)
                 print(json.dumps(rec), flush=True)
-    import flwr
 
     result = {
         "benchmark": "secagg_scaling",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "cpu": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-            "flwr": flwr.__version__,
-            "gpu": None,
-        },
+        "machine": _machine(),
         "settings": {
             "rounds": args.rounds,
             "measured_rounds": max(args.rounds - 1, 1),
@@ -711,17 +779,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": time.perf_counter() - t_start,
         "results": records,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.tag}.json").write_text(json.dumps(result, indent=1) + "\n")
-    if not args.no_plot:
-        sys.path.insert(0, str(HERE.parent))
-        from plotting import plot_secagg, plot_secagg_ablation
-
-        if args.fix_ablation:
-            plot_secagg_ablation(result, args.out / f"{args.tag}.png")
-        else:
-            plot_secagg(result, args.out / f"{args.tag}.png")
-    print(f"# wrote {args.out / (args.tag + '.json')} in {result['wall_s']:.0f} s", file=sys.stderr)
+    _write(result, args, ablation=args.fix_ablation)
     return 0
 
 
