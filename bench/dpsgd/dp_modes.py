@@ -328,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument(
+        "--select",
+        action="store_true",
+        help="run mode_select.select_mode on each config (Opacus modes, then + bk) at the "
+        "benchmark batch; writes select_mode.json",
+    )
+    p.add_argument(
         "--table", type=Path, help="print a dp_modes.json as a Markdown table; runs nothing"
     )
     p.add_argument(
@@ -379,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         print(markdown_table(json.loads(args.table.read_text())))
         return 0
+    if args.select:
+        run_selector(args, _configs(args))
+        return 0
     if args.merge:
         loaded = []
         for f in args.merge:
@@ -392,15 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         _write(merged, args.out, plot=not args.no_plot)
         return 0
 
-    if args.configs:
-        configs = []
-        for item in args.configs.split(","):
-            name, ch, size = item.split(":")
-            configs.append(Config(name, name, int(ch), int(size)))
-    elif args.gpu_configs:
-        configs = GPU_CONFIGS
-    else:
-        configs = QUICK_CONFIGS if args.quick else CPU_CONFIGS
+    configs = _configs(args)
     modes = [m for m in args.modes.split(",") if m]
     t_start = time.perf_counter()
     records: list[dict[str, Any]] = []
@@ -454,6 +455,61 @@ def main(argv: list[str] | None = None) -> int:
     }
     _write(result, args.out, plot=not args.no_plot)
     return 0
+
+
+def _configs(args: argparse.Namespace) -> list[Config]:
+    if args.configs:
+        configs = []
+        for item in args.configs.split(","):
+            name, ch, size = item.split(":")
+            configs.append(Config(name, name, int(ch), int(size)))
+    elif args.gpu_configs:
+        configs = GPU_CONFIGS
+    else:
+        configs = QUICK_CONFIGS if args.quick else CPU_CONFIGS
+    return list(configs)
+
+
+def run_selector(args: argparse.Namespace, configs: list[Config]) -> None:
+    """What the site's selector picks per config, Opacus modes only and with the prototype."""
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    from mode_select import MODES as OPACUS_MODES
+    from mode_select import PROTOTYPE_MODES, select_mode
+    from models import build_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    out = []
+    for cfg in configs:
+        for candidates in (OPACUS_MODES, OPACUS_MODES + PROTOTYPE_MODES):
+            torch.manual_seed(0)
+            model = build_model(
+                cfg.model, in_channels=cfg.in_channels, image_size=cfg.image_size
+            ).to(device)
+            gen = torch.Generator().manual_seed(1)
+            shape = (args.batch, cfg.in_channels, cfg.image_size, cfg.image_size)
+            x = torch.randn(*shape, generator=gen).to(device)
+            y = torch.randint(0, 10, (args.batch,), generator=gen).to(device)
+            start = time.perf_counter()
+            mode, timings = select_mode(model, (x, y), candidates, steps=3, warmup=1)
+            rec = {
+                "config": cfg.label,
+                "batch": args.batch,
+                "device": args.device,
+                "candidates": list(candidates),
+                "selected": mode,
+                "selector_wall_s": time.perf_counter() - start,
+                "step_s": {m: t.step_s for m, t in timings.items()},
+                "max_rel_norm_diff": {m: t.max_rel_norm_diff for m, t in timings.items()},
+                "errors": {m: t.error for m, t in timings.items() if t.error},
+            }
+            print(json.dumps(rec), flush=True)
+            out.append(rec)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "select_mode.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
 def markdown_table(result: dict[str, Any]) -> str:
