@@ -569,7 +569,7 @@ def _skip_reason(sites: int, params: int, max_site_params: float) -> str | None:
     if sites * params > max_site_params:
         return (
             f"skipped: {sites} sites × {params:,} parameters = {sites * params:.1e} "
-            f"site-parameters per round > --max-site-params {max_site_params:.0e} "
+            f"site-parameters per round > --max-site-params {max_site_params:.1e} "
             "(time budget of the full run on 2 cores, see README)"
         )
     return None
