@@ -14,6 +14,8 @@ Each is small enough for the product to adopt in its own compat module:
 - :class:`SharedResultFedAvgMixin`: SecAgg+'s unmask stage gives *every* site's ``FitRes`` the
   same aggregated ``Parameters`` object, and FedAvg then deserialises and re-averages K
   identical copies; the mixin returns that object directly when all results share it.
+- :class:`Float32ParametersMixin`: SecAgg+ dequantises to float64 and FedAvg keeps it, so
+  the global model silently doubles in size after the first SecAgg+ round; cast it back.
 - :class:`FastPollGrid`: a ``Grid`` proxy whose ``send_and_receive`` polls ``pull_messages``
   at a chosen interval (Flower's deployment ``HttpGrid`` sleeps 3 s between pulls and its
   simulation grid 0.1 s; SecAgg+ waits on that four times a round instead of once).
@@ -108,6 +110,29 @@ class SharedResultFedAvgMixin:
                 metrics = fn([(res.num_examples, res.metrics) for _, res in results])
             return results[0][1].parameters, metrics
         return super().aggregate_fit(server_round, results, failures)  # type: ignore[misc]
+
+
+class Float32ParametersMixin:
+    """Cast the aggregate back to float32.
+
+    SecAgg+'s unmask stage dequantises to float64 (``quantization.dequantize`` uses
+    ``astype(float)``) and FedAvg keeps that dtype, so after one SecAgg+ round the global
+    model — and every site's download and deserialisation — is twice the size of a float32
+    model's. Mix in first: ``class S(Float32ParametersMixin, SharedResultFedAvgMixin, FedAvg)``.
+    """
+
+    def aggregate_fit(self, server_round: int, results: list[Any], failures: list[Any]) -> Any:
+        from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+
+        params, metrics = super().aggregate_fit(server_round, results, failures)  # type: ignore[misc]
+        if params is None:
+            return params, metrics
+        arrays = parameters_to_ndarrays(params)
+        if any(a.dtype == np.float64 for a in arrays):
+            params = ndarrays_to_parameters(
+                [a.astype(np.float32) if a.dtype == np.float64 else a for a in arrays]
+            )
+        return params, metrics
 
 
 class FastPollGrid:

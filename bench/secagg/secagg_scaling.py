@@ -142,13 +142,12 @@ def run_cell(
     agg_s: list[float] = []
     marks: dict[str, float] = {}
 
-    base_strategy: Any = FedAvg
+    mixins: list[type] = []
+    if "f32" in fixes:
+        mixins.append(fastpath.Float32ParametersMixin)
     if "fedavg" in fixes:
-
-        class _Shared(fastpath.SharedResultFedAvgMixin, FedAvg):
-            pass
-
-        base_strategy = _Shared
+        mixins.append(fastpath.SharedResultFedAvgMixin)
+    base_strategy: Any = type("BaseStrategy", (*mixins, FedAvg), {}) if mixins else FedAvg
 
     class TimedFedAvg(base_strategy):  # type: ignore[misc, valid-type]
         def aggregate_fit(self, server_round, results, failures):  # type: ignore[no-untyped-def]
@@ -508,6 +507,7 @@ ABLATION: tuple[tuple[str, str], ...] = (
     ("secagg-chacha20", "chacha32,quantize,fedavg,poll"),
     ("plain", "poll,vcepoll"),
     ("secagg-chacha20", "chacha32,quantize,fedavg,poll,vcepoll"),
+    ("secagg-chacha20", "chacha32,quantize,fedavg,f32,poll,vcepoll"),
 )
 
 
@@ -670,7 +670,8 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="prototype fixes, comma list of: poll (server polls every 10 ms), "
         "quantize (fused quantiser), chacha32 (32-bit ChaCha20 masks), "
-        "fedavg (skip re-averaging identical SecAgg+ results), vcepoll "
+        "fedavg (skip re-averaging identical SecAgg+ results), f32 (cast the aggregate back "
+        "to float32), vcepoll "
         "(simulation engine polls every 10 ms; simulation only)",
     )
     p.add_argument(

@@ -105,6 +105,28 @@ def test_shared_result_mixin_returns_the_shared_parameters() -> None:
     assert calls == [2]
 
 
+def test_float32_mixin_casts_float64_aggregates_only() -> None:
+    from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+
+    class Base:
+        def __init__(self, arrays: list[np.ndarray]) -> None:
+            self.arrays = arrays
+
+        def aggregate_fit(self, rnd: int, results: list[Any], failures: list[Any]) -> Any:
+            return ndarrays_to_parameters(self.arrays), {"m": 1}
+
+    class Strategy(fastpath.Float32ParametersMixin, Base):
+        pass
+
+    mixed = [np.ones(3, dtype=np.float64), np.arange(2, dtype=np.int64)]
+    params, metrics = Strategy(mixed).aggregate_fit(1, [], [])
+    out = parameters_to_ndarrays(params)
+    assert [a.dtype for a in out] == [np.float32, np.int64]
+    assert metrics == {"m": 1}
+    same = [np.ones(3, dtype=np.float32)]
+    assert parameters_to_ndarrays(Strategy(same).aggregate_fit(1, [], [])[0])[0].dtype == np.float32
+
+
 def test_fast_poll_grid_collects_all_replies_and_delegates() -> None:
     class FakeGrid:
         run_id = 7
