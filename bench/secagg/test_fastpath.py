@@ -171,7 +171,7 @@ def test_one_small_simulation_aggregates_correctly(mode: str) -> None:
             "--rounds",
             "2",
             "--fixes",
-            "chacha32,quantize,fedavg,poll" if "chacha" in mode else "",
+            "chacha32,quantize,fedavg,f32,poll" if "chacha" in mode else "",
         ],
         capture_output=True,
         text=True,
