@@ -683,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--max-site-params",
         type=float,
-        default=2.5e8,
+        default=1.0e9,
         help="skip cells with sites × params above this",
     )
     p.add_argument("--cell-timeout", type=float, default=1200.0)
