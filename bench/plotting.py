@@ -10,7 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 DP_MODES = ("hooks", "ghost", "functorch", "ew", "bk")
 
@@ -119,7 +119,7 @@ def plot_secagg(result: dict[str, Any], path: Path, modes: Sequence[str] | None 
             if logy:
                 ax.set_yscale("log")
                 ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-                ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("sites")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3, which="both")
