@@ -185,20 +185,21 @@ def test_cross_sample_model_is_rejected_by_the_norm_check() -> None:
 
 
 # ---------------------------------------------------------------------------- bk prototype
-@pytest.mark.parametrize(
-    ("model", "size"),
-    [
-        (GroupNormCNN(image_size=16, widths=(8, 16, 16)), 16),
-        (ResNet18GN(in_channels=1, stem="cifar", widths=(8, 8, 16, 16)), 16),
-    ],
-    ids=["cnn", "resnet"],
-)
-def test_bk_clipped_sum_and_norms_match_opacus_hooks(model: nn.Module, size: int) -> None:
-    torch.manual_seed(0)
-    x, y = _batch(6, 1, size)
+@pytest.mark.parametrize("kind", ["cnn", "resnet"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bk_clipped_sum_and_norms_match_opacus_hooks(kind: str, seed: int) -> None:
+    torch.manual_seed(seed)
+    model: nn.Module = (
+        GroupNormCNN(image_size=16, widths=(8, 16, 16))
+        if kind == "cnn"
+        else ResNet18GN(in_channels=1, stem="cifar", widths=(8, 8, 16, 16))
+    )
+    x, y = _batch(6, 1, 16, seed)
     ref = reference_norms(model, x, y)
     bk = make_private(copy.deepcopy(model), "bk", 6, noise_multiplier=0.0, max_grad_norm=0.5)
-    assert max_relative_difference(per_sample_norms(bk, x, y), ref) < 1e-4
+    # float32: the ghost-norm identity sums T² products, so ~1e-4 is float32 noise; the
+    # selector accepts 1e-3
+    assert max_relative_difference(per_sample_norms(bk, x, y), ref) < 5e-4
     hooks = make_private(copy.deepcopy(model), "hooks", 6, noise_multiplier=0.0, max_grad_norm=0.5)
     hooks.criterion(hooks.model(x), y).backward()
     hooks.optimizer.clip_and_accumulate()  # type: ignore[attr-defined]
