@@ -21,6 +21,7 @@ import pytest
 from consortium.cli.run import streamlit_command
 from consortium.store.records import RoundRecord
 from consortium.store.run_store import RunStore
+from policies.loader import load_policy
 from tests.dashboard.stores import SITE_NAMES, SITES, site_record
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,8 @@ def test_dashboard_in_chromium(server: str, live_store: Path) -> None:
             _settle(page)
             assert page.locator('[data-testid="stVegaLiteChart"]').count() == 1
             drawn = _chart_texts(page)
-            assert "Cumulative privacy loss ε per site" in drawn and "ceiling ε = 3" in drawn
+            ceiling = f"ceiling ε = {load_policy().policy.epsilon_ceiling:g}"
+            assert "Cumulative privacy loss ε per site" in drawn and ceiling in drawn
             assert set(SITE_NAMES) <= set(drawn)
             assert page.get_by_text("linear estimate", exact=False).is_visible()
             for name in SITE_NAMES:

@@ -17,12 +17,18 @@ from typing import Any
 import pytest
 
 from consortium.home import HOME_ENV
-from policies.loader import default_policy_path
+from policies.loader import (
+    default_policy_path,
+    example_site_policy_path,
+    load_policy,
+    load_site_policy,
+)
 from site_node.home import HOME_ENV as SITE_HOME_ENV
 from tests.privacy_reference import rdp_epsilon
 
 pytestmark = pytest.mark.slow
 SITES = ["cleveland", "hungary", "long_beach", "switzerland"]
+DEFAULT = load_policy().policy
 
 
 def consortium(*args: str, env: dict[str, str] | None = None,
@@ -69,7 +75,7 @@ def test_every_round_has_all_four_sites(demo: Demo) -> None:
         assert rnd["policy_sha256"] == exported["policy_sha256"]
         for fig in rnd["sites"].values():
             assert 0.0 <= fig["accuracy"] <= 1.0 and fig["num_examples"] > 0
-            assert fig["accountant"] == "rdp" and fig["steps"] == 10
+            assert fig["accountant"] == "rdp" and fig["steps"] == DEFAULT.dp.local_steps
             assert fig["trained"] is True and fig["refusal"] is None
 
 
@@ -91,11 +97,16 @@ def test_the_store_and_the_site_homes_are_where_the_two_homes_say(demo: Demo) ->
 
 def test_example_site_policies_apply_only_when_asked(demo: Demo) -> None:
     """Without ``--example-site-policies`` every site runs the consortium policy: Hungary's
-    example δ = 1e-6 and clipping 0.8 and Cleveland's ceiling 2.5 are not in force."""
+    example δ and clipping norm and Cleveland's lower ceiling are not in force."""
+    hungary = load_site_policy(example_site_policy_path("hungary")).policy
+    cleveland = load_site_policy(example_site_policy_path("cleveland")).policy
+    assert hungary.delta != DEFAULT.delta and hungary.dp is not None
+    assert hungary.dp.max_grad_norm != DEFAULT.dp.max_grad_norm
+    assert cleveland.epsilon_ceiling is not None
     last = demo.export["rounds"][-1]["sites"]
-    assert {fig["delta"] for fig in last.values()} == {1e-5}
-    assert {fig["max_grad_norm"] for fig in last.values()} == {1.0}
-    assert last["cleveland"]["epsilon"] > 2.5
+    assert {fig["delta"] for fig in last.values()} == {DEFAULT.delta}
+    assert {fig["max_grad_norm"] for fig in last.values()} == {DEFAULT.dp.max_grad_norm}
+    assert last["cleveland"]["epsilon"] > cleveland.epsilon_ceiling
     assert "example site policies in force" not in demo.stdout
 
 
@@ -136,7 +147,9 @@ def test_the_audit_trail_verifies(demo: Demo) -> None:
 def test_bad_policy_is_refused_before_anything_runs(tmp_path: Path) -> None:
     policy = tmp_path / "p.yaml"
     text = default_policy_path().read_text()
-    policy.write_text(text.replace("max_grad_norm: 1.0", "max_grad_norm: -1"))
+    clip = f"max_grad_norm: {DEFAULT.dp.max_grad_norm}"
+    assert clip in text
+    policy.write_text(text.replace(clip, "max_grad_norm: -1"))
     store = tmp_path / "runs.sqlite"
     out = consortium("run", "--policy", str(policy), "--store", str(store), timeout=120,
                      env={HOME_ENV: str(tmp_path / "home"), SITE_HOME_ENV: str(tmp_path / "s")})

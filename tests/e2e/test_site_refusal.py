@@ -23,7 +23,7 @@ from consortium.audit.log import AuditLog
 from consortium.audit.trail import ROUND, ROUND_FAILED
 from consortium.home import HOME_ENV
 from consortium.store.database import Database
-from policies.loader import default_policy_path
+from policies.loader import default_policy_path, example_site_policy_path, load_site_policy
 from site_node.home import HOME_ENV as SITE_HOME_ENV
 from site_node.privacy import accountant
 from site_node.privacy.ledger import SiteLedger
@@ -135,9 +135,13 @@ def test_a_refusing_site_spends_nothing(one_refuses: Refused) -> None:
 
 
 def test_the_example_site_policies_were_in_force(one_refuses: Refused) -> None:
+    hungary = load_site_policy(example_site_policy_path("hungary")).policy
+    cleveland = load_site_policy(example_site_policy_path("cleveland")).policy
+    assert hungary.dp is not None and cleveland.epsilon_ceiling is not None
     last = one_refuses.export["rounds"][-1]["sites"]
-    assert last["hungary"]["delta"] == 1e-6 and last["hungary"]["max_grad_norm"] == 0.8
-    assert 0 < last["cleveland"]["epsilon"] <= 2.5
+    assert last["hungary"]["delta"] == hungary.delta
+    assert last["hungary"]["max_grad_norm"] == hungary.dp.max_grad_norm
+    assert 0 < last["cleveland"]["epsilon"] <= cleveland.epsilon_ceiling
     assert last["long_beach"]["delta"] == 1e-5
 
 
