@@ -13,6 +13,9 @@
   waits a fixed 0.1 s between looks; a SecAgg+ round is five exchanges, so that wait is a large
   part of a small round. The loop's wait is shortened (:data:`VCE_POLL_S`); it is Flower's own
   loop, handed a stop event whose ``wait`` is shorter.
+- :func:`pace_object_pulls`: a deployed ServerApp pulls the sites' replies, whose objects may
+  arrive after the message, waiting 1 s before its first retry; the site side's patch
+  (:func:`site_node.flower_compat.pace_object_pulls`) shortens that wait in this process too.
 
 :func:`check_version` raises :class:`FlowerVersionError` on any Flower but
 :data:`FLWR_VERSION`; :func:`install_masking` calls it first.
@@ -38,6 +41,7 @@ from flwr.server.workflow.default_workflows import (
 )
 
 from consortium.errors import FlowerVersionError
+from site_node import flower_compat as site_flower_compat
 from site_node.protocol.masking import chacha20_masks
 
 #: The Flower release these patches were written for and tested against.
@@ -148,3 +152,9 @@ def pace_simulation() -> None:
 def engine_of(grid: Any) -> str:
     """``"simulation"`` for Flower's in-memory simulation grid, else ``"deployment"``."""
     return "simulation" if type(grid).__name__ == "InMemoryGrid" else "deployment"
+
+
+def pace_object_pulls() -> None:
+    """Shorten the first retry wait of Flower's object pulls in this (the ServerApp's) process."""
+    check_version()
+    site_flower_compat.pace_object_pulls()

@@ -10,6 +10,18 @@
   had no message for it and polls its own reply queue every 0.5 s; a SecAgg+ round is five
   exchanges, so about 15 s of a deployed round was waiting. The loop's sleeps are shortened
   (:data:`IDLE_POLL_S`, :data:`WAIT_POLL_S`); nothing else of the protocol changes.
+- :func:`pace_object_pulls`: a message becomes visible before its objects have all arrived
+  (the sender pushes them after it), and whoever pulls it waits a fixed 1 s, then 2 s, 4 s ...
+  before asking again for an object that is not there yet. The SuperNode pulls that way from
+  the SuperLink and every ClientApp from its SuperNode (which creates the task before it has
+  the objects), so most exchanges waited 1 s or 3 s. The first wait is shortened
+  (:data:`OBJECT_PULL_FIRST_WAIT_S`); the doubling, its 10 s cap, the number of tries and the
+  time limit stay Flower's.
+- :func:`reuse_installed_fab`: every ClientApp process extracts the run's app bundle (FAB) into
+  a temporary folder and checks the hash of every file in it, then finds the bundle already
+  installed and uses the installed copy (Flower installs by bundle hash and never reinstalls).
+  A bundle whose full SHA-256 was installed and verified before goes straight to its
+  installed folder; any other bundle goes through Flower's own install.
 
 Each function checks the installed version first and raises :class:`FlowerVersionError` with a
 clear message on any other version: these patches reach into modules Flower may change.
@@ -17,8 +29,11 @@ clear message on any other version: these patches reach into modules Flower may 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 from site_node.errors import FlowerVersionError
@@ -89,12 +104,98 @@ def pace_supernode() -> None:
     module.time = _PacedClock()  # type: ignore[attr-defined]
 
 
+#: First wait before asking again for an object that has not arrived yet (Flower: 1 s); the
+#: waits still double up to Flower's cap (10 s).
+OBJECT_PULL_FIRST_WAIT_S = 0.02
+INFLATABLE_MODULE = "flwr.supercore.inflatable.inflatable_utils"
+_OBJECT_PULLERS = ("pull_objects", "pull_and_inflate_object_from_tree")
+
+
+def pace_object_pulls() -> None:
+    """Make Flower's object pulls wait :data:`OBJECT_PULL_FIRST_WAIT_S` before their first retry
+    (idempotent; it changes the default of the ``initial_backoff`` argument, nothing else)."""
+    check_version()
+    module = importlib.import_module(INFLATABLE_MODULE)
+    defaults = []
+    for name in _OBJECT_PULLERS:
+        kwdefaults = getattr(getattr(module, name, None), "__kwdefaults__", None)
+        if not kwdefaults or "initial_backoff" not in kwdefaults:
+            raise FlowerVersionError(f"{INFLATABLE_MODULE}.{name} has no initial_backoff")
+        defaults.append(kwdefaults)
+    for kwdefaults in defaults:
+        kwdefaults["initial_backoff"] = OBJECT_PULL_FIRST_WAIT_S
+
+
+def object_pull_first_wait() -> float:
+    """The first retry wait Flower's ``pull_objects`` uses now."""
+    module = importlib.import_module(INFLATABLE_MODULE)
+    return float(module.pull_objects.__kwdefaults__["initial_backoff"])
+
+
 def run_supernode() -> None:
-    """Flower's ``flower-supernode`` entry point, with a paced loop."""
+    """Flower's ``flower-supernode`` entry point, with a paced loop and paced object pulls."""
     from flwr.supernode.cli import flower_supernode
 
     pace_supernode()
+    pace_object_pulls()
     flower_supernode()
+
+
+CLIENTAPP_MODULE = "flwr.supernode.runtime.run_clientapp"
+#: Where, under Flower's app folder, the installed bundles are indexed by full SHA-256.
+FAB_INDEX = ".verified-fabs"
+
+
+def _fab_index(install_dir: Path | None) -> Path:
+    from flwr.supercore.utils import get_flwr_home
+    from flwr.common.constant import APP_DIR
+
+    base = install_dir.expanduser() if install_dir else get_flwr_home()
+    return Path(base) / APP_DIR / FAB_INDEX
+
+
+def _installed_by_hash(flower_install: Any) -> Any:
+    """``install_from_fab`` that goes straight to the installed folder of a bundle (by full
+    SHA-256) that Flower installed and verified before."""
+
+    def install_from_fab(fab_file: Path | bytes, install_dir: Path | None = None,
+                         skip_prompt: bool = False) -> Path:
+        if not (isinstance(fab_file, bytes) and skip_prompt):
+            return Path(flower_install(fab_file, install_dir, skip_prompt))
+        entry = _fab_index(install_dir) / hashlib.sha256(fab_file).hexdigest()
+        try:
+            installed = Path(entry.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            installed = None
+        if installed is not None and installed.is_dir():
+            return installed
+        path = Path(flower_install(fab_file, install_dir, skip_prompt))
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        partial = entry.with_name(f"{entry.name}.{os.getpid()}.tmp")
+        partial.write_text(str(path), encoding="utf-8")
+        partial.replace(entry)
+        return path
+
+    install_from_fab.flower_install = flower_install  # type: ignore[attr-defined]
+    return install_from_fab
+
+
+def reuse_installed_fab() -> None:
+    """Make every ClientApp reuse the installed copy of a bundle it installed before
+    (idempotent; see the module docstring)."""
+    check_version()
+    module = importlib.import_module(CLIENTAPP_MODULE)
+    current = getattr(module, "install_from_fab", None)
+    if current is None:
+        raise FlowerVersionError(f"{CLIENTAPP_MODULE} no longer installs with install_from_fab")
+    if not hasattr(current, "flower_install"):
+        module.install_from_fab = _installed_by_hash(current)  # type: ignore[attr-defined]
+
+
+def fab_reuse_installed() -> bool:
+    """Whether ClientApps reuse installed bundles."""
+    module = importlib.import_module(CLIENTAPP_MODULE)
+    return hasattr(getattr(module, "install_from_fab", None), "flower_install")
 
 
 def launch_result_accepted() -> Any:

@@ -25,6 +25,7 @@ def run_consortium(grid: Grid, context: Context, plan: RunPlan, *,
                    resume: ResumePoint | None = None) -> RunOutcome | None:
     """Run the plan on ``grid`` (from ``resume`` if given); returns how it ended."""
     flower_compat.install_masking()
+    flower_compat.pace_object_pulls()
     weights = (resume.weights if resume and resume.weights
                else initial_weights(plan.model_task, plan.seed))
     strategy = ConsortiumStrategy(

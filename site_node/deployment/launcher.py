@@ -9,8 +9,12 @@ still travels through Flower's context) but starts in milliseconds.
 
 Only third-party libraries stay imported in a child; the project's own modules are loaded by
 Flower from the app bundle (FAB) in the child, as with the default launcher, so the code a node
-runs is always the code of the submitted run. The one touch of Flower internals (handing
-SuperExec this executor) is in :mod:`site_node.flower_compat`.
+runs is always the code of the submitted run. The parent imports every third-party module a
+ClientApp uses (:data:`PRELOAD`), torch's compiler stack included (torch imports it, about 3 s,
+when the first optimizer is made). It never runs torch itself: when it ran one DP-SGD step
+before forking, no child ever answered (every SecAgg+ stage timed out; torch's thread pools do
+not survive a fork). The touches of Flower internals (handing SuperExec this executor, shorter
+waits for objects, reusing an installed app bundle) are in :mod:`site_node.flower_compat`.
 
 Run by :mod:`site_node.supernode` next to ``flower-supernode --isolation process``::
 
@@ -29,10 +33,19 @@ import sys
 from typing import Any
 
 from site_node import flower_compat
+from site_node.flower_compat import CLIENTAPP_MODULE as CLIENTAPP_RUNTIME
 
 log = logging.getLogger(__name__)
 
-PRELOAD = ("numpy", "torch", "opacus", "cryptography", "flwr.client", "flwr.client.mod")
+#: Third-party modules a ClientApp imports, loaded once in the parent.
+PRELOAD = (
+    "numpy", "torch", "torch.optim", "torch._dynamo", "opacus", "opacus.accountants",
+    "opacus.data_loader", "cryptography", "pandas", "pyarrow", "pyarrow.parquet", "pydantic",
+    "yaml", "PIL.Image", "tomllib", "tomli_w", "sqlite3", "flwr.client", "flwr.client.mod",
+    "flwr.clientapp.utils", "flwr.cli.install", CLIENTAPP_RUNTIME,
+)
+#: The project's own top-level packages: a child forgets them (they come from the app bundle).
+PROJECT_PACKAGES = ("site_node", "policies", "consortium", "dashboard")
 
 
 class ForkExecutor:
@@ -79,8 +92,7 @@ def _run_child(spec: Any) -> None:
     try:
         # The launcher imported this package to patch Flower; the task must import the
         # submitted run's own code (its app bundle), so forget ours first.
-        for name in [m for m in sys.modules if m == "site_node" or m.startswith("site_node.")]:
-            del sys.modules[name]
+        forget_project_modules()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         flower_compat.run_clientapp_task(spec)
@@ -93,16 +105,25 @@ def _run_child(spec: Any) -> None:
         os._exit(code)
 
 
+def forget_project_modules() -> None:
+    """Remove the project's own modules from ``sys.modules`` (third-party ones stay)."""
+    for name in [m for m in sys.modules if m.split(".", 1)[0] in PROJECT_PACKAGES]:
+        del sys.modules[name]
+
+
 def preload() -> None:
-    """Import the heavy third-party libraries once, before any fork."""
+    """Import the third-party libraries a ClientApp uses once, before any fork."""
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
 
 
 def serve(runtime_api_address: str, parent_pid: int | None) -> None:
-    """Run Flower's SuperExec loop with :class:`ForkExecutor` (blocks until stopped)."""
+    """Run Flower's SuperExec loop with :class:`ForkExecutor` (blocks until stopped), with
+    Flower's object pulls paced and installed app bundles reused in every child."""
     preload()
+    flower_compat.pace_object_pulls()
+    flower_compat.reuse_installed_fab()
     flower_compat.run_superexec_with(ForkExecutor(), runtime_api_address, parent_pid)
 
 

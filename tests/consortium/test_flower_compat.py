@@ -40,6 +40,8 @@ def test_another_flower_version_is_refused_naming_both(
     message = str(err.value)
     assert "1.42.0" in message and "1.99.0" in message and "flower_compat" in message
     assert not flower_compat.masking_installed()  # nothing was patched
+    with pytest.raises(FlowerVersionError):
+        flower_compat.pace_object_pulls()
 
 
 def test_the_installed_flower_is_the_supported_one() -> None:
@@ -64,3 +66,19 @@ def test_engine_of_tells_simulation_from_deployment() -> None:
 
     assert flower_compat.engine_of(InMemoryGrid()) == "simulation"
     assert flower_compat.engine_of(GrpcGrid()) == "deployment"
+
+
+def test_the_server_paces_its_object_pulls_with_the_sites_patch() -> None:
+    import importlib
+
+    from site_node import flower_compat as site_flower_compat
+
+    module = importlib.import_module(site_flower_compat.INFLATABLE_MODULE)
+    saved = module.pull_objects.__kwdefaults__["initial_backoff"]
+    try:
+        flower_compat.pace_object_pulls()
+        assert site_flower_compat.object_pull_first_wait() == (
+            site_flower_compat.OBJECT_PULL_FIRST_WAIT_S)
+    finally:
+        for name in ("pull_objects", "pull_and_inflate_object_from_tree"):
+            getattr(module, name).__kwdefaults__["initial_backoff"] = saved

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+from collections.abc import Iterator
 
 import pytest
 
@@ -55,3 +56,86 @@ def test_a_client_mod_without_the_generator_is_refused(monkeypatch: pytest.Monke
     with pytest.raises(FlowerVersionError, match="no pseudo_rand_gen"):
         flower_compat.install_masking()
     assert not flower_compat.masking_installed()
+
+
+@pytest.fixture
+def flower_defaults() -> Iterator[object]:
+    """Restore Flower's object-pull waits and ClientApp installer after a test."""
+    module = importlib.import_module(flower_compat.INFLATABLE_MODULE)
+    saved = {name: dict(getattr(module, name).__kwdefaults__)
+             for name in ("pull_objects", "pull_and_inflate_object_from_tree")}
+    for name in saved:  # Flower's own first wait, whatever ran before in this process
+        getattr(module, name).__kwdefaults__["initial_backoff"] = module.PULL_INITIAL_BACKOFF
+    runtime = importlib.import_module(flower_compat.CLIENTAPP_MODULE)
+    installer = runtime.install_from_fab
+    yield module
+    for name, defaults in saved.items():
+        getattr(module, name).__kwdefaults__.update(defaults)
+    runtime.install_from_fab = installer
+
+
+def test_object_pulls_are_paced_and_only_their_first_wait_changes(flower_defaults: object
+                                                                   ) -> None:
+    module = importlib.import_module(flower_compat.INFLATABLE_MODULE)
+    before = dict(module.pull_objects.__kwdefaults__)
+    assert before["initial_backoff"] == module.PULL_INITIAL_BACKOFF == 1.0  # Flower's own wait
+    flower_compat.pace_object_pulls()
+    flower_compat.pace_object_pulls()  # idempotent
+    after = module.pull_objects.__kwdefaults__
+    assert flower_compat.object_pull_first_wait() == flower_compat.OBJECT_PULL_FIRST_WAIT_S
+    assert module.pull_and_inflate_object_from_tree.__kwdefaults__["initial_backoff"] == (
+        flower_compat.OBJECT_PULL_FIRST_WAIT_S)
+    assert {k: v for k, v in after.items() if k != "initial_backoff"} == {
+        k: v for k, v in before.items() if k != "initial_backoff"}
+
+
+def test_object_pulls_without_the_argument_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = importlib.import_module(flower_compat.INFLATABLE_MODULE)
+    monkeypatch.setattr(module, "pull_objects", lambda **_: None)
+    with pytest.raises(FlowerVersionError, match="no initial_backoff"):
+        flower_compat.pace_object_pulls()
+
+
+def test_an_installed_bundle_is_reused_by_its_full_hash(flower_defaults: object, tmp_path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = importlib.import_module(flower_compat.CLIENTAPP_MODULE)
+    calls: list[bytes] = []
+
+    def flower_install(fab: object, install_dir: object = None, skip_prompt: bool = False
+                       ) -> object:
+        assert isinstance(fab, bytes)
+        calls.append(fab)
+        target = tmp_path / "apps" / f"app-{len(calls)}"
+        target.mkdir(parents=True)
+        return target
+
+    monkeypatch.setattr(runtime, "install_from_fab", flower_install)
+    monkeypatch.setenv("FLWR_HOME", str(tmp_path / "flwr"))
+    flower_compat.reuse_installed_fab()
+    flower_compat.reuse_installed_fab()  # idempotent: wraps once
+    assert flower_compat.fab_reuse_installed()
+    install = runtime.install_from_fab
+    first = install(b"bundle one", skip_prompt=True)
+    assert install(b"bundle one", skip_prompt=True) == first  # reused, not installed again
+    other = install(b"bundle two", skip_prompt=True)  # another hash goes through Flower
+    assert other != first and calls == [b"bundle one", b"bundle two"]
+    first.rmdir()  # an installed folder that is gone is installed again
+    assert install(b"bundle one", skip_prompt=True) != first and len(calls) == 3
+
+
+def test_a_bundle_with_a_prompt_always_goes_through_flower(flower_defaults: object, tmp_path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = importlib.import_module(flower_compat.CLIENTAPP_MODULE)
+    calls: list[object] = []
+
+    def flower_install(fab: object, install_dir: object = None, skip_prompt: bool = False
+                       ) -> object:
+        calls.append(fab)
+        return tmp_path
+
+    monkeypatch.setattr(runtime, "install_from_fab", flower_install)
+    monkeypatch.setenv("FLWR_HOME", str(tmp_path / "flwr"))
+    flower_compat.reuse_installed_fab()
+    runtime.install_from_fab(b"x")
+    runtime.install_from_fab(b"x")
+    assert calls == [b"x", b"x"]
