@@ -1,11 +1,12 @@
 """Benchmark the embedded default: wall time of `consortium run` and final accuracy per seed.
 
-Usage: python bench/default_run.py [--seeds 0 1 2] [--rounds 10] [--out bench/results]
+Usage: python bench/default_run.py [--seeds 0 1 2] [--rounds N] [--out bench/results]
                                   [--example-site-policies]
 
-Prints one JSON object (per seed: wall seconds, final mean accuracy over the four hospitals,
-final ε per site), writes it to OUT/default_run.json and plots accuracy per round to
-OUT/default_run.png (matplotlib: ``pip install -e ".[bench]"``).
+Runs the default policy's rounds unless ``--rounds`` is given. Prints one JSON object (per seed:
+wall seconds, final mean accuracy over the four hospitals, final ε per site), writes it to
+OUT/default_run.json (OUT/default_run_site_policies.json with ``--example-site-policies``) and
+plots accuracy per round beside it (matplotlib: ``pip install -e ".[bench]"``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from consortium.home import HOME_ENV
 from site_node.home import HOME_ENV as SITE_HOME_ENV
 
 
-def one_run(seed: int, rounds: int, store: Path, site_policies: bool = False
+def one_run(seed: int, rounds: int | None, store: Path, site_policies: bool = False
             ) -> dict[str, Any]:
     # Each run gets fresh homes: the sites' lifetime ledgers must not carry over between
     # benchmark runs (a site's lifetime budget never forgets).
@@ -32,7 +33,9 @@ def one_run(seed: int, rounds: int, store: Path, site_policies: bool = False
            SITE_HOME_ENV: str(store.parent / f"sites-{seed}")}
     t0 = time.perf_counter()
     extra = ["--example-site-policies"] if site_policies else []
-    subprocess.run([sys.executable, "-m", "consortium", "run", "--rounds", str(rounds),
+    if rounds is not None:
+        extra += ["--rounds", str(rounds)]
+    subprocess.run([sys.executable, "-m", "consortium", "run",
                     "--seed", str(seed), "--store", str(store), *extra], check=True,
                    capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
@@ -52,7 +55,8 @@ def one_run(seed: int, rounds: int, store: Path, site_policies: bool = False
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="Rounds per run (default: the policy's).")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--example-site-policies", action="store_true",
                         help="Let the hospitals apply policies/sites/*.yaml (tighter).")
@@ -62,10 +66,14 @@ def main() -> None:
                         args.example_site_policies) for s in args.seeds]
     result = {"benchmark": "default_run", "example_site_policies": args.example_site_policies,
               "runs": runs,
-              "min_final_accuracy": min(float(r["final_accuracy_mean"]) for r in runs)}
+              "min_final_accuracy": min(float(r["final_accuracy_mean"]) for r in runs),
+              "mean_final_accuracy": sum(float(r["final_accuracy_mean"]) for r in runs)
+              / len(runs),
+              "mean_wall_s": sum(float(r["wall_s"]) for r in runs) / len(runs)}
+    name = "default_run_site_policies" if args.example_site_policies else "default_run"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "default_run.json").write_text(json.dumps(result, indent=2))
-    plot(runs, args.out / "default_run.png")
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    plot(runs, args.out / f"{name}.png")
     print(json.dumps(result))
 
 

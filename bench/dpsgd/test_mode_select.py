@@ -1,6 +1,6 @@
 """Fast CPU tests of the DP-SGD mode selector and the benchmark models.
 
-Run: ``/work/main/.venv/bin/python -m pytest bench/dpsgd/test_mode_select.py -q``
+Run: ``.venv/bin/python -m pytest bench/dpsgd/test_mode_select.py -q``
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Fast tests of the SecAgg+ benchmark's prototype fixes and helpers (no simulation).
 
-Run: ``/work/main/.venv/bin/python -m pytest bench/secagg/test_fastpath.py -q``
+Run: ``.venv/bin/python -m pytest bench/secagg/test_fastpath.py -q``
 (``SECAGG_E2E=1`` adds one real 4-site Flower simulation per mode, ~1 minute.)
 """
 
