@@ -18,7 +18,7 @@ from flwr.client import NumPyClient
 from policies.errors import PolicyError
 from policies.task_loader import LoadedTask, load_task
 from site_node.data import SiteData, load_cached, with_site_indicator
-from site_node.errors import ConfigError, DataError, Refusal
+from site_node.errors import ConfigError, DataError, Refusal, TrainingError
 from site_node.instruction import Instruction, parse_instruction
 from site_node.model import build_model, set_weights
 from site_node.privacy.guard import SiteGuard
@@ -136,7 +136,11 @@ class SiteClient(NumPyClient):
             admitted = guard.admit(instruction, num_examples=data.num_train)
         except (Refusal, InstructionError, ConfigError, DataError, ProtocolError) as exc:
             return self._refuse(parameters, str(exc))
-        result = train_dp(parameters, data, admitted.plan, instruction.model_task)
+        try:
+            result = train_dp(parameters, data, admitted.plan, instruction.model_task)
+        except TrainingError as exc:
+            return self._refuse(parameters, f"site {site} refuses: {exc}; nothing was trained, "
+                                "recorded or sent")
         if not _all_finite(result.weights):
             return self._refuse(parameters, f"site {site} refuses: its update is not finite; "
                                 "nothing was recorded or sent")

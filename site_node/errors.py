@@ -41,3 +41,7 @@ class PreflightError(NodeStartError):
 
 class FlowerVersionError(SiteNodeError):
     """The installed Flower is not the version this node's Flower patches were written for."""
+
+
+class TrainingError(SiteNodeError):
+    """Local training cannot run (no Opacus per-sample gradient mode works for the model)."""

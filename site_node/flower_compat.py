@@ -147,8 +147,8 @@ FAB_INDEX = ".verified-fabs"
 
 
 def _fab_index(install_dir: Path | None) -> Path:
-    from flwr.supercore.utils import get_flwr_home
     from flwr.common.constant import APP_DIR
+    from flwr.supercore.utils import get_flwr_home
 
     base = install_dir.expanduser() if install_dir else get_flwr_home()
     return Path(base) / APP_DIR / FAB_INDEX

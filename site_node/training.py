@@ -2,7 +2,8 @@
 
 One call of :func:`train_dp` is one round of a site's work on the task's model
 (:mod:`site_node.model`): Poisson sampling, per-sample clipping and Gaussian noise through a
-fresh Opacus ``PrivacyEngine``, with one loss for every task (cross-entropy over the classes).
+fresh Opacus ``PrivacyEngine``, with one loss for every task (cross-entropy over the classes),
+in the per-sample gradient mode the site chose for the model (:mod:`site_node.grad_mode`).
 The mechanism actually run (with the number of noisy steps Opacus counted) is returned for the
 site's ledger, which is the one record ε is composed from. DP noise and sampling draw from
 operating-system entropy; only the model initialisation is seeded by the run.
@@ -24,6 +25,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from policies.task import AnyTask
+from site_node import grad_mode
 from site_node.data import SiteData
 from site_node.model import build_model, get_weights, set_weights
 from site_node.protocol.mechanism import Mechanism
@@ -87,9 +89,14 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan, task: A
     ------
     ValueError
         If ``weights`` do not fit the task's model.
+    TrainingError
+        If no Opacus per-sample gradient mode works for the model (nothing was trained).
     """
     model = build_model(task)
     set_weights(model, weights)
+    mode = grad_mode.mode_for(model, input_shape=tuple(data.x_train.shape[1:]),
+                              num_classes=task.num_classes,
+                              batch_size=round(plan.sample_rate * len(data.x_train)))
     gen = _entropy_generator()
     dataset = TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train))
     loader = DPDataLoader(dataset, sample_rate=plan.sample_rate, generator=gen)
@@ -107,7 +114,7 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan, task: A
         dp_model, dp_opt, dp_loader = engine.make_private(
             module=model, optimizer=optimizer, data_loader=loader,
             noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
-            poisson_sampling=False, noise_generator=gen,
+            poisson_sampling=False, noise_generator=gen, grad_sample_mode=mode,
         )
         _run_steps(dp_model, dp_opt, dp_loader, plan.steps)
     steps = sum(int(n) for _, _, n in engine.accountant.history)

@@ -188,3 +188,16 @@ def test_more_examples_than_secagg_max_weight_is_refused(tmp_path: Path) -> None
     reply = SiteClient(settings(home)).fit(incoming, config)
     assert_refusal(reply, incoming, "hungary", "exceed secagg.max_weight 100")
     assert ledger_state(home) == (0, 0)
+
+
+def test_no_working_gradient_mode_is_a_refusal_that_spends_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from site_node import grad_mode
+
+    monkeypatch.setattr(grad_mode, "RTOL", -1.0)  # every mode "disagrees" with the reference
+    monkeypatch.setattr(grad_mode, "_CHOSEN", {})
+    home = site_home(tmp_path)
+    incoming = initial_weights(HEART_RUN, 0)
+    reply = SiteClient(settings(home)).fit(incoming, instruction("run-x", 1).to_config())
+    assert_refusal(reply, incoming, "hungary", "no Opacus per-sample gradient mode works")
+    assert ledger_state(home)[0] == 0
