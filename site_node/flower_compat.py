@@ -17,6 +17,9 @@
   the objects), so most exchanges waited 1 s or 3 s. The first wait is shortened
   (:data:`OBJECT_PULL_FIRST_WAIT_S`); the doubling, its 10 s cap, the number of tries and the
   time limit stay Flower's.
+- :func:`clear_telemetry_flag`: Flower's telemetry reads ``FLWR_TELEMETRY_ENABLED`` once, when
+  it is imported; in a process where it was imported before :mod:`site_node.telemetry` set the
+  variable, its flag is cleared.
 - :func:`reuse_installed_fab`: every ClientApp process extracts the run's app bundle (FAB) into
   a temporary folder and checks the hash of every file in it, then finds the bundle already
   installed and uses the installed copy (Flower installs by bundle hash and never reinstalls).
@@ -130,6 +133,19 @@ def object_pull_first_wait() -> float:
     """The first retry wait Flower's ``pull_objects`` uses now."""
     module = importlib.import_module(INFLATABLE_MODULE)
     return float(module.pull_objects.__kwdefaults__["initial_backoff"])
+
+
+TELEMETRY_MODULE = "flwr.supercore.telemetry"
+
+
+def clear_telemetry_flag() -> None:
+    """Clear the flag Flower's telemetry module read from ``FLWR_TELEMETRY_ENABLED`` when it
+    was imported (its ``event`` checks it on every call)."""
+    check_version()
+    module = importlib.import_module(TELEMETRY_MODULE)
+    if not isinstance(getattr(module, "FLWR_TELEMETRY_ENABLED", None), str):
+        raise FlowerVersionError(f"{TELEMETRY_MODULE} has no FLWR_TELEMETRY_ENABLED flag")
+    module.FLWR_TELEMETRY_ENABLED = "0"  # type: ignore[attr-defined]
 
 
 def run_supernode() -> None:
