@@ -10,14 +10,12 @@ before anything is trained, an older one is migrated when opened for writing.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from consortium.errors import StoreError
-from site_node.protocol.keys import private_dir
+from site_node import database as sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -119,22 +117,16 @@ class Database:
     def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
         self.path = Path(path).expanduser().resolve()
         self.readonly = readonly
-        self._depth = 0
         if readonly and not self.path.is_file():
             raise StoreError(f"run store not found: {self.path}")
         try:
-            if readonly:
-                self.conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True,
-                                            timeout=5.0, isolation_level=None)
-            else:
-                private_dir(self.path.parent)
-                os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-                self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-                self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn = sqlite_file.connect(self.path, readonly=readonly)
+            if not readonly:
                 self.conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open run store {self.path}: {exc}") from exc
-        self.conn.row_factory = sqlite3.Row
+        self._transactions = sqlite_file.Transactions(
+            self.conn, lambda exc: StoreError(f"write to run store {self.path} failed: {exc}"))
         self.version = self._check_version()
         if not readonly:
             self._create_or_migrate()
@@ -170,28 +162,11 @@ class Database:
                               "('schema_version', ?)", (str(SCHEMA_VERSION),))
         self.version = SCHEMA_VERSION
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """One transaction; nested uses join the outermost (all commit or none)."""
         if self.readonly:
             raise StoreError(f"run store {self.path} is open read-only")
-        outer = self._depth == 0
-        try:
-            if outer:
-                self.conn.execute("BEGIN IMMEDIATE")
-            self._depth += 1
-            try:
-                yield self.conn
-            finally:
-                self._depth -= 1
-            if outer:
-                self.conn.execute("COMMIT")
-        except BaseException as exc:
-            if outer and self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"write to run store {self.path} failed: {exc}") from exc
-            raise
+        return self._transactions()
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         """Run a read query; raises :class:`StoreError`."""

@@ -13,16 +13,13 @@ over the events by :mod:`site_node.privacy.accountant`.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from site_node import database
 from site_node.errors import LedgerError
-from site_node.protocol.keys import private_dir
 from site_node.protocol.mechanism import Mechanism
 
 log = logging.getLogger(__name__)
@@ -117,22 +114,20 @@ class SiteLedger:
 
     def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
         self.path = Path(path).expanduser().resolve()
+        if readonly and not self.path.is_file():
+            raise LedgerError(f"no privacy ledger at {self.path}")
         try:
-            if readonly:
-                if not self.path.is_file():
-                    raise LedgerError(f"no privacy ledger at {self.path}")
-                self._conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True)
-            else:
-                private_dir(self.path.parent)
-                fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-                os.close(fd)
-                self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-                self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn = database.connect(self.path, readonly=readonly)
+            if not readonly:
                 self._conn.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(f"cannot open privacy ledger {self.path}: {exc}") from exc
-        self._conn.row_factory = sqlite3.Row
-        self._depth = 0
+        self.transaction = database.Transactions(self._conn, self._write_error)
+
+    def _write_error(self, exc: sqlite3.Error) -> LedgerError:
+        if isinstance(exc, sqlite3.IntegrityError):
+            return LedgerError(f"privacy ledger {self.path}: {exc}")
+        return LedgerError(f"write to privacy ledger {self.path} failed: {exc}")
 
     @classmethod
     def in_state_dir(cls, state_dir: Path | str, *, readonly: bool = False) -> SiteLedger:
@@ -148,29 +143,6 @@ class SiteLedger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One transaction; nested uses join the outermost (all commit or none)."""
-        outer = self._depth == 0
-        try:
-            if outer:
-                self._conn.execute("BEGIN IMMEDIATE")
-            self._depth += 1
-            try:
-                yield self._conn
-            finally:
-                self._depth -= 1
-            if outer:
-                self._conn.execute("COMMIT")
-        except BaseException as exc:
-            if outer and self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.IntegrityError):
-                raise LedgerError(f"privacy ledger {self.path}: {exc}") from exc
-            if isinstance(exc, sqlite3.Error):
-                raise LedgerError(f"write to privacy ledger {self.path} failed: {exc}") from exc
-            raise
 
     def record(self, *, run_id: str, rnd: int, policy_sha256: str, mechanism: Mechanism,
                delta: float) -> LedgerEvent:
