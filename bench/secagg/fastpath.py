@@ -33,7 +33,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-NONCE = b"hc-secagg+-mask\x00"
+from site_node.protocol.masking import NONCE
+
 INFO_32 = b"hospital-consortium secagg+ mask v2 (32-bit words)"
 
 _rng = np.random.default_rng()

@@ -29,12 +29,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from chacha_masks import chacha20_masks
 from fastpath import chacha20_masks_32, fast_quantize
 from flwr.app import Context, Message
 from flwr.client import Client, NumPyClient
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 from flwr.common.secure_aggregation.secaggplus_utils import pseudo_rand_gen
+
+from site_node.protocol.masking import chacha20_masks
 
 _mod_module: Any = importlib.import_module("flwr.client.mod.secure_aggregation.secaggplus_mod")
 

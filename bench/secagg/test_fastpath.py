@@ -6,7 +6,6 @@ Run: ``.venv/bin/python -m pytest bench/secagg/test_fastpath.py -q``
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -24,23 +23,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import fastpath  # noqa: E402
-from chacha_masks import chacha20_masks  # noqa: E402
-
-PRODUCT_MASKING = HERE.parents[1] / "consortium" / "masking.py"
-
-
-def test_copied_generator_matches_the_products_when_present() -> None:
-    if not PRODUCT_MASKING.exists():
-        pytest.skip("consortium/masking.py not in this checkout (package restructured)")
-    spec = importlib.util.spec_from_file_location("product_masking", PRODUCT_MASKING)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    seed, dims = os.urandom(32), [(3, 4), (5,), ()]
-    for a, b in zip(
-        chacha20_masks(seed, 2**32, dims), module.chacha20_masks(seed, 2**32, dims), strict=True
-    ):
-        assert np.array_equal(a, b)
 
 
 def test_chacha20_masks_32_is_the_keystream_reduced_mod_range() -> None:
