@@ -43,10 +43,12 @@ TIMED_STEPS = 3
 _CHECK_SAMPLES = 8
 
 
-def reference_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Exact per-sample gradient norms by plain autograd, one sample at a time (float64)."""
+def reference_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                    criterion: nn.Module | None = None) -> torch.Tensor:
+    """Exact per-sample gradient norms by plain autograd, one sample at a time (float64);
+    the loss is cross-entropy unless ``criterion`` is given."""
     params = [p for p in model.parameters() if p.requires_grad]
-    loss_of = nn.CrossEntropyLoss()
+    loss_of = criterion if criterion is not None else nn.CrossEntropyLoss()
     out = []
     for i in range(x.shape[0]):
         grads = torch.autograd.grad(loss_of(model(x[i:i + 1]), y[i:i + 1]), params)

@@ -5,19 +5,19 @@ the model for a few DP-SGD steps on a sample batch, drops every mode that fails 
 a non-finite norm) or whose per-sample gradient norms disagree with an exact reference, and
 returns the fastest of the rest with every mode's timing.
 
-The reference norms come from plain autograd, one sample at a time (``reference_norms``): the
+The reference norms come from plain autograd, one sample at a time (``reference_norms``, the
+product's own, from :mod:`site_node.grad_mode`, like ``max_relative_difference``): the
 definition of a per-sample gradient, exact for models without cross-sample layers (GroupNorm,
 LayerNorm; not BatchNorm, which Opacus refuses anyway).
 
-Depends on torch and opacus only. The caller's model is never wrapped or modified: every
-trial runs on a ``copy.deepcopy``.
+Depends on torch, opacus and :mod:`site_node.grad_mode`. The caller's model is never wrapped or
+modified: every trial runs on a ``copy.deepcopy``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import statistics
 import time
 import warnings
@@ -29,6 +29,8 @@ import torch
 from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+from site_node.grad_mode import max_relative_difference, reference_norms
 
 __all__ = [
     "MODES",
@@ -201,28 +203,6 @@ def per_sample_norms(setup: DPSetup, x: torch.Tensor, y: torch.Tensor) -> torch.
     return norms
 
 
-def reference_norms(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module | None = None
-) -> torch.Tensor:
-    """Exact per-sample gradient norms by plain autograd, one sample at a time (float64 sums)."""
-    crit = criterion if criterion is not None else nn.CrossEntropyLoss()
-    params = [p for p in model.parameters() if p.requires_grad]
-    out = []
-    for i in range(x.shape[0]):
-        loss = crit(model(x[i : i + 1]), y[i : i + 1])
-        grads = torch.autograd.grad(loss, params)
-        out.append(math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads)))
-    return torch.tensor(out, dtype=torch.float64)
-
-
-def max_relative_difference(norms: torch.Tensor, ref: torch.Tensor) -> float:
-    """max_i |norms_i − ref_i| / max(ref_i, 1e-12)."""
-    a, b = norms.detach().double().cpu(), ref.detach().double().cpu()
-    if a.shape != b.shape:
-        raise ValueError(f"norm shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
-    return float(((a - b).abs() / b.clamp_min(1e-12)).max())
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -278,7 +258,7 @@ def select_mode(
     device = x.device
     was_training = model.training
     ref_model = copy.deepcopy(model).train()
-    ref = reference_norms(ref_model, xc, yc, criterion)
+    ref = reference_norms(ref_model, xc, yc, criterion=criterion)
     del ref_model
     timings: dict[str, ModeTiming] = {}
     for mode in candidates:
