@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from site_node import telemetry
 from site_node.errors import FlowerVersionError
 from site_node.protocol.masking import chacha20_masks
 
@@ -135,16 +136,14 @@ def object_pull_first_wait() -> float:
     return float(module.pull_objects.__kwdefaults__["initial_backoff"])
 
 
-TELEMETRY_MODULE = "flwr.supercore.telemetry"
-
-
 def clear_telemetry_flag() -> None:
     """Clear the flag Flower's telemetry module read from ``FLWR_TELEMETRY_ENABLED`` when it
     was imported (its ``event`` checks it on every call)."""
     check_version()
-    module = importlib.import_module(TELEMETRY_MODULE)
+    module = importlib.import_module(telemetry.FLOWER_TELEMETRY_MODULE)
     if not isinstance(getattr(module, "FLWR_TELEMETRY_ENABLED", None), str):
-        raise FlowerVersionError(f"{TELEMETRY_MODULE} has no FLWR_TELEMETRY_ENABLED flag")
+        raise FlowerVersionError(
+            f"{telemetry.FLOWER_TELEMETRY_MODULE} has no FLWR_TELEMETRY_ENABLED flag")
     module.FLWR_TELEMETRY_ENABLED = "0"  # type: ignore[attr-defined]
 
 

@@ -17,14 +17,15 @@ import sys
 
 #: Environment variables that switch the vendors' telemetry off, and their value.
 SWITCHES: dict[str, str] = {"FLWR_TELEMETRY_ENABLED": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-FLOWER_TELEMETRY_MODULE = "flwr.supercore.telemetry"  # also in flower_compat
+#: Flower's telemetry module (its flag is cleared by :mod:`site_node.flower_compat`).
+FLOWER_TELEMETRY_MODULE = "flwr.supercore.telemetry"
 
 
 def switch_off() -> None:
     """Switch Flower's and Ray's telemetry off for this process and its children."""
     os.environ.update(SWITCHES)
     if FLOWER_TELEMETRY_MODULE in sys.modules:  # it read the variable once, at its import
-        from site_node import flower_compat
+        from site_node import flower_compat  # not at the top: it loads NumPy
 
         flower_compat.clear_telemetry_flag()
 

@@ -59,4 +59,4 @@ def test_another_flower_is_refused_before_its_flag_is_touched(
     monkeypatch.setattr(flower_compat, "installed_version", lambda: "9.9")
     with pytest.raises(FlowerVersionError):
         flower_compat.clear_telemetry_flag()
-    assert importlib.import_module(flower_compat.TELEMETRY_MODULE).FLWR_TELEMETRY_ENABLED == "0"
+    assert importlib.import_module(telemetry.FLOWER_TELEMETRY_MODULE).FLWR_TELEMETRY_ENABLED == "0"
