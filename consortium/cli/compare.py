@@ -9,8 +9,6 @@ the test sets. The comparison is recorded in the run store (export, dashboard).
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -19,8 +17,11 @@ from consortium.cli.options import (
     DataOpt,
     ExampleOpt,
     PolicyOpt,
+    RoundsOpt,
+    SeedOpt,
     StoreOpt,
     TaskOpt,
+    VerboseOpt,
     configure_logging,
     store_path,
 )
@@ -67,10 +68,10 @@ def compare(
     task: TaskOpt = None,
     data: DataOpt = None,
     policy: PolicyOpt = None,
-    rounds: Annotated[int, typer.Option(help="Rounds (0: the policy's).", min=0)] = 0,
+    rounds: RoundsOpt = 0,
     store: StoreOpt = None,
-    seed: Annotated[int, typer.Option(help="Seed of the initial model.", min=0)] = 0,
-    verbose: Annotated[bool, typer.Option(help="Show Flower's protocol log.")] = False,
+    seed: SeedOpt = 0,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Train the federated model and, for each site, a local-only model with the same DP
     budget; show per site and per class how each does on the site's own test set and on the

@@ -27,8 +27,11 @@ from consortium.cli.options import (
     DataOpt,
     ExampleOpt,
     PolicyOpt,
+    RoundsOpt,
+    SeedOpt,
     StoreOpt,
     TaskOpt,
+    VerboseOpt,
     configure_logging,
     store_path,
 )
@@ -83,9 +86,9 @@ def run(
     task: TaskOpt = None,
     data: DataOpt = None,
     policy: PolicyOpt = None,
-    rounds: Annotated[int, typer.Option(help="Rounds (0: the policy's).", min=0)] = 0,
+    rounds: RoundsOpt = 0,
     store: StoreOpt = None,
-    seed: Annotated[int, typer.Option(help="Seed of the initial model.", min=0)] = 0,
+    seed: SeedOpt = 0,
     example_site_policies: Annotated[bool, typer.Option(
         "--example-site-policies",
         help="Let the demonstration's hospitals apply the example site policies in "
@@ -95,7 +98,7 @@ def run(
         "round (the latest such run, or --run), with the same sites' data.")] = False,
     run_id: Annotated[str | None, typer.Option(
         "--run", help="With --resume: the run to continue.")] = None,
-    verbose: Annotated[bool, typer.Option(help="Show Flower's protocol log.")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run a local consortium: every site on this machine, on Flower's simulation engine, with
     DP-SGD at every site and SecAgg+ every round.
