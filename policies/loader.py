@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -23,6 +24,14 @@ from policies.schema import ConsortiumPolicy
 from policies.site_schema import SitePolicy
 
 _M = TypeVar("_M", bound=BaseModel)
+
+
+class _HasCanonicalJSON(Protocol):
+    @property
+    def canonical_json(self) -> str: ...
+
+
+_Canonical = TypeVar("_Canonical", bound=_HasCanonicalJSON)
 
 
 @dataclass(frozen=True)
@@ -153,24 +162,32 @@ def load_any_policy(path: Path | str) -> LoadedPolicy | LoadedSitePolicy:
     return parse_policy(data, str(file))
 
 
-def policy_from_canonical(text: str, expected_sha256: str, source: str) -> LoadedPolicy:
-    """Re-validate a policy received as canonical JSON and check it against its hash.
+def from_canonical(text: str, expected_sha256: str, source: str, *, kind: str,
+                   parse: Callable[[Any, str], _Canonical]) -> _Canonical:
+    """Re-validate a document (a ``kind``) received as canonical JSON with ``parse``, and check
+    it against its hash and its canonical form.
 
     Raises
     ------
     PolicyError
-        If the text is not JSON, not a valid policy, or does not hash to ``expected_sha256``.
+        If the text is not JSON, not valid, or does not hash to ``expected_sha256``.
     """
     if hashlib.sha256(text.encode()).hexdigest() != expected_sha256:
-        raise PolicyError(f"{source}: the policy does not match its hash {expected_sha256[:16]}…")
+        raise PolicyError(f"{source}: the {kind} does not match its hash {expected_sha256[:16]}…")
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise PolicyError(f"{source}: the policy is not JSON: {exc}") from None
-    loaded = parse_policy(data, source)
+        raise PolicyError(f"{source}: the {kind} is not JSON: {exc}") from None
+    loaded = parse(data, source)
     if loaded.canonical_json != text:
-        raise PolicyError(f"{source}: the policy is not in canonical form")
+        raise PolicyError(f"{source}: the {kind} is not in canonical form")
     return loaded
+
+
+def policy_from_canonical(text: str, expected_sha256: str, source: str) -> LoadedPolicy:
+    """Re-validate a policy received as canonical JSON and check it against its hash
+    (:func:`from_canonical`)."""
+    return from_canonical(text, expected_sha256, source, kind="policy", parse=parse_policy)
 
 
 def with_sites(loaded: LoadedPolicy, sites: tuple[str, ...], source: str) -> LoadedPolicy:

@@ -10,7 +10,6 @@ a problem in a column names the column too.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from policies.documents import read_document
 from policies.errors import PolicyError
-from policies.loader import canonical_json
+from policies.loader import canonical_json, from_canonical
 from policies.task import AnyTask, Task
 
 _ADAPTER: TypeAdapter[AnyTask] = TypeAdapter(Task)
@@ -150,23 +149,9 @@ def load_task(path: Path | str) -> LoadedTask:
 
 
 def task_from_canonical(text: str, expected_sha256: str, source: str) -> LoadedTask:
-    """Re-validate a task received as canonical JSON and check it against its hash.
-
-    Raises
-    ------
-    PolicyError
-        If the text is not JSON, not a valid task, or does not hash to ``expected_sha256``.
-    """
-    if hashlib.sha256(text.encode()).hexdigest() != expected_sha256:
-        raise PolicyError(f"{source}: the task does not match its hash {expected_sha256[:16]}…")
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise PolicyError(f"{source}: the task is not JSON: {exc}") from None
-    loaded = parse_task(data, source)
-    if loaded.canonical_json != text:
-        raise PolicyError(f"{source}: the task is not in canonical form")
-    return loaded
+    """Re-validate a task received as canonical JSON and check it against its hash
+    (:func:`policies.loader.from_canonical`)."""
+    return from_canonical(text, expected_sha256, source, kind="task", parse=parse_task)
 
 
 def task_json_schema() -> dict[str, Any]:

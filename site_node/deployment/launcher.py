@@ -33,7 +33,6 @@ import sys
 from typing import Any
 
 from site_node import flower_compat
-from site_node.flower_compat import CLIENTAPP_MODULE as CLIENTAPP_RUNTIME
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ PRELOAD = (
     "numpy", "torch", "torch.optim", "torch._dynamo", "opacus", "opacus.accountants",
     "opacus.data_loader", "cryptography", "pandas", "pyarrow", "pyarrow.parquet", "pydantic",
     "yaml", "PIL.Image", "tomllib", "tomli_w", "sqlite3", "flwr.client", "flwr.client.mod",
-    "flwr.clientapp.utils", "flwr.cli.install", CLIENTAPP_RUNTIME,
+    "flwr.clientapp.utils", "flwr.cli.install", flower_compat.CLIENTAPP_MODULE,
 )
 #: The project's own top-level packages: a child forgets them (they come from the app bundle).
 PROJECT_PACKAGES = ("site_node", "policies", "consortium", "dashboard")
