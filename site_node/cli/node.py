@@ -81,7 +81,7 @@ def start_cmd(
         raise typer.Exit(code=130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-    reason = explain(site.log_file.read_text(errors="replace")[-4000:])
+    reason = explain(site.log_file.read_text(errors="replace")[-4000:], insecure=insecure)
     site.write_status(state="stopped", reason=reason)
     raise NodeStartError(f"SuperNode exited (code {code}): {reason}")
 

@@ -12,6 +12,7 @@ and a refusal is translated into words.
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -38,8 +39,13 @@ _REFUSALS = (
     ("[code: 2001]", "the SuperLink requires node authentication and no key was given"),
     ("Exit Code: 303", "node authentication needs TLS: give --ca-cert, not --insecure"),
     ("CERTIFICATE_VERIFY_FAILED", "the SuperLink's certificate does not verify against the CA"),
-    ("Server disconnected without sending a response", "the SuperLink refused the connection"),
 )
+# Flower's exit code when the first connection to the SuperLink fails; the line after
+# CONNECTION_FAILED is the transport's own words, which vary with timing and load
+# ("Server disconnected without sending a response", "Connection reset by peer", ...).
+CONNECTION_EXIT = "Exit Code: 305"
+CONNECTION_FAILED = "Failed to initialize the connection to the SuperLink."
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -121,13 +127,33 @@ def command(home: SiteHome, settings: NodeSettings) -> list[str]:
     ]
 
 
-def explain(output: str) -> str:
-    """Translate a SuperNode's output into the reason it stopped."""
+def explain(output: str, *, insecure: bool = False) -> str:
+    """Translate a SuperNode's output into the reason it stopped.
+
+    ``insecure`` says the node was started with ``--insecure``: a connection the SuperLink
+    drops is then most likely a plaintext node meeting a TLS SuperLink, and the reason says so.
+    """
+    output = _ANSI.sub("", output)
     for mark, reason in _REFUSALS:
         if mark in output:
             return reason
-    tail = "\n".join(output.strip().splitlines()[-5:])
-    return f"the SuperNode stopped; its last output:\n{tail}"
+    lines = output.strip().splitlines()
+    if CONNECTION_EXIT in output:
+        reason = f"the SuperLink refused the connection ({_line_after(lines, CONNECTION_FAILED)})"
+        if insecure:
+            reason += "; a SuperLink that requires TLS refuses --insecure nodes: give --ca-cert"
+        return reason
+    errors = [i for i, line in enumerate(lines) if "ERROR" in line]
+    shown = lines[errors[-1]:errors[-1] + 5] if errors else lines[-5:]
+    return "the SuperNode stopped; its output:\n" + "\n".join(shown)
+
+
+def _line_after(lines: list[str], mark: str) -> str:
+    """The line that follows the last ``mark`` (the detail Flower prints there)."""
+    found = [i for i, line in enumerate(lines) if line.strip() == mark]
+    if found and found[-1] + 1 < len(lines) and lines[found[-1] + 1].strip():
+        return lines[found[-1] + 1].strip().rstrip(".")
+    return "no detail given"
 
 
 def check(home: SiteHome, settings: NodeSettings) -> None:
@@ -200,7 +226,8 @@ def start(home: SiteHome, settings: NodeSettings, timeout_s: float = 60.0) -> Ru
     try:
         node_id = _wait_admitted(proc, home.log_file, offset, timeout_s)
         if node_id is None:
-            reason = explain(home.log_file.read_bytes()[offset:].decode(errors="replace"))
+            output = home.log_file.read_bytes()[offset:].decode(errors="replace")
+            reason = explain(output, insecure=settings.insecure)
             home.write_status(state="refused", reason=reason)
             raise NodeStartError(reason)
         if settings.warm:
