@@ -150,7 +150,7 @@ def test_plaintext_is_refused(deployed: LocalDeployment) -> None:
         conn.getresponse()
     conn.close()
     site = deployed.site_homes["cleveland"]
-    with pytest.raises(NodeStartError, match="refused the connection .*give --ca-cert"):
+    with pytest.raises(NodeStartError, match=r"refused the connection .*give --ca-cert"):
         start(site, deployed.settings("cleveland", insecure=True, ca_cert=None, max_retries=1),
               timeout_s=60)
 
