@@ -7,8 +7,6 @@
   runs inside it): the record names and keys of its context, the client-manager thread, the
   initial-parameters and evaluation workflows, and the record-to-parameters conversion.
 - :func:`engine_of`: whether a grid is Flower's simulation engine or a deployed SuperLink.
-- :func:`start_ray`: Ray started the way Flower's simulation backend starts it, so that the
-  coordinator's signal handlers can be installed after Ray's.
 - :func:`pace_simulation`: the simulation engine hands messages to its workers from a loop that
   waits a fixed 0.1 s between looks; a SecAgg+ round is five exchanges, so that wait is a large
   part of a small round. The loop's wait is shortened (:data:`VCE_POLL_S`); it is Flower's own
@@ -91,26 +89,6 @@ def set_global_weights(context: Any, weights: list[np.ndarray]) -> None:
     """Make ``weights`` the global model of a legacy context (what the next round sends)."""
     context.state.array_records[MAIN_PARAMS_RECORD] = parameters_to_arrayrecord(
         ndarrays_to_parameters(weights), keep_input=True)
-
-
-def start_ray(backend_config: dict[str, Any]) -> None:
-    """Initialise Ray as Flower's simulation backend would (``RayBackend.init_ray``), so that
-    the caller can install its own signal handlers afterwards (``ray.init`` replaces them) and
-    Flower finds Ray already running."""
-    import os
-    import sys
-
-    import ray
-
-    if ray.is_initialized():
-        return
-    args = dict(backend_config.get("init_args", {}))
-    args.setdefault("include_dashboard", False)
-    pythonpath = os.pathsep.join(sys.path)
-    if os.environ.get("PYTHONPATH"):
-        pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
-    os.environ["PYTHONPATH"] = pythonpath
-    ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **args)
 
 
 #: Seconds the simulation engine waits between looks for new messages (Flower: 0.1).

@@ -7,16 +7,17 @@ receipt, ε, ceiling); 3 when the trail is intact but records security events (e
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from consortium.audit.report import build_report, write_report
-from consortium.audit.verify import VerificationResult, verify_store
 from consortium.cli.options import StoreOpt, store_path
 from consortium.errors import AuditVerificationError, SecurityEventsFound
 from site_node.protocol.keys import load_public_key_file
+
+if TYPE_CHECKING:  # the audit's modules load dp_accounting: only for the commands that use them
+    from consortium.audit.verify import VerificationResult
 
 audit_app = typer.Typer(help="Verify and report the privacy audit trail.", no_args_is_help=True)
 console = Console(soft_wrap=True)
@@ -46,6 +47,8 @@ def verify(
                                  "one the log enrolled.")] = None,
 ) -> None:
     """Check the hash chain, every signature, every ε and ceiling, and security events."""
+    from consortium.audit.verify import verify_store
+
     path = store_path(store)
     pinned = load_public_key_file(consortium_key) if consortium_key else None
     try:
@@ -74,6 +77,8 @@ def report(
     run: RunOpt = None,
 ) -> None:
     """Write the auditor's report of a run as self-contained HTML and JSON."""
+    from consortium.audit.report import build_report, write_report
+
     data = build_report(store_path(store), run)
     html_path, json_path = write_report(data, out)
     v = data["verification"]

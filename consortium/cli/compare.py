@@ -25,7 +25,6 @@ from consortium.cli.options import (
     configure_logging,
     store_path,
 )
-from consortium.run.plan import make_plan_from_policy
 from consortium.store.records import (
     MODEL_FEDERATED,
     MODEL_LOCAL,
@@ -76,16 +75,18 @@ def compare(
     """Train the federated model and, for each site, a local-only model with the same DP
     budget; show per site and per class how each does on the site's own test set and on the
     union of the test sets. Both spend privacy budget; both are recorded as runs."""
-    from consortium.cli.run import simulate_with_progress
+    from consortium.cli.run import ray_started_early, simulate_with_progress
     from consortium.run.comparison import compare as record
     from consortium.run.comparison import local_runs
     from consortium.run.inputs import resolve_inputs
+    from consortium.run.plan import make_plan_from_policy
 
     configure_logging(verbose)
     inputs = resolve_inputs(example=example, task=task, data=data or (), policy=policy)
-    plan = make_plan_from_policy(inputs.policy, inputs.task, store_path=store_path(store),
-                                 rounds=rounds, seed=seed, demo=True)
-    done, outcome = simulate_with_progress(plan, inputs.data, None, verbose)
+    with ray_started_early(len(inputs.data)):
+        plan = make_plan_from_policy(inputs.policy, inputs.task, store_path=store_path(store),
+                                     rounds=rounds, seed=seed, demo=True)
+        done, outcome = simulate_with_progress(plan, inputs.data, None, verbose)
     console.print(f"Federated run {plan.run_id}: {outcome.status} ({outcome.reason})")
     if outcome.rounds_ok == 0:
         console.print("[red]The federated run completed no round: nothing to compare.[/]")

@@ -36,11 +36,12 @@ from consortium.cli.options import (
     store_path,
 )
 from consortium.errors import PlanError
-from consortium.run.plan import RunPlan, make_plan_from_policy
 from consortium.store.records import RUN_FAILED, RUN_INTERRUPTED, RoundRecord
 from consortium.store.run_store import RunStore
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the plan loads Opacus (its accountant): only for the commands that run
+    from consortium.run.inputs import RunInputs
+    from consortium.run.plan import RunPlan
     from consortium.run.resume import ResumePoint
     from consortium.run.workflow import RunOutcome
 
@@ -109,25 +110,16 @@ def run(
     continues it later.
     """
     from consortium.run.inputs import resolve_inputs
-    from consortium.run.resume import resume_plan
 
     configure_logging(verbose)
+    if run_id is not None and not resume:
+        raise typer.BadParameter("--run is only for --resume", param_hint="--run")
     path = store_path(store)
     inputs = resolve_inputs(example=example, task=task, data=data or (), policy=policy)
-    if resume:
-        plan, point = resume_plan(path, run_id)
-        if plan.task.sha256 != inputs.task.sha256:
-            raise PlanError(f"run {plan.run_id} trains task {plan.task.name} (sha256 "
-                            f"{plan.task.sha256[:16]}…); give its sites' data (--example or "
-                            "--task with --data) to resume it")
-    else:
-        if run_id is not None:
-            raise typer.BadParameter("--run is only for --resume", param_hint="--run")
-        plan = make_plan_from_policy(inputs.policy, inputs.task, store_path=path,
-                                     rounds=rounds, seed=seed, demo=True,
-                                     example_site_policies=example_site_policies)
-        point = None
-    done, outcome = simulate_with_progress(plan, inputs.data, point, verbose)
+    with ray_started_early(len(inputs.data)):
+        plan, done, outcome = _plan_and_simulate(inputs, path, resume=resume, run_id=run_id,
+                                                 rounds=rounds, seed=seed, verbose=verbose,
+                                                 example_site_policies=example_site_policies)
     console.print(round_table(plan, done))
     for rec in done:
         if rec.failure_reason:
@@ -139,6 +131,44 @@ def run(
     console.print(f"Export: consortium export --store {plan.store_path} --run {plan.run_id}\n"
                   f"Dashboard: consortium dashboard --store {plan.store_path}", highlight=False)
     raise typer.Exit({RUN_FAILED: 1, RUN_INTERRUPTED: 130}.get(outcome.status, 0))
+
+
+def _plan_and_simulate(inputs: RunInputs, path: Path, *, resume: bool, run_id: str | None,
+                       rounds: int, seed: int, verbose: bool, example_site_policies: bool,
+                       ) -> tuple[RunPlan, list[RoundRecord], RunOutcome]:
+    """The run's plan (new, or the one to resume), then the run itself."""
+    from consortium.run.plan import make_plan_from_policy
+    from consortium.run.resume import resume_plan
+
+    if resume:
+        plan, point = resume_plan(path, run_id)
+        if plan.task.sha256 != inputs.task.sha256:
+            raise PlanError(f"run {plan.run_id} trains task {plan.task.name} (sha256 "
+                            f"{plan.task.sha256[:16]}…); give its sites' data (--example or "
+                            "--task with --data) to resume it")
+    else:
+        plan = make_plan_from_policy(inputs.policy, inputs.task, store_path=path,
+                                     rounds=rounds, seed=seed, demo=True,
+                                     example_site_policies=example_site_policies)
+        point = None
+    done, outcome = simulate_with_progress(plan, inputs.data, point, verbose)
+    return plan, done, outcome
+
+
+@contextmanager
+def ray_started_early(num_sites: int) -> Iterator[None]:
+    """Start Ray in the background for the simulation to come, while this process loads torch,
+    Opacus and Flower and checks the plan and the sites' data (the inputs' files have been read
+    and validated). If the run is refused or fails before Flower took Ray over, Ray is shut
+    down again (Flower shuts it down at the end of a simulation); nothing else was started."""
+    from consortium.run import ray_session
+
+    ray_session.start_in_background(ray_session.backend_config(num_sites))
+    try:
+        yield
+    except BaseException:
+        ray_session.stop()
+        raise
 
 
 def simulate_with_progress(plan: RunPlan, data: Mapping[str, Path], point: ResumePoint | None,

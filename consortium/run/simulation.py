@@ -8,7 +8,6 @@ process, so progress is reported per round through a callback.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -16,6 +15,7 @@ from contextlib import contextmanager
 
 from consortium import flower_compat
 from consortium.errors import SimulationError
+from consortium.run import ray_session
 from consortium.run.plan import RunPlan
 from consortium.run.resume import ResumePoint
 from consortium.run.workflow import RunOutcome
@@ -23,16 +23,6 @@ from consortium.store.records import RoundRecord
 from site_node.settings import NodeSettings
 
 log = logging.getLogger(__name__)
-
-
-def backend_config(num_sites: int) -> dict[str, object]:
-    """Ray resources: up to two clients at a time, sized to this machine's cores."""
-    cpus = os.cpu_count() or 2
-    per_client = max(1, cpus // min(num_sites, 2))
-    return {
-        "client_resources": {"num_cpus": per_client, "num_gpus": 0.0},
-        "init_args": {"num_cpus": cpus, "include_dashboard": False, "log_to_driver": False},
-    }
 
 
 @contextmanager
@@ -79,16 +69,15 @@ def simulate(plan: RunPlan, sites: Sequence[NodeSettings], *,
         flwr_log.propagate = False
     outcomes: list[RunOutcome] = []
     stop = stop or threading.Event()
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    backend = backend_config(len(sites))
-    flower_compat.start_ray(backend)  # before our signal handlers: ray.init replaces them
+    backend = ray_session.backend_config(len(sites))
+    ray_session.start(backend)  # before our signal handlers: ray.init replaces them
     flower_compat.pace_simulation()
     with stop_on_signals(stop):
         run_simulation(
             server_app=server_app_for(plan, on_round=on_round, outcomes=outcomes, stop=stop,
                                       resume=resume),
             client_app=client_app_for(list(sites)), num_supernodes=len(sites),
-            backend_config=backend,  # type: ignore[arg-type]
+            backend_config=backend,
             verbose_logging=verbose,
         )
     if not outcomes:

@@ -17,7 +17,6 @@ from rich.table import Table
 
 from site_node.errors import ConfigError
 from site_node.home import default_site_home, demo_site_home
-from site_node.privacy import budget as budgets
 from site_node.privacy.ledger import LEDGER_FILE, SiteLedger
 
 console = Console()
@@ -31,6 +30,8 @@ def _delta(value: float | None) -> float | None:
 
 def summary(state_dir: Path, delta: float | None = None) -> dict[str, Any] | None:
     """Lifetime and per-run ε of the ledger in ``state_dir`` (None if it has spent nothing)."""
+    from site_node.privacy import budget as budgets  # loads Opacus' accountant
+
     with SiteLedger.in_state_dir(state_dir, readonly=True) as ledger:
         life = budgets.lifetime(ledger, delta=delta)
         if life is None:

@@ -19,7 +19,6 @@ from site_node.deployment.processes import alive
 from site_node.deployment.supernode import NodeSettings, explain, start
 from site_node.errors import NodeStartError
 from site_node.home import SiteHome, default_site_home, init_site_home, load_site_home
-from site_node.privacy import budget
 from site_node.privacy.ledger import LEDGER_FILE, SiteLedger
 
 console = Console(soft_wrap=True)
@@ -94,6 +93,8 @@ def budget_line(site: SiteHome) -> str:
     """The site's lifetime budget statement (as ``site-node budget`` and receipts give it)."""
     if not (site.state_dir / LEDGER_FILE).is_file():
         return "no DP events recorded yet"
+    from site_node.privacy import budget  # loads Opacus' accountant
+
     with SiteLedger.in_state_dir(site.state_dir, readonly=True) as ledger:
         life = budget.lifetime(ledger)
     return "no DP events recorded yet" if life is None else f"lifetime {life}"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import click
@@ -57,3 +60,14 @@ def test_site_node_help(path: tuple[str, ...]) -> None:
     assert result.exit_code == 0, result.output
     assert f"Usage: {' '.join(('site-node', *path))} " in result.output
     assert "--help" in result.output
+
+
+def test_loading_either_command_line_loads_no_training_or_accounting_library() -> None:
+    """``--help``, the audit and the deployment commands start at once: torch, Opacus, Ray,
+    Flower's simulation and dp_accounting are loaded only by the commands that use them."""
+    code = ("import sys, json\nimport consortium.cli, site_node.cli\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "{'torch', 'opacus', 'ray', 'flwr', 'dp_accounting', 'scipy'})))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
