@@ -5,8 +5,10 @@ Usage: python bench/default_run.py [--seeds 0 1 2] [--rounds N] [--out bench/res
 
 Runs the default policy's rounds unless ``--rounds`` is given. Prints one JSON object (per seed:
 wall seconds, final mean accuracy over the four hospitals, final ε per site), writes it to
-OUT/default_run.json (OUT/default_run_site_policies.json with ``--example-site-policies``) and
-plots accuracy per round beside it (matplotlib: ``pip install -e ".[bench]"``).
+OUT/default_run.json (OUT/default_run_site_policies.json with ``--example-site-policies``;
+``_rN`` added with ``--rounds N``, e.g. the main job's timing: ``--rounds 10 --seeds 0 1 2 3
+4`` writes OUT/default_run_r10.json) and plots accuracy per round beside it (matplotlib:
+``pip install -e ".[bench]"``).
 """
 
 from __future__ import annotations
@@ -65,12 +67,14 @@ def main() -> None:
         runs = [one_run(s, args.rounds, Path(tmp) / f"seed{s}.sqlite",
                         args.example_site_policies) for s in args.seeds]
     result = {"benchmark": "default_run", "example_site_policies": args.example_site_policies,
-              "runs": runs,
+              "rounds_requested": args.rounds, "cpu_count": os.cpu_count(), "runs": runs,
               "min_final_accuracy": min(float(r["final_accuracy_mean"]) for r in runs),
               "mean_final_accuracy": sum(float(r["final_accuracy_mean"]) for r in runs)
               / len(runs),
               "mean_wall_s": sum(float(r["wall_s"]) for r in runs) / len(runs)}
     name = "default_run_site_policies" if args.example_site_policies else "default_run"
+    if args.rounds is not None:
+        name += f"_r{args.rounds}"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
     plot(runs, args.out / f"{name}.png")
