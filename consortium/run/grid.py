@@ -6,10 +6,19 @@ grid and implements ``send_and_receive`` with the public ``push_messages``/``pul
 it pulls after a short interval that backs off while nothing arrives (so a fast round is not
 padded by polling and an idle one does not spin), and it raises :class:`RunInterrupted` within
 one interval once the run's stop event is set (Ctrl-C or SIGTERM at the coordinator).
+
+A node whose reply did not come before an exchange's timeout may still be working on that
+message. Flower keeps one state per node (the SecAgg+ stage among it) and saves it when a
+message is done, so a late, stale message finishing after the next round's first message
+overwrites that round's state, and the node fails the next round too ("expect unmask stage, but
+receive share_keys stage"). So the grid remembers such messages, and holds a new message for
+their node until the stale reply has come (it is then dropped), within the new exchange's own
+timeout: a node that never answers again is left out, as before, and no exchange waits longer.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -19,6 +28,8 @@ from flwr.app import Message
 from flwr.serverapp import Grid
 
 from consortium.errors import RunInterrupted
+
+log = logging.getLogger(__name__)
 
 FIRST_INTERVAL_S = 0.02
 MAX_INTERVAL_S = 0.5
@@ -39,6 +50,8 @@ class PacedGrid(Grid):
     def __init__(self, grid: Grid, stop: threading.Event | None = None) -> None:
         self.inner = grid
         self.stop = stop or threading.Event()
+        #: Messages whose reply did not come in their exchange, by id: the node they went to.
+        self.stale: dict[str, int] = {}
 
     def set_run(self, run: Any) -> None:
         """Delegate to the wrapped grid."""
@@ -77,16 +90,20 @@ class PacedGrid(Grid):
     def send_and_receive(self, messages: Iterable[Message], *,
                          timeout: float | None = None) -> Iterable[Message]:
         """Push ``messages`` and pull their replies until all arrived, ``timeout`` passed or the
-        run is stopped (raises :class:`RunInterrupted`)."""
+        run is stopped (raises :class:`RunInterrupted`). A message for a node still working on
+        a stale message is pushed once that node's stale reply has come."""
         self.check_stop()
-        pending = set(self.push_messages(messages))
+        held: list[Message] = list(messages)
+        pending: dict[str, int] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
         interval, replies = FIRST_INTERVAL_S, []
-        while pending:
-            got = list(self.pull_messages(pending))
-            replies += got
-            pending -= {m.metadata.reply_to_message_id for m in got}
-            if not pending:
+        while True:
+            held = self._push_ready(held, pending)
+            if not pending and not held:
+                break
+            got = list(self.pull_messages(set(pending) | set(self.stale)))
+            replies += self._sort_replies(got, pending)
+            if not pending and not held:
                 break
             self.check_stop()
             left = None if deadline is None else deadline - time.monotonic()
@@ -94,5 +111,27 @@ class PacedGrid(Grid):
                 break
             time.sleep(interval if left is None else min(interval, left))
             interval = FIRST_INTERVAL_S if got else min(interval * BACKOFF, MAX_INTERVAL_S)
+        self.stale.update(pending)
         self.check_stop()
         return replies
+
+    def _push_ready(self, held: list[Message], pending: dict[str, int]) -> list[Message]:
+        """Push the held messages whose node has no stale message; the ones still held."""
+        busy = set(self.stale.values())
+        ready = [m for m in held if m.metadata.dst_node_id not in busy]
+        if ready:
+            ids = list(self.push_messages(ready))
+            pending.update(zip(ids, (m.metadata.dst_node_id for m in ready), strict=True))
+        return [m for m in held if m.metadata.dst_node_id in busy]
+
+    def _sort_replies(self, got: list[Message], pending: dict[str, int]) -> list[Message]:
+        """The replies to ``pending`` (removed from it); stale replies are dropped."""
+        fresh = []
+        for reply in got:
+            answered = reply.metadata.reply_to_message_id
+            if pending.pop(answered, None) is not None:
+                fresh.append(reply)
+            elif self.stale.pop(answered, None) is not None:
+                log.info("a late reply from node %s to an earlier exchange was dropped",
+                         reply.metadata.src_node_id)
+        return fresh
