@@ -79,6 +79,13 @@ CATALOGUE: dict[str, list[str]] = {
         r"tests/site_node/test_client\.py::test_an_accepted_round_returns",
         r"tests/consortium/audit/test_report\.py::test_threat_model",
     ],
+    "A stage that timed out does not fail the next round (late replies held back)": [
+        r"tests/consortium/run/test_grid\.py::test_a_node_(still_on_a_stale|that_never_answers)",
+    ],
+    "A SuperNode the SuperLink refuses is told why, whatever the transport said": [
+        r"tests/deployment/test_supernode_output\.py::",
+        r"tests/integration/test_deployment\.py::test_(unenrolled|plaintext|wrong_ca)",
+    ],
     "Ctrl-C and SIGTERM end a run promptly as interrupted": [
         r"tests/e2e/test_interrupt_resume\.py::test_sigterm",
         r"tests/consortium/run/test_grid\.py::test_(the_stop|a_stopped)",
