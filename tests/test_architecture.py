@@ -4,13 +4,14 @@ the house rules (mypy --strict, ruff) over the whole project."""
 from __future__ import annotations
 
 import ast
-import json
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.child import printed_json
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -87,9 +88,7 @@ def test_the_dashboard_never_imports_torch_flower_or_opacus() -> None:
         "{'consortium', 'site_node'})\n"
         "print(json.dumps({'bad': bad, 'ours': ours}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, check=True, timeout=120)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = printed_json(code)
     assert result["bad"] == []
     assert "consortium.store.run_store" in result["ours"]  # it did import what it reads
     assert not [m for m in result["ours"] if m.startswith(("site_node.privacy",

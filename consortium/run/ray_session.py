@@ -126,7 +126,6 @@ def start_in_background(config: dict[str, Any]) -> None:
     global _pending
     import ray  # imported here, not in the thread, so that the two threads share no import
 
-    _quieten()
     with _lock:
         if _pending is not None or ray.is_initialized():
             return

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import click
@@ -15,6 +12,7 @@ from typer.testing import CliRunner
 
 from consortium.cli import app as consortium_app
 from site_node.cli import app as site_app
+from tests.child import printed_json
 
 runner = CliRunner()
 
@@ -68,6 +66,4 @@ def test_loading_either_command_line_loads_no_training_or_accounting_library() -
     code = ("import sys, json\nimport consortium.cli, site_node.cli\n"
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
             "{'torch', 'opacus', 'ray', 'flwr', 'dp_accounting', 'scipy'})))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=120)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert printed_json(code) == []

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from site_node import telemetry
 from site_node.deployment import processes
+from tests.child import printed_json
 
 
 def test_importing_the_site_node_switches_telemetry_off_for_its_children() -> None:
@@ -25,9 +23,7 @@ def test_importing_the_site_node_switches_telemetry_off_for_its_children() -> No
         "print(json.dumps({k: env.get(k) for k in "
         "('FLWR_TELEMETRY_ENABLED', 'RAY_USAGE_STATS_ENABLED')}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=120)
-    assert json.loads(out.stdout) == telemetry.SWITCHES
+    assert printed_json(code) == telemetry.SWITCHES
 
 
 def test_flower_loaded_first_still_sends_nothing() -> None:
@@ -40,9 +36,7 @@ def test_flower_loaded_first_still_sends_nothing() -> None:
         "import site_node\n"
         "print(json.dumps([before, t.FLWR_TELEMETRY_ENABLED, site_node.telemetry.is_off()]))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=120)
-    assert json.loads(out.stdout) == ["1", "0", True]
+    assert printed_json(code) == ["1", "0", True]
 
 
 def test_this_process_is_switched_off() -> None:
