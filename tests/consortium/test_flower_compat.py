@@ -76,6 +76,11 @@ def test_the_server_paces_its_object_pulls_with_the_sites_patch() -> None:
     module = importlib.import_module(site_flower_compat.INFLATABLE_MODULE)
     saved = module.pull_objects.__kwdefaults__["initial_backoff"]
     try:
+        for name in ("pull_objects", "pull_and_inflate_object_from_tree"):  # Flower's own wait,
+            getattr(module, name).__kwdefaults__["initial_backoff"] = (  # whatever ran before
+                module.PULL_INITIAL_BACKOFF)
+        assert site_flower_compat.object_pull_first_wait() != (
+            site_flower_compat.OBJECT_PULL_FIRST_WAIT_S)
         flower_compat.pace_object_pulls()
         assert site_flower_compat.object_pull_first_wait() == (
             site_flower_compat.OBJECT_PULL_FIRST_WAIT_S)

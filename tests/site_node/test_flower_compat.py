@@ -12,6 +12,7 @@ import pytest
 from site_node import flower_compat
 from site_node.errors import FlowerVersionError
 from site_node.protocol.masking import chacha20_masks
+from tests.child import printed_json
 
 
 def test_installed_flower_is_the_version_the_patches_were_written_for() -> None:
@@ -24,18 +25,34 @@ def test_installed_flower_is_the_version_the_patches_were_written_for() -> None:
     flower_compat.check_version()
 
 
-def test_masking_installs_into_flowers_client_mod() -> None:
+@pytest.fixture
+def unpatched(monkeypatch: pytest.MonkeyPatch) -> object:
+    """Flower's client mod with its own mask generator, whatever an earlier test installed
+    in this process (restored afterwards)."""
+    module = importlib.import_module(flower_compat.CLIENT_MASK_MODULE)
+    from flwr.common.secure_aggregation.secaggplus_utils import pseudo_rand_gen
+
+    monkeypatch.setattr(module, "pseudo_rand_gen", pseudo_rand_gen)
+    return module
+
+
+def test_masking_installs_into_flowers_client_mod(unpatched: object) -> None:
+    assert not flower_compat.masking_installed()
     flower_compat.install_masking()
     flower_compat.install_masking()  # idempotent
     assert flower_compat.masking_installed()
-    module = importlib.import_module(flower_compat.CLIENT_MASK_MODULE)
-    assert module.pseudo_rand_gen is chacha20_masks
+    assert unpatched.pseudo_rand_gen is chacha20_masks  # type: ignore[attr-defined]
 
 
 def test_the_client_app_installs_masking_on_import() -> None:
-    import site_node.client_app  # noqa: F401
-
-    assert flower_compat.masking_installed()
+    # A fresh interpreter: in this one an earlier test may have installed it already.
+    installed = printed_json(
+        "import json\n"
+        "from site_node import flower_compat\n"
+        "before = flower_compat.masking_installed()\n"
+        "import site_node.client_app\n"
+        "print(json.dumps([before, flower_compat.masking_installed()]))")
+    assert installed == [False, True]
 
 
 def test_another_flower_version_is_refused_naming_both(monkeypatch: pytest.MonkeyPatch) -> None:
