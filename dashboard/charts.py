@@ -11,13 +11,14 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 
+from consortium.store.records import ROUND_FAILED, ROUND_OK
 from dashboard.config import site_colour, site_name
 from dashboard.frames import PARTICIPATION_STATES
 
 HEIGHT = 340
 
 _PARTICIPATION_COLOURS = ("#3a7d44", "#c9c9c9", "#f2b134", "#b22222")
-_ROUND_STATUS = alt.Scale(domain=["ok", "failed"], range=["#6c8ebf", "#b22222"])
+_ROUND_STATUS = alt.Scale(domain=[ROUND_OK.value, ROUND_FAILED.value], range=["#6c8ebf", "#b22222"])
 
 
 def site_scale(sites: Sequence[str]) -> alt.Scale:

@@ -21,7 +21,7 @@ from consortium.audit.log import AuditEntry, AuditLog, StoredReceipt
 from consortium.errors import StoreError
 from consortium.store.comparisons import comparisons
 from consortium.store.owner import owner_gone
-from consortium.store.records import RUN_RUNNING, RunRecord
+from consortium.store.records import RUN_RUNNING, RunRecord, RunStatus
 from consortium.store.run_store import RunStore
 from dashboard import frames
 
@@ -70,10 +70,10 @@ def open_store(path: str | Path) -> Iterator[RunStore]:
         store.close()
 
 
-KILLED = "killed"
+KILLED = RunStatus.KILLED
 
 
-def shown_status(run: RunRecord) -> str:
+def shown_status(run: RunRecord) -> RunStatus:
     """The status to show: a ``running`` run whose process on this host is gone was killed."""
     if run.status == RUN_RUNNING and owner_gone(run.owner):
         return KILLED

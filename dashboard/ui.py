@@ -20,6 +20,7 @@ from consortium.store.records import (
     RUN_INTERRUPTED,
     RUN_RUNNING,
     RUN_STOPPED,
+    RunStatus,
 )
 from dashboard import data
 from dashboard.config import STORE_HINT, store_path
@@ -34,9 +35,9 @@ RUN_KEY = "hc_run"
 _RUNS_MEMO = "_hc_runs_this_run"
 
 _Colour = Literal["blue", "green", "orange", "red", "gray"]
-_STATUS_COLOURS: dict[str, _Colour] = {
+_STATUS_COLOURS: dict[RunStatus, _Colour] = {
     RUN_RUNNING: "blue", RUN_COMPLETED: "green", RUN_STOPPED: "orange", RUN_FAILED: "red",
-    RUN_INTERRUPTED: "orange", RUN_ABANDONED: "gray", "killed": "red",
+    RUN_INTERRUPTED: "orange", RUN_ABANDONED: "gray", RunStatus.KILLED: "red",
 }
 
 

@@ -8,14 +8,13 @@ clipping norm, fewer sites per round, a larger δ, a non-member peer) is rejecte
 
 from __future__ import annotations
 
-import hashlib
-import json
 import operator
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from policies import canonical
 from policies.errors import LooseningError
 from policies.loader import policy_sha256
 from policies.schema import ConsortiumPolicy, DPPolicy, SecAggPolicy
@@ -207,6 +206,5 @@ def effective_policy(
     }
     _check_consistent(eff)
     unsigned = EffectivePolicy(**eff)
-    text = json.dumps(unsigned.model_dump(mode="json", exclude={"sha256"}), sort_keys=True,
-                      separators=(",", ":"))
-    return unsigned.model_copy(update={"sha256": hashlib.sha256(text.encode()).hexdigest()})
+    digest = canonical.sha256(unsigned.model_dump(mode="json", exclude={"sha256"}))
+    return unsigned.model_copy(update={"sha256": digest})

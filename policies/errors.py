@@ -16,3 +16,7 @@ class LooseningError(PolicyError):
 
 class InvalidSiteId(PolicyError):
     """A site id breaks the one site id rule (:mod:`policies.identity`)."""
+
+
+class NotCanonicalJSON(PolicyError):
+    """A value has no canonical JSON (a NaN or infinite float): :mod:`policies.canonical`."""

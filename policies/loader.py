@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from policies import canonical
 from policies.documents import read_document
 from policies.errors import PolicyError
 from policies.schema import ConsortiumPolicy
@@ -68,13 +69,13 @@ def example_site_policy_path(site: str) -> Path:
 
 
 def canonical_json(policy: BaseModel) -> str:
-    """Canonical JSON of a policy: sorted keys, compact separators."""
-    return json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """Canonical JSON of a policy (or task): :func:`policies.canonical.to_json` of its fields."""
+    return canonical.to_json(policy.model_dump(mode="json"))
 
 
 def policy_sha256(policy: BaseModel) -> str:
     """Content hash of a (consortium or site) policy."""
-    return hashlib.sha256(canonical_json(policy).encode()).hexdigest()
+    return canonical.sha256(policy.model_dump(mode="json"))
 
 
 _UNION_BRANCHES = {"float", "int", "str", "bool", "none", "function-after[_whole_batches(), float]"}

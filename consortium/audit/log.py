@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consortium.errors import AuditLogError
 from consortium.store.database import Database
+from policies import canonical as canonical_json
 from site_node.protocol.keys import fingerprint, public_pem
 from site_node.protocol.receipt import SignedReceipt
 
@@ -78,9 +79,8 @@ class StoredReceipt:
 
 
 def canonical(payload: dict[str, Any]) -> str:
-    """Canonical JSON of a payload."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False)
+    """Canonical JSON of a payload (:func:`policies.canonical.to_json`)."""
+    return canonical_json.to_json(payload)
 
 
 def entry_hash(seq: int, run_id: str | None, kind: str, created_at: str, payload_json: str,

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from consortium.cli.options import StoreOpt, store_path
 from consortium.errors import AuditVerificationError, SecurityEventsFound
+from consortium.store.records import MODE_DEMO
 from site_node.protocol.keys import load_public_key_file
 
 if TYPE_CHECKING:  # the audit's modules load dp_accounting: only for the commands that use them
@@ -31,7 +32,7 @@ def _print_result(result: VerificationResult) -> None:
     console.print(f"consortium key fingerprint: {result.consortium_fingerprint}")
     for site, fps in sorted(result.site_fingerprints.items()):
         console.print(f"  {site}: {', '.join(fps)}")
-    demo = [rid for rid, mode in result.modes.items() if mode == "local-demo"]
+    demo = [rid for rid, mode in result.modes.items() if mode == MODE_DEMO]
     if demo:
         console.print(f"[yellow]{len(demo)} run(s) are local demonstrations: the demonstration "
                       "created the sites' keys, so their receipts prove only what one machine "

@@ -38,6 +38,7 @@ from consortium.store.records import (
     RUN_RUNNING,
     RoundRecord,
     RunRecord,
+    RunStatus,
 )
 from consortium.store.run_store import RunStore
 from site_node.client import SiteClient
@@ -56,7 +57,7 @@ class LocalOutcome:
 
     site: str
     run_id: str
-    status: str
+    status: RunStatus
     rounds_ok: int
     weights: list[np.ndarray]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from consortium.errors import PlanError
 from consortium.home import default_store_path
-from consortium.store.records import MODE_DEMO, MODE_DEPLOYMENT
+from consortium.store.records import MODE_DEMO, MODE_DEPLOYMENT, RunMode
 from policies.example import DEFAULT_EXAMPLE, load_example
 from policies.loader import LoadedPolicy, load_policy
 from policies.schema import MAX_ROUNDS
@@ -40,7 +40,7 @@ class RunPlan:
     seed: int
     run_id: str
     noise_multiplier: float
-    mode: str = MODE_DEPLOYMENT
+    mode: RunMode = MODE_DEPLOYMENT
     example_site_policies: bool = False
 
     @property

@@ -25,7 +25,13 @@ from consortium.errors import PlanError, StoreError
 from consortium.run.plan import RunPlan, make_plan_from_policy
 from consortium.run.rounds import utc_now
 from consortium.store.owner import owner_gone
-from consortium.store.records import RUN_ABANDONED, RUN_INTERRUPTED, RUN_RUNNING, RoundRecord
+from consortium.store.records import (
+    MODE_DEMO,
+    RUN_ABANDONED,
+    RUN_INTERRUPTED,
+    RUN_RUNNING,
+    RoundRecord,
+)
 from consortium.store.run_store import RunStore
 from policies.errors import PolicyError
 from policies.loader import policy_from_canonical
@@ -101,7 +107,7 @@ def resume_plan(store_path: Path, run_id: str | None = None) -> tuple[RunPlan, R
             store.finish_run(rid, status=RUN_ABANDONED, reason=reason, finished_at=utc_now())
             raise PlanError(f"run {rid} {reason}; it is marked abandoned") from None
     plan = make_plan_from_policy(loaded, task, store_path=store_path, rounds=run.rounds_planned,
-                                 seed=run.seed, run_id=rid, demo=run.mode == "local-demo",
+                                 seed=run.seed, run_id=rid, demo=run.mode == MODE_DEMO,
                                  example_site_policies=run.example_site_policies)
     next_round = (rounds[-1].round if rounds else 0) + 1
     if next_round > plan.rounds:

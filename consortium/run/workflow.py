@@ -59,6 +59,7 @@ from consortium.store.records import (
     RUN_STOPPED,
     RoundRecord,
     RunRecord,
+    RunStatus,
 )
 from consortium.store.run_store import RunStore
 from site_node.protocol import wire
@@ -73,7 +74,7 @@ class RunOutcome:
     """How a run ended."""
 
     run_id: str
-    status: str
+    status: RunStatus
     reason: str
     rounds_ok: int
     rounds_failed: int
@@ -167,7 +168,8 @@ class ConsortiumWorkflow:
         log.warning("run %s interrupted: %s", self.plan.run_id, reason)
         return RunOutcome(self.plan.run_id, RUN_INTERRUPTED, reason, ok, len(self.done) - ok)
 
-    def _finish(self, store: RunStore, audit: RunAudit, status: str, reason: str) -> None:
+    def _finish(self, store: RunStore, audit: RunAudit, status: RunStatus,
+                reason: str) -> None:
         with store.db.transaction():
             store.finish_run(self.plan.run_id, status=status, reason=reason,
                              finished_at=rr.utc_now())

@@ -7,22 +7,56 @@ dashboard and the export can use them without importing torch or Flower.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-RUN_RUNNING = "running"
-RUN_COMPLETED = "completed"
-RUN_STOPPED = "stopped"
-RUN_FAILED = "failed"
-RUN_INTERRUPTED = "interrupted"
-RUN_ABANDONED = "abandoned"
+
+class RunStatus(StrEnum):
+    """How a run stands. The values are what the run store holds (and the audit log's
+    ``run-stop`` entries name); a row with any other value is refused when read."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    ABANDONED = "abandoned"
+    #: Shown only, never stored: the dashboard's name for a ``running`` run whose process on
+    #: this host is gone.
+    KILLED = "killed"
+
+
+class RoundStatus(StrEnum):
+    """How a recorded round ended."""
+
+    OK = "ok"
+    FAILED = "failed"
+
+
+class RunMode(StrEnum):
+    """Who provisioned the sites' keys of a run."""
+
+    #: The sites hold their own keys, enrolled beforehand.
+    DEPLOYMENT = "deployment"
+    #: The local demonstration provisioned and enrolled the sites' keys.
+    LOCAL_DEMO = "local-demo"
+
+
+RUN_RUNNING = RunStatus.RUNNING
+RUN_COMPLETED = RunStatus.COMPLETED
+RUN_STOPPED = RunStatus.STOPPED
+RUN_FAILED = RunStatus.FAILED
+RUN_INTERRUPTED = RunStatus.INTERRUPTED
+RUN_ABANDONED = RunStatus.ABANDONED
+#: The statuses a run store may hold (every :class:`RunStatus` but the shown-only ``killed``).
 RUN_STATUSES = (RUN_RUNNING, RUN_COMPLETED, RUN_STOPPED, RUN_FAILED, RUN_INTERRUPTED,
                 RUN_ABANDONED)
 
-ROUND_OK = "ok"
-ROUND_FAILED = "failed"
-ROUND_STATUSES = (ROUND_OK, ROUND_FAILED)
+ROUND_OK = RoundStatus.OK
+ROUND_FAILED = RoundStatus.FAILED
+ROUND_STATUSES = tuple(RoundStatus)
 
-MODE_DEPLOYMENT = "deployment"
-MODE_DEMO = "local-demo"
+MODE_DEPLOYMENT = RunMode.DEPLOYMENT
+MODE_DEMO = RunMode.LOCAL_DEMO
 
 ENGINE_SIMULATION = "simulation"
 ENGINE_DEPLOYMENT = "deployment"
@@ -40,14 +74,14 @@ class RunRecord:
         Unique id of the run (a UUID4 string unless given).
     started_at, finished_at : str
         ISO-8601 UTC timestamps; ``finished_at`` is ``None`` while the run is live.
-    status : str
-        One of :data:`RUN_STATUSES`.
+    status : RunStatus
+        One of :data:`RUN_STATUSES` (the dashboard may show ``killed``).
     stop_reason : str
         Why the run ended (rounds done, target reached, no improvement, budget, error).
     engine : str
         ``"simulation"`` or ``"deployment"`` (which Flower engine ran it), or ``"local"`` (one
         site trained alone, for a comparison).
-    mode : str
+    mode : RunMode
         :data:`MODE_DEPLOYMENT` (sites hold their own keys, enrolled beforehand) or
         :data:`MODE_DEMO` (the local demonstration provisioned and enrolled the sites' keys).
     policy_sha256, policy_json : str
@@ -77,7 +111,7 @@ class RunRecord:
 
     run_id: str
     started_at: str
-    status: str
+    status: RunStatus
     engine: str
     policy_sha256: str
     policy_json: str
@@ -87,7 +121,7 @@ class RunRecord:
     seed: int
     sites: tuple[str, ...]
     secagg_json: str
-    mode: str = MODE_DEPLOYMENT
+    mode: RunMode = MODE_DEPLOYMENT
     finished_at: str | None = None
     stop_reason: str | None = None
     owner: str | None = None
@@ -132,7 +166,7 @@ class RoundRecord:
     """
 
     round: int
-    status: str
+    status: RoundStatus
     started_at: str
     finished_at: str
     duration_s: float

@@ -11,13 +11,27 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 from consortium.errors import StoreError
 from consortium.store.database import Database
-from consortium.store.records import RoundRecord, RunRecord, SiteRoundRecord
+from consortium.store.records import (
+    MODE_DEPLOYMENT,
+    RUN_RUNNING,
+    RUN_STATUSES,
+    RoundRecord,
+    RoundStatus,
+    RunMode,
+    RunRecord,
+    RunStatus,
+    SiteRoundRecord,
+)
 
 log = logging.getLogger(__name__)
+
+_E = TypeVar("_E", bound=StrEnum)
 
 _SITE_COLUMNS = (
     "site", "accuracy", "loss", "num_examples", "num_train_examples", "epsilon", "delta",
@@ -105,7 +119,8 @@ class RunStore:
                     (run_id, rnd.round, checkpoint_sha256 or "", checkpoint),
                 )
 
-    def finish_run(self, run_id: str, *, status: str, reason: str, finished_at: str) -> None:
+    def finish_run(self, run_id: str, *, status: RunStatus, reason: str,
+                   finished_at: str) -> None:
         """Mark a run as ended, with why."""
         with self.db.transaction() as conn:
             conn.execute("UPDATE runs SET status=?, stop_reason=?, finished_at=? WHERE run_id=?",
@@ -114,8 +129,8 @@ class RunStore:
     def reopen_run(self, run_id: str, *, owner: str) -> None:
         """Mark a run live again (it is being resumed by ``owner``)."""
         with self.db.transaction() as conn:
-            conn.execute("UPDATE runs SET status='running', stop_reason=NULL, finished_at=NULL, "
-                         "owner=? WHERE run_id=?", (owner, run_id))
+            conn.execute("UPDATE runs SET status=?, stop_reason=NULL, finished_at=NULL, "
+                         "owner=? WHERE run_id=?", (RUN_RUNNING, owner, run_id))
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -150,7 +165,8 @@ class RunStore:
             by_round.setdefault(int(row["round"]), []).append(_site_from_row(row))
         rows = self.db.query(f"SELECT {', '.join(_ROUND_COLUMNS)} FROM rounds WHERE run_id=? "
                              "ORDER BY round", (run_id,))
-        return [_round_from_row(r, tuple(by_round.get(int(r["round"]), []))) for r in rows]
+        return [_round_from_row(run_id, r, tuple(by_round.get(int(r["round"]), [])))
+                for r in rows]
 
     def checkpoint(self, run_id: str, rnd: int) -> tuple[bytes, str]:
         """The global model after round ``rnd`` (NumPy ``.npz`` bytes) and its SHA-256."""
@@ -185,13 +201,27 @@ def _site_from_row(row: sqlite3.Row) -> SiteRoundRecord:
     return SiteRoundRecord(**values)
 
 
-def _round_from_row(row: sqlite3.Row, sites: tuple[SiteRoundRecord, ...]) -> RoundRecord:
-    return RoundRecord(**{c: row[c] for c in _ROUND_COLUMNS}, sites=sites)
+def _stored(kind: type[_E], value: object, allowed: tuple[_E, ...], where: str) -> _E:
+    """A status or mode read from a row, as its enum; anything else is a :class:`StoreError`."""
+    if not isinstance(value, str) or value not in allowed:
+        raise StoreError(f"{where}: unknown {kind.__name__} {value!r} in the run store "
+                         f"(expected one of {', '.join(allowed)})")
+    return kind(value)
+
+
+def _round_from_row(run_id: str, row: sqlite3.Row,
+                    sites: tuple[SiteRoundRecord, ...]) -> RoundRecord:
+    values = {c: row[c] for c in _ROUND_COLUMNS}
+    values["status"] = _stored(RoundStatus, values["status"], tuple(RoundStatus),
+                               f"run {run_id} round {values['round']}")
+    return RoundRecord(**values, sites=sites)
 
 
 def _run_from_row(row: sqlite3.Row) -> RunRecord:
     values = {c: row[c] for c in _RUN_COLUMNS if c != "sites_json"}
-    values["mode"] = values["mode"] or "deployment"
+    where = f"run {row['run_id']}"
+    values["status"] = _stored(RunStatus, values["status"], RUN_STATUSES, where)
+    values["mode"] = _stored(RunMode, values["mode"] or MODE_DEPLOYMENT, tuple(RunMode), where)
     values["example_site_policies"] = bool(values["example_site_policies"])
     try:
         sites = json.loads(row["sites_json"])

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from consortium.errors import StoreError
+from consortium.store.records import ROUND_OK
 from dashboard import charts, data, frames, ui
 from dashboard.config import site_name
 
@@ -33,11 +34,11 @@ def _body(rd: data.RunData) -> None:
     if ui.no_rounds_yet(rd):
         return
     site_ids = frames.run_sites(rd.run, rd.sites)
-    ok = rd.rounds[rd.rounds["status"] == "ok"]
+    ok = rd.rounds[rd.rounds["status"] == ROUND_OK]
     last = ok.iloc[-1] if len(ok) else None
     cols = st.columns(4)
     cols[0].metric("Rounds recorded", f"{len(rd.rounds)} / {rd.run.rounds_planned}")
-    cols[1].metric("Failed rounds", int((rd.rounds["status"] != "ok").sum()))
+    cols[1].metric("Failed rounds", int((rd.rounds["status"] != ROUND_OK).sum()))
     if last is not None:
         cols[2].metric("Global accuracy (weighted)", _pct(last["accuracy_weighted"]))
         cols[3].metric("Global loss (weighted)", _num(last["loss_weighted"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from consortium.store.records import ROUND_OK
 from dashboard import charts, data, frames, ui
 
 
@@ -24,7 +25,7 @@ def _body(rd: data.RunData) -> None:
     st.subheader("Who took part")
     st.altair_chart(charts.participation_chart(part, site_ids), width="stretch")
 
-    failed = rd.rounds[rd.rounds["status"] != "ok"]
+    failed = rd.rounds[rd.rounds["status"] != ROUND_OK]
     for rnd in failed.itertuples():
         st.error(f"Round {rnd.round} failed: {rnd.failure_reason or 'no reason recorded'}",
                  icon=":material/error:")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from consortium.errors import StoreError
+from consortium.store.records import RUN_RUNNING
 from dashboard import charts, data, frames, ui
 
 
@@ -53,7 +54,7 @@ def _body(rd: data.RunData) -> None:
     )
     short = budget[budget["rounds_affordable"].notna()
                    & (budget["rounds_affordable"] < rounds_left)]
-    if run.status == "running" and not short.empty:
+    if run.status == RUN_RUNNING and not short.empty:
         st.warning("At the current rate these sites reach the ceiling before the "
                    f"{rounds_left} planned rounds left: " + ", ".join(short["site_name"]),
                    icon=":material/warning:")

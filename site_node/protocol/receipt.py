@@ -25,6 +25,7 @@ import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from policies import canonical
 from site_node.protocol import wire
 from site_node.protocol.errors import InvalidReceiptSignature, MalformedReceipt
 from site_node.protocol.keys import fingerprint
@@ -91,8 +92,7 @@ class Receipt:
         if self.version == 1:
             for name in _ADDED_IN_2:
                 data.pop(name)
-        return json.dumps(data, sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=True, allow_nan=False).encode("ascii")
+        return canonical.to_bytes(data)
 
     @classmethod
     def from_canonical(cls, data: bytes | str) -> Receipt:

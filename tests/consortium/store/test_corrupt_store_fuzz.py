@@ -24,7 +24,8 @@ TARGETS = [
     ("runs", "sites_json", "1=1"), ("audit_log", "payload_json", "seq=1"),
     ("audit_log", "payload_json", "kind='receipt'"), ("audit_log", "payload_json",
                                                       "kind='run-start'"),
-    ("receipts", "receipt_json", "1=1"),
+    ("receipts", "receipt_json", "1=1"), ("runs", "status", "1=1"), ("runs", "mode", "1=1"),
+    ("rounds", "status", "1=1"),
 ]
 TRIGGERS = ("audit_log_no_update", "receipts_no_update")
 
