@@ -67,15 +67,15 @@ def compare(
     task: TaskOpt = None,
     data: DataOpt = None,
     policy: PolicyOpt = None,
-    rounds: RoundsOpt = 0,
+    rounds: RoundsOpt = None,
     store: StoreOpt = None,
-    seed: SeedOpt = 0,
+    seed: SeedOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Train the federated model and, for each site, a local-only model with the same DP
     budget; show per site and per class how each does on the site's own test set and on the
     union of the test sets. Both spend privacy budget; both are recorded as runs."""
-    from consortium.cli.run import ray_started_early, simulate_with_progress
+    from consortium.cli.run import prepare_sites, ray_started_early, simulate_with_progress
     from consortium.run.comparison import compare as record
     from consortium.run.comparison import local_runs
     from consortium.run.inputs import resolve_inputs
@@ -84,9 +84,10 @@ def compare(
     configure_logging(verbose)
     inputs = resolve_inputs(example=example, task=task, data=data or (), policy=policy)
     with ray_started_early(len(inputs.data)):
-        plan = make_plan_from_policy(inputs.policy, inputs.task, store_path=store_path(store),
-                                     rounds=rounds, seed=seed, demo=True)
-        done, outcome = simulate_with_progress(plan, inputs.data, None, verbose)
+        plan, sites = prepare_sites(make_plan_from_policy(
+            inputs.policy, inputs.task, store_path=store_path(store), rounds=rounds,
+            seed=seed or 0, demo=True), inputs.data)
+        done, outcome = simulate_with_progress(plan, sites, None, verbose)
     console.print(f"Federated run {plan.run_id}: {outcome.status} ({outcome.reason})")
     if outcome.rounds_ok == 0:
         console.print("[red]The federated run completed no round: nothing to compare.[/]")

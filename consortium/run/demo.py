@@ -15,6 +15,7 @@ from pathlib import Path
 
 from consortium.audit import registry
 from consortium.audit.log import AuditLog
+from consortium.audit.registry import KeyRegistry
 from consortium.errors import PlanError
 from consortium.home import open_home
 from consortium.run.plan import RunPlan
@@ -22,7 +23,10 @@ from consortium.store.records import MODE_DEMO
 from consortium.store.run_store import RunStore
 from site_node.data import DataRefused, load_site_data
 from site_node.demo import demo_settings, provision
-from site_node.protocol.keys import load_public_key_file
+from site_node.home import HOME_ENV as SITE_HOME_ENV
+from site_node.home import SiteHome, default_site_home, demo_site_home
+from site_node.protocol.errors import KeyFileError
+from site_node.protocol.keys import fingerprint, load_public_key_file
 from site_node.settings import NodeSettings
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,37 @@ def enrol_demo_sites(audit_log: AuditLog, sites: Sequence[str], run_id: str) -> 
                        run_id=run_id)
         log.info("local demonstration: enrolled the receipt key of site %s (%s)", site,
                  home.root)
+
+
+def check_demo_keys(audit_log: AuditLog, sites: Sequence[str], run_id: str) -> None:
+    """Before a demonstration run is resumed: every site's receipt key in the current site home
+    must be the key enrolled for it. Nothing is provisioned or enrolled (a resume with another
+    site home would otherwise rotate every site's key and train under other ledgers).
+
+    Raises
+    ------
+    PlanError
+        Naming the site, its current home and both keys, if a site's key is missing or is not
+        the enrolled one.
+    """
+    keys = KeyRegistry.from_entries(audit_log.entries())
+    for site in sites:
+        home = SiteHome(demo_site_home(site), site)
+        enrolled = keys.active(site)
+        try:
+            mine: str | None = fingerprint(load_public_key_file(home.receipt_pub))
+        except KeyFileError:
+            mine = None
+        if enrolled is not None and mine == enrolled.fingerprint:
+            continue
+        have = "has no receipt key" if mine is None else f"holds receipt key {mine[:16]}…"
+        want = ("no key is enrolled for it" if enrolled is None else
+                f"the key enrolled for it is {enrolled.fingerprint[:16]}…")
+        raise PlanError(
+            f"run {run_id}: site {site}'s home {home.root} (under the site homes "
+            f"{default_site_home()}) {have}, but {want}: resume with the site homes the run "
+            f"started with (${SITE_HOME_ENV}); a resume never provisions or rotates a site's "
+            "key; nothing was trained")
 
 
 def check_store(plan: RunPlan) -> None:
