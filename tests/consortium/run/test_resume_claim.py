@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from consortium.audit.log import AuditLog
 from consortium.audit.trail import RUN_RESUME, RUN_STOP
 from consortium.errors import PlanError, RunTaken
+from consortium.run.demo import check_demo_keys
 from consortium.run.resume import claim, resume_plan
 from consortium.store.owner import this_process
 from consortium.store.records import (
@@ -26,6 +28,8 @@ from consortium.store.records import (
     RUN_RUNNING,
 )
 from consortium.store.run_store import RunStore
+from site_node.demo import provision
+from site_node.home import HOME_ENV as SITE_HOME_ENV
 from tests.consortium.run.resumable import GONE, entries, left_behind
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -154,3 +158,20 @@ def test_a_run_abandoned_for_a_damaged_checkpoint_says_so_in_the_signed_log(
     ((kind, payload),) = entries(store, rid)
     assert kind == RUN_STOP and payload["status"] == RUN_ABANDONED
     assert "does not match its SHA-256" in str(payload["reason"])
+
+
+def test_a_demo_sites_key_that_is_not_the_enrolled_one_is_refused_and_nothing_enrolled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path / "runs.sqlite"
+    plan = left_behind(store)
+    other = tmp_path / "other-site-homes"
+    monkeypatch.setenv(SITE_HOME_ENV, str(other))
+    provision("cleveland")  # another home: a fresh key for the same site
+    with RunStore(store) as rs:
+        log = AuditLog(rs.db)
+        before = len(log.entries())
+        with pytest.raises(PlanError, match=rf"run {plan.run_id}: site cleveland's home "
+                                            rf"{other / 'demo' / 'cleveland'} .*holds receipt "
+                                            r"key .*, but the key enrolled for it is "):
+            check_demo_keys(log, plan.loaded.policy.sites, plan.run_id)
+        assert len(log.entries()) == before
