@@ -175,3 +175,15 @@ def test_a_new_run_refuses_the_same_data_at_two_sites(consortium: Run, tmp_path:
     assert "sites cleveland and long_beach are given the same" in err
     assert str(twin) in err and "nothing was trained" in err
     assert not store.exists()
+
+
+def test_resume_refuses_another_examples_data(consortium: Run, tmp_path: Path,
+                                              ray_calls: list[str]) -> None:
+    store = tmp_path / "runs.sqlite"
+    rid = left_behind(store).run_id  # heart disease
+    result = consortium("run", "--resume", "--store", str(store), "--example", "digits")
+    assert result.code == 2, result.output
+    assert f"run {rid} trains task heart-disease" in " ".join(result.err.split())
+    assert ray_calls == []
+    with RunStore(store, readonly=True) as rs:
+        assert rs.get_run(rid).status == RUN_INTERRUPTED
