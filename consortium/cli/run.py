@@ -208,11 +208,16 @@ def ray_started_early(num_sites: int) -> Iterator[None]:
 def prepare_sites(plan: RunPlan, data: Mapping[str, Path], *, resume: bool = False
                   ) -> tuple[RunPlan, list[NodeSettings]]:
     """Before anything runs: check every member's data against the task and fingerprint it (no
-    two sites may have the same data); a new run's plan gets the fingerprints, a resumed run's
+    two sites may have the same data, nor data an earlier run of the store trained as another
+    site's); a new run's plan gets the fingerprints, a resumed run's
     data must be the data it recorded, and on resume of a demonstration each site's key must be
     the one enrolled. Then the store and its audit log are checked."""
     from consortium.audit.log import AuditLog
-    from consortium.run.data_fingerprint import check_unchanged, data_fingerprints
+    from consortium.run.data_fingerprint import (
+        check_other_runs,
+        check_unchanged,
+        data_fingerprints,
+    )
     from consortium.run.demo import check_demo_keys, check_store, demo_sites
 
     sites = demo_sites(plan, data)
@@ -223,6 +228,9 @@ def prepare_sites(plan: RunPlan, data: Mapping[str, Path], *, resume: bool = Fal
             with RunStore(plan.store_path) as store:
                 check_demo_keys(AuditLog(store.db), plan.loaded.policy.sites, plan.run_id)
     else:
+        if plan.store_path.is_file():
+            with RunStore(plan.store_path, readonly=True) as store:
+                check_other_runs(store.list_runs(), prints, data)
         plan = replace(plan, data_fingerprints=prints)
     check_store(plan)
     return plan, sites

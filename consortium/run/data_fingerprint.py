@@ -5,8 +5,9 @@ or a site's data change between a run's start and its resumption, the ε a ledge
 longer the ε of the records trained: one hospital's patients trained under two ledgers have
 spent the sum. So the local consortium (``consortium run`` and ``compare``, with ``--data`` or an
 example) fingerprints every site's data when a run starts, records the fingerprints with the run
-(its row and its signed run-start entry), refuses two sites with the same data, and refuses to
-resume a run whose site's data changed.
+(its row and its signed run-start entry), refuses two sites with the same data (in the run, or
+data an earlier run of the store trained as another site's), and refuses to resume a run whose
+site's data changed.
 
 The fingerprint is the SHA-256 of the file's bytes; of a folder (an image folder), the SHA-256
 over its files in sorted relative-path order, each as its relative path then its bytes (with
@@ -16,10 +17,11 @@ their lengths, so that no two folders share a stream). Files are read in chunks.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from consortium.errors import PlanError
+from consortium.store.records import RunRecord
 
 _CHUNK = 1 << 20
 #: How many hex digits of a fingerprint a message shows.
@@ -81,6 +83,26 @@ def data_fingerprints(data: Mapping[str, Path]) -> dict[str, str]:
         seen[fp] = site
         prints[site] = fp
     return prints
+
+
+def check_other_runs(runs: Iterable[RunRecord], prints: Mapping[str, str],
+                     data: Mapping[str, Path]) -> None:
+    """Refuse data that an earlier run of the store recorded for another site.
+
+    Raises
+    ------
+    PlanError
+        Naming the site, its file, the other site and that run.
+    """
+    for run in runs:
+        for other, fp in (run.data_fingerprints or {}).items():
+            for site, mine in prints.items():
+                if mine == fp and other != site:
+                    raise PlanError(
+                        f"the data of site {site} ({data[site]}, sha256 {fp[:SHORT]}…) were "
+                        f"trained as site {other}'s in run {run.run_id}: one hospital's records "
+                        "would be trained under two sites' privacy ledgers, and their real ε "
+                        "would be more than either ledger says; nothing was trained")
 
 
 def check_unchanged(run_id: str, recorded: Mapping[str, str] | None,

@@ -187,3 +187,18 @@ def test_resume_refuses_another_examples_data(consortium: Run, tmp_path: Path,
     assert ray_calls == []
     with RunStore(store, readonly=True) as rs:
         assert rs.get_run(rid).status == RUN_INTERRUPTED
+
+
+def test_a_new_run_refuses_data_an_earlier_run_trained_as_another_sites(
+        consortium: Run, tmp_path: Path, ray_calls: list[str]) -> None:
+    store = tmp_path / "runs.sqlite"
+    earlier = left_behind(store).run_id  # the heart-disease sites, each with its own file
+    swapped = _heart_data(cleveland=HEART.data["hungary"], hungary=HEART.data["cleveland"])
+    result = consortium("run", "--store", str(store), "--task", str(HEART.task), *swapped)
+    assert result.code == 2, result.output
+    err = " ".join(result.err.split())
+    assert (f"the data of site hungary ({HEART.data['cleveland']}, sha256 "
+            f"{fingerprint_path(HEART.data['cleveland'])[:SHORT]}…) were trained as site "
+            f"cleveland's in run {earlier}") in err
+    with RunStore(store, readonly=True) as rs:
+        assert [r.run_id for r in rs.list_runs()] == [earlier]
