@@ -75,9 +75,10 @@ def compare(
     """Train the federated model and, for each site, a local-only model with the same DP
     budget; show per site and per class how each does on the site's own test set and on the
     union of the test sets. Both spend privacy budget; both are recorded as runs."""
-    from consortium.cli.run import prepare_sites, ray_started_early, simulate_with_progress
+    from consortium.cli.run import ray_started_early, simulate_with_progress
     from consortium.run.comparison import compare as record
     from consortium.run.comparison import local_runs
+    from consortium.run.demo import prepare_sites
     from consortium.run.inputs import resolve_inputs
     from consortium.run.plan import make_plan_from_policy
 

@@ -13,9 +13,8 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -113,6 +112,7 @@ def run(
     SIGTERM stops the run at once (it is recorded as interrupted, exit 130); `--resume`
     continues it later, on the same data.
     """
+    from consortium.run.demo import prepare_sites
     from consortium.run.inputs import resolve_inputs
     from consortium.run.plan import make_plan_from_policy
 
@@ -168,6 +168,7 @@ def _resume(inputs: RunInputs, path: Path, run_id: str | None, verbose: bool,
             ) -> tuple[RunPlan, list[RoundRecord], RunOutcome]:
     """Resume a run: check its task, its sites' data and keys, claim it, then run it. A run
     whose planned rounds were all recorded is closed (reported here; nothing is trained)."""
+    from consortium.run.demo import prepare_sites
     from consortium.run.resume import claim, resume_plan
 
     plan, point = resume_plan(path, run_id)
@@ -205,42 +206,12 @@ def ray_started_early(num_sites: int) -> Iterator[None]:
         raise
 
 
-def prepare_sites(plan: RunPlan, data: Mapping[str, Path], *, resume: bool = False
-                  ) -> tuple[RunPlan, list[NodeSettings]]:
-    """Before anything runs: check every member's data against the task and fingerprint it (no
-    two sites may have the same data, nor data an earlier run of the store trained as another
-    site's); a new run's plan gets the fingerprints, a resumed run's
-    data must be the data it recorded, and on resume of a demonstration each site's key must be
-    the one enrolled. Then the store and its audit log are checked."""
-    from consortium.audit.log import AuditLog
-    from consortium.run.data_fingerprint import (
-        check_other_runs,
-        check_unchanged,
-        data_fingerprints,
-    )
-    from consortium.run.demo import check_demo_keys, check_store, demo_sites
-
-    sites = demo_sites(plan, data)
-    prints = data_fingerprints({s: data[s] for s in plan.loaded.policy.sites})
-    if resume:
-        check_unchanged(plan.run_id, plan.data_fingerprints, prints)
-        if plan.demo:
-            with RunStore(plan.store_path) as store:
-                check_demo_keys(AuditLog(store.db), plan.loaded.policy.sites, plan.run_id)
-    else:
-        if plan.store_path.is_file():
-            with RunStore(plan.store_path, readonly=True) as store:
-                check_other_runs(store.list_runs(), prints, data)
-        plan = replace(plan, data_fingerprints=prints)
-    check_store(plan)
-    return plan, sites
-
-
 def simulate_with_progress(plan: RunPlan, sites: list[NodeSettings],
                            point: ResumePoint | None, verbose: bool
                            ) -> tuple[list[RoundRecord], RunOutcome]:
-    """Announce the run and run it on the prepared sites (:func:`prepare_sites`) with a
-    progress bar (Ctrl-C or SIGTERM stop it); the recorded rounds and how it ended."""
+    """Announce the run and run it on the prepared sites
+    (:func:`~consortium.run.demo.prepare_sites`) with a progress bar (Ctrl-C or SIGTERM stop
+    it); the recorded rounds and how it ended."""
     from consortium.run.simulation import simulate
 
     _announce(plan, point.next_round if point else None)

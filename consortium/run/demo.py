@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from consortium.audit import registry
@@ -18,6 +19,7 @@ from consortium.audit.log import AuditLog
 from consortium.audit.registry import KeyRegistry
 from consortium.errors import PlanError
 from consortium.home import open_home
+from consortium.run.data_fingerprint import check_other_runs, check_unchanged, data_fingerprints
 from consortium.run.plan import RunPlan
 from consortium.store.records import MODE_DEMO
 from consortium.store.run_store import RunStore
@@ -115,3 +117,35 @@ def demo_sites(plan: RunPlan, data: Mapping[str, Path]) -> list[NodeSettings]:
                             "few rows for the sampling rate); nothing was trained")
         sites.append(settings)
     return sites
+
+
+def prepare_sites(plan: RunPlan, data: Mapping[str, Path], *, resume: bool = False
+                  ) -> tuple[RunPlan, list[NodeSettings]]:
+    """Before anything runs, the sites of a local run and its plan with their data fingerprints.
+
+    Every member's data is checked against the task and fingerprinted: no two sites may have
+    the same data, nor data an earlier run of the store trained as another site's. A new run's
+    plan gets the fingerprints; a resumed run's data must be the data it recorded, and on resume
+    of a demonstration each site's key must be the one enrolled. Then the store and its audit
+    log are checked (:func:`check_store`).
+
+    Raises
+    ------
+    PlanError
+        If a site's data do not fit, are another site's, or changed; or a site's key is not the
+        enrolled one.
+    """
+    sites = demo_sites(plan, data)
+    prints = data_fingerprints({s: data[s] for s in plan.loaded.policy.sites})
+    if resume:
+        check_unchanged(plan.run_id, plan.data_fingerprints, prints)
+        if plan.demo:
+            with RunStore(plan.store_path) as store:
+                check_demo_keys(AuditLog(store.db), plan.loaded.policy.sites, plan.run_id)
+    else:
+        if plan.store_path.is_file():
+            with RunStore(plan.store_path, readonly=True) as store:
+                check_other_runs(store.list_runs(), prints, data)
+        plan = replace(plan, data_fingerprints=prints)
+    check_store(plan)
+    return plan, sites

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from consortium.audit.log import AuditLog
 from consortium.audit.trail import RUN_START, RunAudit
-from consortium.cli.run import prepare_sites
 from consortium.errors import PlanError
 from consortium.home import open_home
 from consortium.run.data_fingerprint import check_unchanged, data_fingerprints, fingerprint_path
+from consortium.run.demo import prepare_sites
 from consortium.run.inputs import resolve_inputs
 from consortium.run.local_run import LocalRun
 from consortium.run.plan import make_plan_from_policy
