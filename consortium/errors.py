@@ -88,5 +88,9 @@ class UnknownSiteKey(ConsortiumError):
     """A receipt or reply names a site, key or node that has no enrolment valid for it."""
 
 
+class RunTaken(StoreError):
+    """Another process claimed the run between our reading it and our claiming it."""
+
+
 class RunInterrupted(ConsortiumError):
     """The coordinator stopped the run (Ctrl-C or SIGTERM)."""

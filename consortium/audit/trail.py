@@ -39,13 +39,17 @@ class RunAudit:
         self.run = run
 
     def start(self) -> None:
-        """Log the run start: policy, task, membership, engine and mode."""
+        """Log the run start: policy, task, membership, engine and mode (and, for a local run,
+        each site's data fingerprint)."""
         r = self.run
-        self.log.append(RUN_START, {
+        payload: dict[str, object] = {
             "engine": r.engine, "mode": r.mode, "policy_sha256": r.policy_sha256,
             "policy_json": r.policy_json, "task_sha256": r.task_sha256,
             "task_json": r.task_json, "sites": list(r.sites),
-            "rounds_planned": r.rounds_planned}, r.run_id)
+            "rounds_planned": r.rounds_planned}
+        if r.data_fingerprints is not None:  # a local run: what each site trained on
+            payload["data_fingerprints"] = dict(sorted(r.data_fingerprints.items()))
+        self.log.append(RUN_START, payload, r.run_id)
 
     def resumed(self, next_round: int) -> None:
         """Log that the run resumes at ``next_round`` (after an interruption or a crash)."""

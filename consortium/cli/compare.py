@@ -67,9 +67,9 @@ def compare(
     task: TaskOpt = None,
     data: DataOpt = None,
     policy: PolicyOpt = None,
-    rounds: RoundsOpt = 0,
+    rounds: RoundsOpt = None,
     store: StoreOpt = None,
-    seed: SeedOpt = 0,
+    seed: SeedOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Train the federated model and, for each site, a local-only model with the same DP
@@ -78,15 +78,17 @@ def compare(
     from consortium.cli.run import ray_started_early, simulate_with_progress
     from consortium.run.comparison import compare as record
     from consortium.run.comparison import local_runs
+    from consortium.run.demo import prepare_sites
     from consortium.run.inputs import resolve_inputs
     from consortium.run.plan import make_plan_from_policy
 
     configure_logging(verbose)
     inputs = resolve_inputs(example=example, task=task, data=data or (), policy=policy)
     with ray_started_early(len(inputs.data)):
-        plan = make_plan_from_policy(inputs.policy, inputs.task, store_path=store_path(store),
-                                     rounds=rounds, seed=seed, demo=True)
-        done, outcome = simulate_with_progress(plan, inputs.data, None, verbose)
+        plan, sites = prepare_sites(make_plan_from_policy(
+            inputs.policy, inputs.task, store_path=store_path(store), rounds=rounds,
+            seed=seed or 0, demo=True), inputs.data)
+        done, outcome = simulate_with_progress(plan, sites, None, verbose)
     console.print(f"Federated run {plan.run_id}: {outcome.status} ({outcome.reason})")
     if outcome.rounds_ok == 0:
         console.print("[red]The federated run completed no round: nothing to compare.[/]")

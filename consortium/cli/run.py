@@ -13,10 +13,10 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -36,7 +36,7 @@ from consortium.cli.options import (
     store_path,
 )
 from consortium.errors import PlanError
-from consortium.store.records import RUN_FAILED, RUN_INTERRUPTED, RoundRecord
+from consortium.store.records import ROUND_OK, RUN_FAILED, RUN_INTERRUPTED, RoundRecord
 from consortium.store.run_store import RunStore
 
 if TYPE_CHECKING:  # the plan loads Opacus (its accountant): only for the commands that run
@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # the plan loads Opacus (its accountant): only for the comman
     from consortium.run.plan import RunPlan
     from consortium.run.resume import ResumePoint
     from consortium.run.workflow import RunOutcome
+    from site_node.settings import NodeSettings
 
 console = Console()
 
@@ -87,16 +88,17 @@ def run(
     task: TaskOpt = None,
     data: DataOpt = None,
     policy: PolicyOpt = None,
-    rounds: RoundsOpt = 0,
+    rounds: RoundsOpt = None,
     store: StoreOpt = None,
-    seed: SeedOpt = 0,
+    seed: SeedOpt = None,
     example_site_policies: Annotated[bool, typer.Option(
         "--example-site-policies",
         help="Let the demonstration's hospitals apply the example site policies in "
         "policies/sites/ (each may only tighten the consortium's).")] = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted or killed run from its last completed "
-        "round (the latest such run, or --run), with the same sites' data.")] = False,
+        "round (the latest such run, or --run), with the same sites' data (--example, or "
+        "--task with --data); its policy, rounds and seed are the run's.")] = False,
     run_id: Annotated[str | None, typer.Option(
         "--run", help="With --resume: the run to continue.")] = None,
     verbose: VerboseOpt = False,
@@ -105,53 +107,87 @@ def run(
     DP-SGD at every site and SecAgg+ every round.
 
     The sites are an example's (--example, default heart-disease) or the ones given with
-    --task FILE --data SITE=PATH ...; the policy's member list is replaced by them. Ctrl-C or
+    --task FILE --data SITE=PATH ...; the policy's member list is replaced by them. No two sites
+    may have the same data; each site's data fingerprint is recorded with the run. Ctrl-C or
     SIGTERM stops the run at once (it is recorded as interrupted, exit 130); `--resume`
-    continues it later.
+    continues it later, on the same data.
     """
+    from consortium.run.demo import prepare_sites
     from consortium.run.inputs import resolve_inputs
+    from consortium.run.plan import make_plan_from_policy
 
     configure_logging(verbose)
     if run_id is not None and not resume:
         raise typer.BadParameter("--run is only for --resume", param_hint="--run")
     path = store_path(store)
-    inputs = resolve_inputs(example=example, task=task, data=data or (), policy=policy)
-    with ray_started_early(len(inputs.data)):
-        plan, done, outcome = _plan_and_simulate(inputs, path, resume=resume, run_id=run_id,
-                                                 rounds=rounds, seed=seed, verbose=verbose,
-                                                 example_site_policies=example_site_policies)
+    if resume:
+        _refuse_with_resume(policy=policy, rounds=rounds, seed=seed,
+                            example_site_policies=example_site_policies)
+        inputs = resolve_inputs(example=example, task=task, data=data or ())
+        plan, done, outcome = _resume(inputs, path, run_id, verbose)
+    else:
+        inputs = resolve_inputs(example=example, task=task, data=data or (), policy=policy)
+        with ray_started_early(len(inputs.data)):
+            plan, sites = prepare_sites(make_plan_from_policy(
+                inputs.policy, inputs.task, store_path=path, rounds=rounds, seed=seed or 0,
+                demo=True, example_site_policies=example_site_policies), inputs.data)
+            done, outcome = simulate_with_progress(plan, sites, None, verbose)
+    _report(plan, done, outcome.status, outcome.reason, outcome.rounds_ok,
+            outcome.rounds_failed)
+
+
+def _refuse_with_resume(*, policy: Path | None, rounds: int | None, seed: int | None,
+                        example_site_policies: bool) -> None:
+    """A resumed run keeps its policy, rounds, seed and site policies: refuse each given."""
+    given = {"--policy": policy is not None, "--rounds": rounds is not None,
+             "--seed": seed is not None, "--example-site-policies": example_site_policies}
+    for name, present in given.items():
+        if present:
+            raise typer.BadParameter(
+                "a resumed run keeps the policy, rounds, seed and site policies it started "
+                f"with; {name} cannot change them (leave it out)", param_hint=name)
+
+
+def _report(plan: RunPlan, done: list[RoundRecord], status: str, reason: str, ok: int,
+            failed: int) -> NoReturn:
+    """The round table, how the run ended, what to do next; exits with the run's code."""
     console.print(round_table(plan, done))
     for rec in done:
         if rec.failure_reason:
             console.print(f"round {rec.round} failed: {rec.failure_reason}", highlight=False)
-    console.print(f"Run ended: [bold]{outcome.status}[/] ({outcome.reason}); "
-                  f"{outcome.rounds_ok} round(s) ok, {outcome.rounds_failed} failed.")
-    if outcome.status == RUN_INTERRUPTED:
+    console.print(f"Run ended: [bold]{status}[/] ({reason}); {ok} round(s) ok, {failed} "
+                  "failed.", highlight=False)
+    if status == RUN_INTERRUPTED:
         console.print(f"Resume it with: consortium run --resume --run {plan.run_id}")
     console.print(f"Export: consortium export --store {plan.store_path} --run {plan.run_id}\n"
                   f"Dashboard: consortium dashboard --store {plan.store_path}", highlight=False)
-    raise typer.Exit({RUN_FAILED: 1, RUN_INTERRUPTED: 130}.get(outcome.status, 0))
+    codes: dict[str, int] = {RUN_FAILED: 1, RUN_INTERRUPTED: 130}
+    raise typer.Exit(codes.get(status, 0))
 
 
-def _plan_and_simulate(inputs: RunInputs, path: Path, *, resume: bool, run_id: str | None,
-                       rounds: int, seed: int, verbose: bool, example_site_policies: bool,
-                       ) -> tuple[RunPlan, list[RoundRecord], RunOutcome]:
-    """The run's plan (new, or the one to resume), then the run itself."""
-    from consortium.run.plan import make_plan_from_policy
-    from consortium.run.resume import resume_plan
+def _resume(inputs: RunInputs, path: Path, run_id: str | None, verbose: bool,
+            ) -> tuple[RunPlan, list[RoundRecord], RunOutcome]:
+    """Resume a run: check its task, its sites' data and keys, claim it, then run it. A run
+    whose planned rounds were all recorded is closed (reported here; nothing is trained)."""
+    from consortium.run.demo import prepare_sites
+    from consortium.run.resume import claim, resume_plan
 
-    if resume:
-        plan, point = resume_plan(path, run_id)
-        if plan.task.sha256 != inputs.task.sha256:
-            raise PlanError(f"run {plan.run_id} trains task {plan.task.name} (sha256 "
-                            f"{plan.task.sha256[:16]}…); give its sites' data (--example or "
-                            "--task with --data) to resume it")
-    else:
-        plan = make_plan_from_policy(inputs.policy, inputs.task, store_path=path,
-                                     rounds=rounds, seed=seed, demo=True,
-                                     example_site_policies=example_site_policies)
-        point = None
-    done, outcome = simulate_with_progress(plan, inputs.data, point, verbose)
+    plan, point = resume_plan(path, run_id)
+    if plan.task.sha256 != inputs.task.sha256:
+        raise PlanError(f"run {plan.run_id} trains task {plan.task.name} (sha256 "
+                        f"{plan.task.sha256[:16]}…); give its sites' data (--example or "
+                        "--task with --data) to resume it")
+    plan, sites = prepare_sites(plan, inputs.data, resume=True)
+    closed = claim(plan, point)  # of two resumes at once, one claims; the other stops here
+    if closed is not None:
+        ok = sum(r.status == ROUND_OK for r in point.rounds)
+        console.print(f"Run {plan.run_id}: all {plan.rounds} planned rounds were recorded "
+                      "before its process ended; it is now closed. Nothing was trained.",
+                      highlight=False)
+        _report(plan, list(point.rounds), closed.status, closed.reason, ok,
+                point.recorded - ok)
+    with ray_started_early(len(sites)):
+        done, outcome = simulate_with_progress(plan, sites, point, verbose)
     return plan, done, outcome
 
 
@@ -171,15 +207,14 @@ def ray_started_early(num_sites: int) -> Iterator[None]:
         raise
 
 
-def simulate_with_progress(plan: RunPlan, data: Mapping[str, Path], point: ResumePoint | None,
-                           verbose: bool) -> tuple[list[RoundRecord], RunOutcome]:
-    """Check the sites' data and the store, announce the run, and run it with a progress bar
-    (Ctrl-C or SIGTERM stop it); the recorded rounds and how it ended."""
-    from consortium.run.demo import check_store, demo_sites
+def simulate_with_progress(plan: RunPlan, sites: list[NodeSettings],
+                           point: ResumePoint | None, verbose: bool
+                           ) -> tuple[list[RoundRecord], RunOutcome]:
+    """Announce the run and run it on the prepared sites
+    (:func:`~consortium.run.demo.prepare_sites`) with a progress bar (Ctrl-C or SIGTERM stop
+    it); the recorded rounds and how it ended."""
     from consortium.run.simulation import simulate
 
-    sites = demo_sites(plan, data)
-    check_store(plan)
     _announce(plan, point.next_round if point else None)
     done = list(point.rounds) if point else []
     stop = threading.Event()

@@ -99,7 +99,12 @@ class LocalRun:
             epsilon_ceiling=p.epsilon_ceiling, rounds_planned=plan.rounds,
             seed=plan.seed, sites=(self.site,), secagg_json="{}", owner=this_process(),
             example_site_policies=plan.example_site_policies, task_sha256=plan.task.sha256,
-            task_json=plan.task.canonical_json)
+            task_json=plan.task.canonical_json, data_fingerprints=self._fingerprint())
+
+    def _fingerprint(self) -> dict[str, str] | None:
+        """The site's data fingerprint, as the federated run recorded it."""
+        fps = self.plan.data_fingerprints
+        return None if fps is None or self.site not in fps else {self.site: fps[self.site]}
 
     def run(self, rounds: int) -> LocalOutcome:
         """Train ``rounds`` rounds (stopping at the first the site refuses); record everything."""

@@ -42,6 +42,8 @@ class RunPlan:
     noise_multiplier: float
     mode: RunMode = MODE_DEPLOYMENT
     example_site_policies: bool = False
+    #: Site -> SHA-256 of its data, when the consortium holds the sites' data (a local run).
+    data_fingerprints: dict[str, str] | None = None
 
     @property
     def model_task(self) -> AnyTask:
@@ -120,8 +122,10 @@ def make_plan_from_policy(
     run_id: str | None = None,
     demo: bool = False,
     example_site_policies: bool = False,
+    data_fingerprints: dict[str, str] | None = None,
 ) -> RunPlan:
-    """Resolve a run's settings under an already validated policy (see :func:`make_plan`)."""
+    """Resolve a run's settings under an already validated policy (see :func:`make_plan`);
+    ``data_fingerprints``: each site's data fingerprint, recorded with the run."""
     policy = loaded.policy
     n_rounds = policy.rounds if rounds in (None, 0) else _int_option("rounds", rounds, 1,
                                                                        MAX_ROUNDS)
@@ -143,6 +147,7 @@ def make_plan_from_policy(
         store_path=Path(store_path or default_store_path()).expanduser().resolve(),
         rounds=n_rounds, seed=seed, run_id=run_id or str(uuid.uuid4()), noise_multiplier=sigma,
         mode=MODE_DEMO if demo else MODE_DEPLOYMENT, example_site_policies=example_site_policies,
+        data_fingerprints=data_fingerprints,
     )
 
 

@@ -44,7 +44,7 @@ from consortium.run.convergence import (
     ConvergenceCheck,
     budget_allows,
 )
-from consortium.run.demo import enrol_demo_sites
+from consortium.run.demo import check_demo_keys, enrol_demo_sites
 from consortium.run.grid import PacedGrid
 from consortium.run.plan import RunPlan
 from consortium.run.resume import ResumePoint
@@ -151,17 +151,19 @@ class ConsortiumWorkflow:
         self._finish(store, audit, self.outcome.status, self.outcome.reason)
 
     def _open_run(self, store: RunStore, audit_log: AuditLog, engine: str) -> RunAudit:
-        """Record the run's start (or its resumption) with this process as its owner."""
+        """Record the run's start with this process as its owner (a resumed run was claimed
+        by this process, with its signed entry, before anything started)."""
         if self.resume is None:
             run = self._run_record(engine)
             store.start_run(run)
             audit = RunAudit(audit_log, run)
             audit.start()
             return audit
-        store.reopen_run(self.plan.run_id, owner=this_process())
-        audit = RunAudit(audit_log, store.get_run(self.plan.run_id))
-        audit.resumed(self.resume.next_round)
-        return audit
+        run = store.get_run(self.plan.run_id)  # claimed by this process, with its entry
+        if (run.status, run.owner) != (RUN_RUNNING, this_process()):
+            raise ConsortiumError(f"run {run.run_id} is {run.status} under process {run.owner}, "
+                                  "not claimed by this one (consortium.run.resume.claim)")
+        return RunAudit(audit_log, run)
 
     def _interrupted(self, reason: str) -> RunOutcome:
         ok = sum(r.status == ROUND_OK for r in self.done)
@@ -177,7 +179,9 @@ class ConsortiumWorkflow:
 
     def _attribution(self, audit_log: AuditLog) -> Attribution:
         sites = self.plan.loaded.policy.sites
-        if self.plan.demo:
+        if self.plan.demo and self.resume is not None:
+            check_demo_keys(audit_log, sites, self.plan.run_id)  # a resume never rotates keys
+        elif self.plan.demo:
             enrol_demo_sites(audit_log, sites, self.plan.run_id)
         registry = KeyRegistry.from_entries(audit_log.entries())
         missing = [s for s in sites if registry.active(s) is None]
@@ -197,6 +201,7 @@ class ConsortiumWorkflow:
             seed=self.plan.seed, sites=p.sites, secagg_json=self.plan.secagg_json(),
             owner=this_process(), example_site_policies=self.plan.example_site_policies,
             task_sha256=self.plan.task.sha256, task_json=self.plan.task.canonical_json,
+            data_fingerprints=self.plan.data_fingerprints,
         )
 
     def _mechanism(self) -> Mechanism:

@@ -19,7 +19,7 @@ from site_node import database as sqlite_file
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS runs (
     policy_json TEXT NOT NULL, delta REAL NOT NULL, epsilon_ceiling REAL NOT NULL,
     rounds_planned INTEGER NOT NULL, seed INTEGER NOT NULL, sites_json TEXT NOT NULL,
     secagg_json TEXT NOT NULL, mode TEXT NOT NULL DEFAULT 'deployment', owner TEXT,
-    example_site_policies INTEGER NOT NULL DEFAULT 0, task_sha256 TEXT, task_json TEXT
+    example_site_policies INTEGER NOT NULL DEFAULT 0, task_sha256 TEXT, task_json TEXT,
+    data_fingerprints_json TEXT
 );
 CREATE TABLE IF NOT EXISTS rounds (
     run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
@@ -94,6 +95,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # (their tables are created from the schema above).
     2: ("ALTER TABLE runs ADD COLUMN task_sha256 TEXT",
         "ALTER TABLE runs ADD COLUMN task_json TEXT"),
+    # What each site trained on (issue 14): the fingerprint of each site's data in a local run.
+    3: ("ALTER TABLE runs ADD COLUMN data_fingerprints_json TEXT",),
 }
 
 

@@ -107,6 +107,10 @@ class RunRecord:
     task_sha256, task_json : str
         The task the run trained: content hash and canonical JSON (``None`` for runs recorded
         before tasks existed, schema 2).
+    data_fingerprints : dict of str to str
+        Site -> SHA-256 of the data it trains on, for a local run whose data the consortium
+        holds (``consortium run``/``compare``; :mod:`consortium.run.data_fingerprint`); ``None``
+        for a deployed run (each site holds its data) and runs recorded before schema 4.
     """
 
     run_id: str
@@ -128,6 +132,7 @@ class RunRecord:
     example_site_policies: bool = False
     task_sha256: str | None = None
     task_json: str | None = None
+    data_fingerprints: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
-from consortium.errors import StoreError
+from consortium.errors import RunTaken, StoreError
 from consortium.store.database import Database
 from consortium.store.records import (
     MODE_DEPLOYMENT,
@@ -46,6 +46,7 @@ _RUN_COLUMNS = (
     "run_id", "started_at", "status", "engine", "policy_sha256", "policy_json", "delta",
     "epsilon_ceiling", "rounds_planned", "seed", "sites_json", "secagg_json", "mode",
     "finished_at", "stop_reason", "owner", "example_site_policies", "task_sha256", "task_json",
+    "data_fingerprints_json",
 )
 
 
@@ -94,7 +95,7 @@ class RunStore:
                  run.policy_json, run.delta, run.epsilon_ceiling, run.rounds_planned, run.seed,
                  json.dumps(list(run.sites)), run.secagg_json, run.mode, run.finished_at,
                  run.stop_reason, run.owner, int(run.example_site_policies), run.task_sha256,
-                 run.task_json),
+                 run.task_json, _json_or_none(run.data_fingerprints)),
             )
 
     def record_round(self, run_id: str, rnd: RoundRecord, *, checkpoint: bytes | None = None,
@@ -126,11 +127,32 @@ class RunStore:
             conn.execute("UPDATE runs SET status=?, stop_reason=?, finished_at=? WHERE run_id=?",
                          (status, reason, finished_at, run_id))
 
-    def reopen_run(self, run_id: str, *, owner: str) -> None:
-        """Mark a run live again (it is being resumed by ``owner``)."""
+    def claim_run(self, run_id: str, *, seen_status: str, seen_owner: str | None,
+                  owner: str, status: str = RUN_RUNNING, reason: str | None = None,
+                  finished_at: str | None = None) -> None:
+        """Take over a run whose status and owner are still ``seen_status`` and ``seen_owner``
+        (compare-and-set): it becomes ``status`` (live again by default) under ``owner``.
+
+        The check and the update run in one ``BEGIN IMMEDIATE`` transaction (the caller's, if
+        one is open, so that its audit entry commits with the claim): of two processes that
+        read the same run, exactly one claims it.
+
+        Raises
+        ------
+        RunTaken
+            If the run's status or owner changed since they were read (another process claimed
+            it); nothing was written.
+        """
         with self.db.transaction() as conn:
-            conn.execute("UPDATE runs SET status=?, stop_reason=NULL, finished_at=NULL, "
-                         "owner=? WHERE run_id=?", (RUN_RUNNING, owner, run_id))
+            row = conn.execute("SELECT status, owner FROM runs WHERE run_id=?",
+                               (run_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no run {run_id!r} in {self.path}")
+            if (row["status"], row["owner"]) != (seen_status, seen_owner):
+                raise RunTaken(f"run {run_id} was just taken by process {row['owner']} (it is "
+                               f"{row['status']} now); nothing was started")
+            conn.execute("UPDATE runs SET status=?, stop_reason=?, finished_at=?, owner=? "
+                         "WHERE run_id=?", (status, reason, finished_at, owner, run_id))
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -217,8 +239,29 @@ def _round_from_row(run_id: str, row: sqlite3.Row,
     return RoundRecord(**values, sites=sites)
 
 
+def _json_or_none(value: dict[str, str] | None) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def _fingerprints(row: sqlite3.Row) -> dict[str, str] | None:
+    text = row["data_fingerprints_json"]
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise ValueError("not a map of site ids to fingerprints")
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise StoreError(f"run {row['run_id']}: its stored data fingerprints are unreadable: "
+                         f"{exc}") from None
+    return value
+
+
 def _run_from_row(row: sqlite3.Row) -> RunRecord:
-    values = {c: row[c] for c in _RUN_COLUMNS if c != "sites_json"}
+    values = {c: row[c] for c in _RUN_COLUMNS if c not in ("sites_json",
+                                                           "data_fingerprints_json")}
+    values["data_fingerprints"] = _fingerprints(row)
     where = f"run {row['run_id']}"
     values["status"] = _stored(RunStatus, values["status"], RUN_STATUSES, where)
     values["mode"] = _stored(RunMode, values["mode"] or MODE_DEPLOYMENT, tuple(RunMode), where)

@@ -1,6 +1,7 @@
 """Faults of a real run: Ctrl-C/SIGTERM end it promptly as interrupted; a run killed outright
 (SIGKILL on its whole process group, as a crash or power cut would) is resumed from its last
-completed round, every trained round spent exactly once, and its audit trail verifies."""
+completed round by exactly one of two resumes started at once, every trained round spent exactly
+once, and its audit trail verifies."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from consortium.audit.log import AuditLog
+from consortium.audit.trail import RUN_RESUME, RUN_STOP
 from consortium.home import HOME_ENV
 from consortium.store.records import RUN_COMPLETED, RUN_INTERRUPTED, RUN_RUNNING
 from consortium.store.run_store import RunStore
@@ -86,9 +89,20 @@ def test_a_killed_run_is_resumed_and_every_round_is_spent_once(tmp_path: Path) -
         killed_at = len(rs.rounds(run_id))
     assert killed_at < 4
 
-    resumed = _consortium(tmp_path, "run", "--resume")
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert f"resumed at round {killed_at + 1}" in resumed.stdout.replace("\n", " ")
+    # Two resumes at once (issue 14): one claims the run and continues it; the other starts
+    # nothing and says why.
+    both = [subprocess.Popen([sys.executable, "-m", "consortium", "run", "--resume"],
+                             env=_env(tmp_path), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in both]
+    done = [(p.returncode, out, err) for p, (out, err) in zip(both, outputs, strict=True)]
+    winners = [d for d in done if d[0] == 0]
+    assert len(winners) == 1, done
+    _, out, err = winners[0]
+    assert f"resumed at round {killed_at + 1}" in out.replace("\n", " "), out + err
+    (loser,) = [d for d in done if d[0] != 0]
+    assert any(why in loser[2] for why in ("was just taken by process", "is still running",
+                                           "no interrupted run")), loser
     with RunStore(store, readonly=True) as rs:
         assert rs.get_run(run_id).status == RUN_COMPLETED
         rounds = rs.rounds(run_id)
@@ -102,3 +116,6 @@ def test_a_killed_run_is_resumed_and_every_round_is_spent_once(tmp_path: Path) -
         assert trained <= set(spent)
     verify = _consortium(tmp_path, "audit", "verify", "--run", run_id)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    with RunStore(store, readonly=True) as rs:
+        kinds = [e.kind for e in AuditLog(rs.db).entries(run_id)]
+    assert kinds.count(RUN_RESUME) == 1 and kinds.count(RUN_STOP) == 1

@@ -106,16 +106,16 @@ def schema_version(path: Path) -> str:
         conn.close()
 
 
-def test_a_new_store_has_schema_v3(tmp_path: Path) -> None:
+def test_a_new_store_has_schema_v4(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite"
     db = Database(path)
     db.close()
-    assert SCHEMA_VERSION == 3 and schema_version(path) == "3"
+    assert SCHEMA_VERSION == 4 and schema_version(path) == "4"
     assert {"runs", "rounds", "site_rounds", "checkpoints", "audit_log", "receipts",
             "comparisons", "comparison_results", "meta"} <= set(
         Database(path, readonly=True).table_names())
-    assert {"mode", "owner", "example_site_policies", "task_sha256", "task_json"} <= columns(
-        path, "runs")
+    assert {"mode", "owner", "example_site_policies", "task_sha256", "task_json",
+            "data_fingerprints_json"} <= columns(path, "runs")
     assert {"delta", "refusal"} <= columns(path, "site_rounds")
 
 
@@ -139,14 +139,14 @@ def test_a_v1_store_is_migrated_when_opened_for_writing(tmp_path: Path) -> None:
         assert store.db.version == SCHEMA_VERSION
         assert store.get_run("old-run").mode == MODE_DEPLOYMENT
         assert store.rounds("old-run")[0].sites[0].epsilon == 1.5
-    assert schema_version(path) == "3"
-    assert {"mode", "task_sha256", "task_json"} <= columns(path, "runs")
+    assert schema_version(path) == "4"
+    assert {"mode", "task_sha256", "task_json", "data_fingerprints_json"} <= columns(path,
+                                                                                     "runs")
     assert {"delta", "refusal"} <= columns(path, "site_rounds")
     assert "audit_keys" not in Database(path, readonly=True).table_names()
 
 
-def test_a_v2_store_is_readable_read_only_and_migrated_to_v3_for_writing(tmp_path: Path
-                                                                        ) -> None:
+def test_a_v2_store_is_readable_read_only_and_migrated_for_writing(tmp_path: Path) -> None:
     path = v2_store(tmp_path / "v2.sqlite")
     with RunStore(path, readonly=True) as ro:
         run = ro.get_run("old-run")
@@ -160,10 +160,33 @@ def test_a_v2_store_is_readable_read_only_and_migrated_to_v3_for_writing(tmp_pat
         run = store.get_run("old-run")
         assert run.example_site_policies and run.task_sha256 is None
         assert comparisons(store.db) == []
-    assert schema_version(path) == "3"
+    assert schema_version(path) == "4"
     assert {"task_sha256", "task_json"} <= columns(path, "runs")
     assert {"comparisons", "comparison_results"} <= set(
         Database(path, readonly=True).table_names())
+
+
+def v3_store(path: Path) -> Path:
+    """A store as version 3 (issue 10, tasks) left it."""
+    v2_store(path)
+    conn = sqlite3.connect(path)
+    for statement in _MIGRATIONS[2]:
+        conn.execute(statement)
+    conn.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_a_v3_store_is_readable_read_only_and_gains_data_fingerprints_for_writing(
+        tmp_path: Path) -> None:
+    path = v3_store(tmp_path / "v3.sqlite")
+    with RunStore(path, readonly=True) as ro:
+        assert ro.get_run("old-run").data_fingerprints is None
+    assert schema_version(path) == "3" and "data_fingerprints_json" not in columns(path, "runs")
+    with RunStore(path) as store:
+        assert store.get_run("old-run").data_fingerprints is None
+    assert schema_version(path) == "4" and "data_fingerprints_json" in columns(path, "runs")
 
 
 def test_a_store_of_a_newer_version_is_refused(tmp_path: Path) -> None:
@@ -174,7 +197,7 @@ def test_a_store_of_a_newer_version_is_refused(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     for readonly in (False, True):
-        with pytest.raises(StoreError, match=r"newer version.*schema 99 > 3"):
+        with pytest.raises(StoreError, match=r"newer version.*schema 99 > 4"):
             RunStore(path, readonly=readonly)
     assert schema_version(path) == "99"  # untouched
 

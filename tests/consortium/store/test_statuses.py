@@ -55,7 +55,8 @@ def _store(tmp_path: Path) -> Path:
         store.start_run(run_record())
         store.record_round("r1", round_record(1, site("a", 1.0)))
         store.finish_run("r1", status=RUN_INTERRUPTED, reason="stop", finished_at="t2")
-        store.reopen_run("r1", owner="host:1")
+        store.claim_run("r1", seen_status=RUN_INTERRUPTED, seen_owner=run_record().owner,
+                        owner="host:1")
     return path
 
 
