@@ -28,7 +28,7 @@ from policies.loader import LoadedSitePolicy, load_site_policy
 from site_node.errors import ConfigError, Refusal
 from site_node.home import RECEIPT_KEY_FILE, SITE_POLICY_FILE
 from site_node.instruction import Instruction
-from site_node.privacy import accountant, budget
+from site_node.privacy import accountant, budget, reservations
 from site_node.privacy.admission import Ceilings, admit
 from site_node.privacy.ledger import LEDGER_FILE, SiteLedger
 from site_node.protocol import keys
@@ -152,14 +152,17 @@ class SiteGuard:
                mechanism: Mechanism, num_examples: int) -> SignedReceipt:
         """Record the trained round in the ledger at once, then sign and keep its receipt.
 
-        The round is committed to the ledger first, so it counts even if anything after
-        training fails (signing, the upload).
+        The round is committed to the ledger first (with its run's reservation shrunk by it, in
+        the same transaction), so it counts even if anything after training fails (signing, the
+        upload).
         """
         ins, plan = admitted.instruction, admitted.plan
         key = self.signing_key()
         with SiteLedger.in_state_dir(self.state_dir) as ledger:
-            ledger.record(run_id=ins.run_id, rnd=ins.round, policy_sha256=ins.policy.sha256,
-                          mechanism=mechanism, delta=plan.delta)
+            with ledger.transaction():
+                ledger.record(run_id=ins.run_id, rnd=ins.round, policy_sha256=ins.policy.sha256,
+                              mechanism=mechanism, delta=plan.delta)
+                reservations.advance(ledger, run_id=ins.run_id, recorded_round=ins.round)
             run_eps = budget.run_epsilon(ledger, ins.run_id, delta=plan.delta,
                                          accountant_name=plan.accountant)
             life = budget.lifetime(ledger)
