@@ -18,6 +18,7 @@ from flwr.client import NumPyClient
 from policies.errors import PolicyError
 from policies.task_loader import LoadedTask, load_task
 from site_node.data import SiteData, load_cached, with_site_indicator
+from site_node.data.fingerprint import cached_fingerprint
 from site_node.errors import ConfigError, DataError, Refusal, TrainingError
 from site_node.instruction import Instruction, parse_instruction
 from site_node.model import build_model, set_weights
@@ -107,9 +108,10 @@ class SiteClient(NumPyClient):
 
         Before training the site checks, in order: the instruction (policy and task re-validated
         against their hashes), its receipt key, whether it already trained this round (then it
-        re-sends that round's receipt), the incoming model, the task (the one it agreed to),
-        its data against the task, the model's shape, SecAgg+'s weight limit, and admission
-        (its own policy, the sampling rate, its ε ceilings).
+        re-sends that round's receipt), that its ledger holds every round of the run whose
+        receipt the consortium holds from it, the incoming model, the task (the one it agreed
+        to), its data against the task, the model's shape, SecAgg+'s weight limit, and admission
+        (the run's data unchanged, its own policy, the sampling rate, its ε ceilings).
         """
         site = self.settings.site
         try:
@@ -119,6 +121,7 @@ class SiteClient(NumPyClient):
             earlier = guard.spent_before(instruction)
             if earlier is not None:
                 return self._resend(parameters, earlier)
+            guard.check_history(instruction)
             if not _all_finite(parameters):
                 raise Refusal(f"site {site} refuses: the global model it received is not finite")
             check_task(self.settings, instruction)
@@ -133,7 +136,9 @@ class SiteClient(NumPyClient):
                 raise Refusal(f"site {site} refuses: its {data.num_train} training examples "
                               f"exceed secagg.max_weight {max_weight:g} (SecAgg+ would "
                               "overflow its weight)")
-            admitted = guard.admit(instruction, num_examples=data.num_train)
+            assert self.settings.data_path is not None  # site_data refused a node without
+            admitted = guard.admit(instruction, num_examples=data.num_train,
+                                   data_sha256=cached_fingerprint(self.settings.data_path))
         except (Refusal, InstructionError, ConfigError, DataError, ProtocolError) as exc:
             return self._refuse(parameters, str(exc))
         try:

@@ -22,6 +22,7 @@ Layout (directories 0700, private keys 0600)::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -127,6 +128,19 @@ def demo_site_home(site: str) -> Path:
     return default_site_home() / "demo" / check_site_id(site)
 
 
+def _identity(site_id: str) -> bytes:
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return tomli_w.dumps({"site": {"site-id": site_id, "created-at": created}}).encode()
+
+
+def _private_root(root: Path, site_id: str) -> SiteHome:
+    keys.private_dir(root)
+    os.chmod(root, 0o700)
+    home = SiteHome(root, site_id)
+    home.state_dir.mkdir(mode=0o700, exist_ok=True)
+    return home
+
+
 def init_site_home(root: Path, site_id: str) -> SiteHome:
     """Create a site home with fresh key pairs; refuse to overwrite existing keys.
 
@@ -141,15 +155,14 @@ def init_site_home(root: Path, site_id: str) -> SiteHome:
     root = Path(root).expanduser().resolve()
     if (root / "site.toml").exists() or (root / "node.key").exists():
         raise SiteHomeError(f"{root} already holds a site identity; refusing to overwrite its keys")
-    keys.private_dir(root)
-    os.chmod(root, 0o700)
-    home = SiteHome(root, site_id)
-    home.state_dir.mkdir(mode=0o700, exist_ok=True)
-    keys.generate_node_key(home.node_key, home.node_pub, comment=f"site-node:{site_id}")
-    keys.generate_signing_key(home.receipt_key)
-    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    document = {"site": {"site-id": site_id, "created-at": created}}
-    (root / "site.toml").write_text(tomli_w.dumps(document), encoding="utf-8")
+    home = _private_root(root, site_id)
+    try:
+        keys.generate_node_key(home.node_key, home.node_pub, comment=f"site-node:{site_id}")
+        keys.generate_signing_key(home.receipt_key)
+        keys.write_public(root / "site.toml", _identity(site_id))
+    except FileExistsError as exc:
+        raise SiteHomeError(f"{root} already holds a site identity ({exc.filename} appeared "
+                            "meanwhile); refusing to overwrite its keys") from None
     return home
 
 
@@ -169,9 +182,20 @@ def load_site_home(root: Path) -> SiteHome:
 
 
 def ensure_site_home(root: Path, site_id: str) -> SiteHome:
-    """The site home at ``root`` for ``site_id``, created first if there is none."""
-    if not (Path(root) / "site.toml").exists():
-        return init_site_home(root, site_id)
+    """The site home at ``root`` for ``site_id``, created first if there is none.
+
+    Create-or-load, safe when several processes do it at once (two demonstration runs started
+    together): each key is created whole by one of them and loaded by the others
+    (:func:`site_node.protocol.keys.ensure_signing_key`), and ``site.toml`` is written last, once.
+    """
+    root = Path(root).expanduser().resolve()
+    if not (root / "site.toml").exists():
+        check_site_id(site_id)
+        home = _private_root(root, site_id)
+        keys.ensure_node_key(home.node_key, home.node_pub, comment=f"site-node:{site_id}")
+        keys.ensure_signing_key(home.receipt_key)
+        with contextlib.suppress(FileExistsError):  # another process wrote it first
+            keys.write_secret(root / "site.toml", _identity(site_id))
     home = load_site_home(root)
     if home.site_id != site_id:
         raise SiteHomeError(f"{home.root} belongs to site {home.site_id!r}, not {site_id!r}")

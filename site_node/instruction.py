@@ -8,6 +8,7 @@ are checked against exactly the task the round trains.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,12 @@ class Instruction:
     policy: LoadedPolicy
     task: LoadedTask
     noise_multiplier: float
+    #: (site, rounds) pairs: the rounds of this run whose receipts the consortium holds per site.
+    receipts_held: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def held_rounds(self, site: str) -> tuple[int, ...]:
+        """The rounds of this run for which the consortium holds ``site``'s receipts."""
+        return dict(self.receipts_held).get(site, ())
 
     @property
     def model_task(self) -> AnyTask:
@@ -48,6 +55,9 @@ class Instruction:
             wire.TASK_JSON: self.task.canonical_json,
             wire.TASK_SHA256: self.task.sha256,
             wire.NOISE_MULTIPLIER: self.noise_multiplier,
+            wire.RECEIPTS_HELD: json.dumps({site: list(rounds)
+                                            for site, rounds in self.receipts_held},
+                                           sort_keys=True),
         }
 
 
@@ -58,6 +68,26 @@ def _get(config: Mapping[str, Scalar], key: str, kind: type) -> Scalar:
     if isinstance(value, bool) or not isinstance(value, kind):
         raise InstructionError(f"instruction {key}: expected {kind.__name__}, got {value!r}")
     return value
+
+
+def _receipts_held(config: Mapping[str, Scalar], planned: int
+                   ) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The optional receipts-held map (absent: the consortium claims none)."""
+    if wire.RECEIPTS_HELD not in config:
+        return ()
+    text = _get(config, wire.RECEIPTS_HELD, str)
+    try:
+        data = json.loads(str(text))
+    except ValueError as exc:
+        raise InstructionError(f"instruction {wire.RECEIPTS_HELD}: not JSON: {exc}") from None
+    ok = isinstance(data, dict) and all(
+        isinstance(site, str) and isinstance(rounds, list) and all(
+            isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= planned for r in rounds)
+        for site, rounds in data.items())
+    if not ok:
+        raise InstructionError(f"instruction {wire.RECEIPTS_HELD}: expected an object of site -> "
+                               f"list of rounds in [1, {planned}], got {str(text)[:200]!r}")
+    return tuple(sorted((site, tuple(sorted(set(rounds)))) for site, rounds in data.items()))
 
 
 def parse_instruction(config: Mapping[str, Scalar]) -> Instruction:
@@ -88,4 +118,5 @@ def parse_instruction(config: Mapping[str, Scalar]) -> Instruction:
     except PolicyError as exc:
         raise InstructionError(str(exc)) from None
     return Instruction(run_id=run_id, round=rnd, rounds_planned=planned, policy=policy,
-                       task=task, noise_multiplier=sigma)
+                       task=task, noise_multiplier=sigma,
+                       receipts_held=_receipts_held(config, planned))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from flwr.app import Context
 from flwr.common import ndarrays_to_parameters
@@ -16,7 +17,26 @@ from consortium.run.resume import ResumePoint
 from consortium.run.strategy import ConsortiumStrategy
 from consortium.run.workflow import ConsortiumWorkflow, RunOutcome
 from consortium.store.records import RoundRecord
+from site_node.instruction import Scalar
 from site_node.model import initial_weights
+
+
+def receipts_held(done: Sequence[RoundRecord]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Per site, the recorded rounds for which the consortium holds its verified receipt."""
+    held: dict[str, list[int]] = {}
+    for record in done:
+        for site in record.sites:
+            if site.epsilon is not None:  # the figures of a verified receipt
+                held.setdefault(site.site, []).append(record.round)
+    return tuple(sorted((site, tuple(sorted(rounds))) for site, rounds in held.items()))
+
+
+def instruction_config(plan: RunPlan, rnd: int, done: Sequence[RoundRecord]
+                       ) -> dict[str, Scalar]:
+    """Round ``rnd``'s instruction, with the rounds whose receipts the consortium holds per
+    site (a site whose ledger lacks one refuses: another site home?)."""
+    instruction = replace(plan.instruction(rnd), receipts_held=receipts_held(done))
+    return instruction.to_config()
 
 
 def run_consortium(grid: Grid, context: Context, plan: RunPlan, *,
@@ -28,14 +48,14 @@ def run_consortium(grid: Grid, context: Context, plan: RunPlan, *,
     flower_compat.pace_object_pulls()
     weights = (resume.weights if resume and resume.weights
                else initial_weights(plan.model_task, plan.seed))
+    workflow = ConsortiumWorkflow(plan, on_round=on_round, stop=stop, resume=resume)
     strategy = ConsortiumStrategy(
         min_sites=plan.loaded.policy.min_sites,
         initial_parameters=ndarrays_to_parameters(weights),
-        fit_config=plan.fit_config,
+        fit_config=lambda rnd: instruction_config(plan, rnd, workflow.done),
     )
     legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=plan.rounds),
                            strategy=strategy)
-    workflow = ConsortiumWorkflow(plan, on_round=on_round, stop=stop, resume=resume)
     workflow(grid, legacy)
     return workflow.outcome
 

@@ -1,5 +1,10 @@
 """``site-node budget``: a site's lifetime and per-run ε, what is left, and every DP event.
 
+It also lists the rounds runs under way have reserved (:mod:`site_node.privacy.reservations`)
+and, with ``--release RUN``, drops the reservation of a run the site admin knows is dead. A home,
+state directory or demonstration site that does not exist is an error naming it: only a real
+home with an empty ledger has "spent nothing".
+
 The lifetime figure is :func:`site_node.privacy.budget.lifetime`: the same statement, at the same
 δ, as ``site-node status`` and the site's latest signed receipt.
 """
@@ -15,8 +20,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from site_node.errors import ConfigError
-from site_node.home import default_site_home, demo_site_home
+from site_node.errors import ConfigError, LedgerError, SiteHomeError
+from site_node.home import default_site_home, demo_site_home, load_site_home
+from site_node.privacy import reservations
 from site_node.privacy.ledger import LEDGER_FILE, SiteLedger
 
 console = Console()
@@ -28,14 +34,28 @@ def _delta(value: float | None) -> float | None:
     return value
 
 
+def _reserved(ledger: SiteLedger) -> list[dict[str, Any]]:
+    return [{"run_id": r.run_id, "next_round": r.next_round, "last_round": r.last_round,
+             "rounds": r.remaining, "noise_multiplier": r.mechanism.noise_multiplier,
+             "sample_rate": r.mechanism.sample_rate, "steps": r.mechanism.steps,
+             "reserved_at": r.reserved_at, "updated_at": r.updated_at}
+            for r in reservations.reservations(ledger)]
+
+
 def summary(state_dir: Path, delta: float | None = None) -> dict[str, Any] | None:
-    """Lifetime and per-run ε of the ledger in ``state_dir`` (None if it has spent nothing)."""
+    """Lifetime and per-run ε of the ledger in ``state_dir``, and the rounds runs under way have
+    reserved (None if it has spent nothing and nothing is reserved)."""
     from site_node.privacy import budget as budgets  # loads Opacus' accountant
 
     with SiteLedger.in_state_dir(state_dir, readonly=True) as ledger:
+        reserved = _reserved(ledger)
         life = budgets.lifetime(ledger, delta=delta)
         if life is None:
-            return None
+            if not reserved:
+                return None
+            return {"state_dir": str(state_dir), "lifetime_epsilon": 0.0, "delta": delta,
+                    "accountant": None, "runs": [], "history": [], "refusals": [],
+                    "reservations": reserved}
         runs = [{"run_id": rid, "rounds": len(ledger.events(rid)),
                  "epsilon": budgets.run_epsilon(ledger, rid, delta=life.delta,
                                                 accountant_name=life.accountant)}
@@ -50,17 +70,37 @@ def summary(state_dir: Path, delta: float | None = None) -> dict[str, Any] | Non
                      "recorded_at": r.recorded_at} for r in ledger.refusals()]
     return {"state_dir": str(state_dir), "lifetime_epsilon": life.epsilon, "delta": life.delta,
             "accountant": life.accountant, "runs": runs, "history": history,
-            "refusals": refusals}
+            "refusals": refusals, "reservations": reserved}
 
 
 def _state_dir(home: Path | None, state_dir: Path | None, demo_site: str | None) -> Path:
+    """The state directory asked for; one that does not exist is an error naming it (a budget
+    tool never reports an unspent budget for a site it cannot find)."""
     if sum(x is not None for x in (home, state_dir, demo_site)) > 1:
         raise ConfigError("give at most one of --home, --state-dir and --demo-site")
     if state_dir is not None:
-        return state_dir.expanduser().resolve()
+        found = state_dir.expanduser().resolve()
+        if not found.is_dir():
+            raise SiteHomeError(f"no state directory {found} (--state-dir): no such folder")
+        return found
     if demo_site is not None:
-        return demo_site_home(demo_site) / "state"
-    return (home or default_site_home()).expanduser().resolve() / "state"
+        root = demo_site_home(demo_site)
+        if not (root / "site.toml").is_file():
+            raise SiteHomeError(f"no demonstration site {demo_site!r}: {root} is not a site home "
+                                "(a `consortium run` creates the homes of the sites it plays)")
+        return load_site_home(root).state_dir
+    return load_site_home(home or default_site_home()).state_dir
+
+
+def _release(directory: Path, run_id: str) -> None:
+    if not (directory / LEDGER_FILE).is_file():
+        raise LedgerError(f"no privacy ledger in {directory}: nothing to release")
+    with SiteLedger.in_state_dir(directory) as ledger:
+        released = reservations.release(ledger, run_id)
+    if not released:
+        raise LedgerError(f"{directory}: run {run_id} holds no reservation")
+    console.print(f"released the reservation of run {run_id} in {directory}; if that run is "
+                  "still under way, its next round reserves again")
 
 
 def budget(
@@ -76,9 +116,17 @@ def budget(
         "--delta", callback=_delta,
         help="δ to state ε at (default: the δ of the latest DP event, as receipts do).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    release: Annotated[str | None, typer.Option(
+        "--release", metavar="RUN",
+        help="Release the reservation of RUN (a run you know is dead: killed, never resumed).")
+    ] = None,
 ) -> None:
-    """Show lifetime and per-run ε spent, every DP event and every refused run."""
+    """Show lifetime and per-run ε spent, rounds reserved by runs under way, every DP event and
+    every refused run."""
     directory = _state_dir(home, state_dir, demo_site)
+    if release is not None:
+        _release(directory, release)
+        return
     if not (directory / LEDGER_FILE).is_file():
         console.print(f"no privacy ledger in {directory}: this site has spent nothing yet")
         return
@@ -90,6 +138,10 @@ def budget(
         typer.echo(json.dumps(s, indent=2))
         return
     console.print(f"state {directory}")
+    _print_reserved(s["reservations"])
+    if not s["history"]:
+        console.print("no DP event recorded yet: this site has spent nothing")
+        return
     console.print(f"lifetime ε = {s['lifetime_epsilon']:.4f} at δ = {s['delta']:g} "
                   f"({s['accountant']}; composed over every round, never added)")
     runs = Table("run", "rounds", f"ε (this run, δ={s['delta']:g})", title="Runs")
@@ -107,6 +159,19 @@ def budget(
         for r in s["refusals"]:
             refused.add_row(r["run_id"][:8], str(r["round"]), r["reason"])
         console.print(refused)
+
+
+def _print_reserved(reserved: list[dict[str, Any]]) -> None:
+    if not reserved:
+        return
+    table = Table("run", "rounds", "σ", "q", "steps", "reserved", "updated",
+                  title="Reserved by runs under way (counted as spent by every other run's "
+                  "admission; `--release RUN` for a run known dead)")
+    for r in reserved:
+        table.add_row(r["run_id"], f"{r['next_round']}..{r['last_round']} ({r['rounds']})",
+                      f"{r['noise_multiplier']:.4g}", f"{r['sample_rate']:g}", str(r["steps"]),
+                      r["reserved_at"], r["updated_at"])
+    console.print(table)
 
 
 def register_commands(app: typer.Typer) -> None:

@@ -28,7 +28,7 @@ from policies.loader import LoadedSitePolicy, load_site_policy
 from site_node.errors import ConfigError, Refusal
 from site_node.home import RECEIPT_KEY_FILE, SITE_POLICY_FILE
 from site_node.instruction import Instruction
-from site_node.privacy import accountant, budget
+from site_node.privacy import accountant, budget, data_record, reservations
 from site_node.privacy.admission import Ceilings, admit
 from site_node.privacy.ledger import LEDGER_FILE, SiteLedger
 from site_node.protocol import keys
@@ -48,6 +48,7 @@ class AdmittedRound:
     instruction: Instruction
     effective: EffectivePolicy
     plan: TrainPlan
+    data_sha256: str | None = None
 
 
 def find_site_policy(settings: NodeSettings) -> LoadedSitePolicy | None:
@@ -118,11 +119,14 @@ class SiteGuard:
                          learning_rate=float(dp.learning_rate), accountant=dp.accountant,
                          delta=eff.delta)
 
-    def admit(self, instruction: Instruction, *, num_examples: int) -> AdmittedRound:
+    def admit(self, instruction: Instruction, *, num_examples: int,
+              data_sha256: str | None = None) -> AdmittedRound:
         """Tighten the round by the site's policy and admit it; raises :class:`Refusal`.
 
         Besides the ε ceilings, a site with too few training examples for the round's sampling
-        rate refuses: Opacus' expected batch size q·N must be at least 1.
+        rate refuses: Opacus' expected batch size q·N must be at least 1; and a site whose data
+        (``data_sha256``, :mod:`site_node.data.fingerprint`) are not those the run first trained
+        on here refuses (:mod:`site_node.privacy.data_record`).
         """
         eff = self.effective(instruction)
         plan = self.plan(instruction, eff)
@@ -135,10 +139,40 @@ class SiteGuard:
         ceilings = Ceilings(delta=eff.delta, epsilon_ceiling=eff.epsilon_ceiling,
                             lifetime_epsilon_ceiling=eff.lifetime_epsilon_ceiling)
         with SiteLedger.in_state_dir(self.state_dir) as ledger:
+            changed = data_sha256 and data_record.mismatch(
+                ledger, site=self.site, run_id=instruction.run_id, rnd=instruction.round,
+                data_sha256=data_sha256)
+            if changed:
+                raise Refusal(changed)
             admit(ledger, site=self.site, run_id=instruction.run_id, rnd=instruction.round,
                   rounds_planned=instruction.rounds_planned, mechanism=plan.mechanism,
                   ceilings=ceilings)
-        return AdmittedRound(instruction, eff, plan)
+        return AdmittedRound(instruction, eff, plan, data_sha256)
+
+    def check_history(self, instruction: Instruction) -> None:
+        """Refuse a round if this site's ledger lacks a round of the run whose receipt the
+        consortium holds from this site (the run was resumed with another site home).
+
+        Raises
+        ------
+        Refusal
+            Naming the ledger and the missing rounds; nothing is spent.
+        """
+        held = instruction.held_rounds(self.site)
+        if not held:
+            return
+        ledger_file = self.state_dir / LEDGER_FILE
+        trained: set[int] = set()
+        if ledger_file.is_file():
+            with SiteLedger(ledger_file, readonly=True) as ledger:
+                trained = {e.round for e in ledger.events(instruction.run_id)}
+        missing = [r for r in held if r not in trained]
+        if missing:
+            raise Refusal(
+                f"site {self.site} refuses round {instruction.round} of run "
+                f"{instruction.run_id}: the consortium holds this site's receipts for round(s) "
+                f"{', '.join(map(str, missing))} of the run, but the ledger of this site home "
+                f"({ledger_file}) has no record of them (another site home?); nothing was spent")
 
     def signing_key(self) -> Ed25519PrivateKey:
         """The site's receipt key; the site refuses to train without one."""
@@ -152,14 +186,20 @@ class SiteGuard:
                mechanism: Mechanism, num_examples: int) -> SignedReceipt:
         """Record the trained round in the ledger at once, then sign and keep its receipt.
 
-        The round is committed to the ledger first, so it counts even if anything after
-        training fails (signing, the upload).
+        The round is committed to the ledger first (with its run's reservation shrunk by it, in
+        the same transaction), so it counts even if anything after training fails (signing, the
+        upload).
         """
         ins, plan = admitted.instruction, admitted.plan
         key = self.signing_key()
         with SiteLedger.in_state_dir(self.state_dir) as ledger:
-            ledger.record(run_id=ins.run_id, rnd=ins.round, policy_sha256=ins.policy.sha256,
-                          mechanism=mechanism, delta=plan.delta)
+            with ledger.transaction():
+                ledger.record(run_id=ins.run_id, rnd=ins.round, policy_sha256=ins.policy.sha256,
+                              mechanism=mechanism, delta=plan.delta)
+                reservations.advance(ledger, run_id=ins.run_id, recorded_round=ins.round)
+                if admitted.data_sha256:
+                    data_record.record(ledger, run_id=ins.run_id, rnd=ins.round,
+                                       data_sha256=admitted.data_sha256)
             run_eps = budget.run_epsilon(ledger, ins.run_id, delta=plan.delta,
                                          accountant_name=plan.accountant)
             life = budget.lifetime(ledger)

@@ -8,6 +8,11 @@ again if the round's reply was lost (a run resumed after a crash). A run
 the site refused is one row of ``refusals``: the site refuses the rest of that run too (see
 :mod:`site_node.privacy.admission`). Rows are never updated or deleted. ε is always composed
 over the events by :mod:`site_node.privacy.accountant`.
+
+Two companion tables: ``data_fingerprints`` (append-only: the SHA-256 of the data each run
+trained on, :mod:`site_node.privacy.data_record`) and ``reservations`` (not a record of anything
+spent, so rows change and go: the ε a run that is under way has been admitted for,
+:mod:`site_node.privacy.reservations`).
 """
 
 from __future__ import annotations
@@ -55,6 +60,28 @@ CREATE TABLE IF NOT EXISTS refusals (
     reason TEXT NOT NULL,
     recorded_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS data_fingerprints (
+    run_id TEXT PRIMARY KEY,
+    data_sha256 TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reservations (
+    run_id TEXT PRIMARY KEY,
+    next_round INTEGER NOT NULL,
+    last_round INTEGER NOT NULL,
+    noise_multiplier REAL NOT NULL,
+    sample_rate REAL NOT NULL,
+    steps INTEGER NOT NULL,
+    max_grad_norm REAL NOT NULL,
+    accountant TEXT NOT NULL,
+    reserved_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS data_fingerprints_no_update BEFORE UPDATE ON data_fingerprints
+BEGIN SELECT RAISE(ABORT, 'the privacy ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS data_fingerprints_no_delete BEFORE DELETE ON data_fingerprints
+BEGIN SELECT RAISE(ABORT, 'the privacy ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS dp_events_no_update BEFORE UPDATE ON dp_events
 BEGIN SELECT RAISE(ABORT, 'the privacy ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS dp_events_no_delete BEFORE DELETE ON dp_events
@@ -133,6 +160,13 @@ class SiteLedger:
     def in_state_dir(cls, state_dir: Path | str, *, readonly: bool = False) -> SiteLedger:
         """The ledger of the site whose state directory is ``state_dir``."""
         return cls(Path(state_dir) / LEDGER_FILE, readonly=readonly)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The open connection, for the ledger's companion tables
+        (:mod:`site_node.privacy.reservations`, :mod:`site_node.privacy.data_record`); write
+        through :attr:`transaction`."""
+        return self._conn
 
     def close(self) -> None:
         """Close the database connection."""

@@ -7,8 +7,10 @@
   admits only nodes whose public key the coordinator enrolled. Fingerprint: what
   ``ssh-keygen -lf`` prints (``SHA256:`` + unpadded base64 of the key blob's SHA-256).
 
-Private keys are created with mode 0600 and never overwritten; a private key readable by group
-or others is refused. Loading raises :class:`KeyFileError`, naming the file.
+Private keys are created with mode 0600 and never overwritten, and appear whole or not at all
+(:func:`write_secret`); ``ensure_*`` creates a key or loads the one another process created at the
+same moment. A private key readable by group or others is refused. Loading raises
+:class:`KeyFileError`, naming the file.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import base64
 import hashlib
 import logging
 import os
+import secrets
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -47,12 +50,40 @@ def private_dir(path: Path) -> Path:
 
 
 def write_secret(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 and write ``data``; refuse to overwrite an existing file."""
+    """Create ``path`` with mode 0600 holding ``data``; refuse to overwrite an existing file.
+
+    The file appears whole or not at all: ``data`` is written to a private temporary file
+    beside it, flushed, and then hard-linked into place (``os.link`` fails if ``path`` exists,
+    even when another process created it a moment ago).
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists.
+    """
     path = Path(path)
     private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_public(path: Path, data: bytes) -> None:
+    """Write a public file atomically (temporary file, then ``os.replace``)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # -- Ed25519 signing keys -----------------------------------------------------------------------
@@ -76,15 +107,38 @@ def fingerprint(key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
+def _signing_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
 def generate_signing_key(private_path: Path) -> Ed25519PrivateKey:
-    """Create a new Ed25519 key at ``private_path`` (0600) and its public half beside it."""
+    """Create a new Ed25519 key at ``private_path`` (0600) and its public half beside it.
+
+    Raises
+    ------
+    FileExistsError
+        If ``private_path`` exists (a key is never overwritten).
+    """
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    write_secret(private_path, pem)
-    public_path(private_path).write_text(public_pem(key.public_key()), encoding="ascii")
+    write_secret(private_path, _signing_pem(key))
+    write_public(public_path(private_path), public_pem(key.public_key()).encode("ascii"))
     log.info("created Ed25519 key %s (fingerprint %s)", private_path,
              fingerprint(key.public_key()))
+    return key
+
+
+def ensure_signing_key(private_path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 key at ``private_path``, created first if there is none.
+
+    Create-or-load: of several processes creating it at once, one key is written (whole) and
+    every process gets that one; the public half beside it is (re)written from it.
+    """
+    try:
+        return generate_signing_key(private_path)
+    except FileExistsError:
+        key = load_signing_key(private_path)
+    write_public(public_path(private_path), public_pem(key.public_key()).encode("ascii"))
     return key
 
 
@@ -128,19 +182,54 @@ def load_public_key_file(path: Path) -> Ed25519PublicKey:
 # -- ECDSA node authentication keys --------------------------------------------------------------
 
 
+def _node_public_line(key: ec.EllipticCurvePrivateKey, comment: str) -> bytes:
+    line = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return line + b" " + comment.encode() + b"\n"
+
+
 def generate_node_key(private_path: Path, public_path_: Path, comment: str) -> None:
     """Generate a node authentication key pair (ECDSA P-384, OpenSSH format).
 
     The private key is written with mode 0600; the public key (one OpenSSH line, with
     ``comment`` appended) is world-readable.
+
+    Raises
+    ------
+    FileExistsError
+        If ``private_path`` exists (a key is never overwritten).
     """
     key = ec.generate_private_key(ec.SECP384R1())
     write_secret(private_path, key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
         serialization.NoEncryption()))
-    line = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    Path(public_path_).write_bytes(line + b" " + comment.encode() + b"\n")
+    write_public(public_path_, _node_public_line(key, comment))
+
+
+def load_node_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """Read a node private key (OpenSSH format); refuses one readable by group or others."""
+    path = Path(path)
+    try:
+        if path.stat().st_mode & 0o077:
+            raise KeyFileError(f"{path}: private key is readable by others; chmod 600 it")
+        key = serialization.load_ssh_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: private key not found") from None
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise KeyFileError(f"{path}: cannot read private key: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise KeyFileError(f"{path}: not an ECDSA private key")
+    return key
+
+
+def ensure_node_key(private_path: Path, public_path_: Path, comment: str) -> None:
+    """The node key pair at ``private_path``, generated first if there is none (create-or-load,
+    as :func:`ensure_signing_key`); the public line is (re)written from the private key."""
+    try:
+        generate_node_key(private_path, public_path_, comment)
+    except FileExistsError:
+        write_public(public_path_, _node_public_line(load_node_private_key(private_path),
+                                                     comment))
 
 
 def load_node_public_key(path: Path) -> ec.EllipticCurvePublicKey:

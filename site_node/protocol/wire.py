@@ -16,6 +16,9 @@ POLICY_SHA256 = "policy-sha256"
 TASK_JSON = "task-json"  # the consortium's task, canonical JSON (the site re-validates it)
 TASK_SHA256 = "task-sha256"
 NOISE_MULTIPLIER = "noise-multiplier"  # the consortium's σ for the planned rounds
+#: JSON object: member site -> the rounds of this run for which the consortium holds that site's
+#: verified receipt (the site refuses if its ledger lacks any: another site home?)
+RECEIPTS_HELD = "receipts-held"
 
 # -- replies, site -> server (legacy FitRes / EvaluateRes metrics) ------------------------------
 SITE = "site"  # the site a reply claims to come from (checked against the node's enrolment)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import multiprocessing as mp
 import os
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -93,3 +96,46 @@ def test_status_is_merged_and_a_bad_status_file_reads_as_empty(tmp_path: Path) -
     assert home.read_status() == {}
     home.status_file.write_text("{broken")
     assert home.read_status() == {}
+
+
+def _provision(root: str, start: Barrier, results: mp.Queue[tuple[str, str]]) -> None:
+    """One process of a race to create the same site home (two demo runs started together)."""
+    start.wait(timeout=60)
+    try:
+        home = ensure_site_home(Path(root), "hungary")
+        results.put(("ok", json.dumps(home.fingerprints(), sort_keys=True)))
+    except Exception as exc:  # the race must not crash any process, with any error
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+@pytest.mark.slow
+def test_processes_creating_one_site_home_at_once_all_get_the_same_keys(tmp_path: Path) -> None:
+    ctx = mp.get_context("spawn")
+    n = 4
+    start = ctx.Barrier(n)
+    results: mp.Queue[tuple[str, str]] = ctx.Queue()
+    root = tmp_path / "demo" / "hungary"
+    procs = [ctx.Process(target=_provision, args=(str(root), start, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    outcomes = [results.get(timeout=5) for _ in procs]
+    assert {what for what, _ in outcomes} == {"ok"}, outcomes
+    assert len({prints for _, prints in outcomes}) == 1  # one node key, one receipt key
+    home = load_site_home(root)
+    assert json.dumps(home.fingerprints(), sort_keys=True) == outcomes[0][1]
+    assert mode(home.node_key) == 0o600 and mode(home.receipt_key) == 0o600
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == []  # no temp
+
+
+def test_ensure_keys_load_the_key_already_there(tmp_path: Path) -> None:
+    first = keys.ensure_signing_key(tmp_path / "k.pem")
+    again = keys.ensure_signing_key(tmp_path / "k.pem")
+    assert keys.fingerprint(first.public_key()) == keys.fingerprint(again.public_key())
+    keys.ensure_node_key(tmp_path / "node.key", tmp_path / "node.pub", comment="c")
+    line = (tmp_path / "node.pub").read_bytes()
+    keys.ensure_node_key(tmp_path / "node.key", tmp_path / "node.pub", comment="c")
+    assert (tmp_path / "node.pub").read_bytes() == line
+    with pytest.raises(FileExistsError):
+        keys.generate_node_key(tmp_path / "node.key", tmp_path / "node.pub", comment="c")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -33,7 +34,8 @@ def test_an_instruction_round_trips_through_its_config() -> None:
     assert back.task.task == ins.task.task and back.task.sha256 == ins.task.sha256
     assert set(ins.to_config()) == {wire.RUN_ID, wire.ROUND, wire.ROUNDS_PLANNED,
                                     wire.POLICY_JSON, wire.POLICY_SHA256, wire.TASK_JSON,
-                                    wire.TASK_SHA256, wire.NOISE_MULTIPLIER}
+                                    wire.TASK_SHA256, wire.NOISE_MULTIPLIER,
+                                    wire.RECEIPTS_HELD}
 
 
 @pytest.mark.parametrize("key", [wire.RUN_ID, wire.ROUND, wire.ROUNDS_PLANNED, wire.POLICY_JSON,
@@ -107,3 +109,21 @@ def test_an_invalid_task_is_refused_even_with_a_matching_hash() -> None:
     digest = hashlib.sha256(text.encode()).hexdigest()
     with pytest.raises(InstructionError, match=r"the instruction's task: columns\[0\] \(age\)"):
         parse_instruction(config(**{wire.TASK_JSON: text, wire.TASK_SHA256: digest}))
+
+
+def test_receipts_held_round_trip_and_default_to_none() -> None:
+    ins = replace(instruction("run-1", 3, rounds=4, sigma=1.25),
+                  receipts_held=(("cleveland", (1, 2)), ("hungary", (2,))))
+    back = parse_instruction(ins.to_config())
+    assert back.receipts_held == ins.receipts_held
+    assert back.held_rounds("hungary") == (2,) and back.held_rounds("switzerland") == ()
+    cfg = config()
+    del cfg[wire.RECEIPTS_HELD]  # an instruction that claims no receipt
+    assert parse_instruction(cfg).receipts_held == ()
+
+
+@pytest.mark.parametrize("value", ["[1]", "{", '{"hungary": [0]}', '{"hungary": [4]}',
+                                   '{"hungary": [true]}', '{"hungary": 1}', '{"hungary": ["1"]}'])
+def test_a_bad_receipts_held_map_is_named(value: str) -> None:
+    with pytest.raises(InstructionError, match=wire.RECEIPTS_HELD):
+        parse_instruction(config(**{wire.RECEIPTS_HELD: value}))
