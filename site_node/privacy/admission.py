@@ -64,6 +64,33 @@ def _refuse(ledger: SiteLedger, run_id: str, rnd: int, reason: str) -> Refusal:
     return Refusal(reason)
 
 
+def assess(ledger: SiteLedger, *, site: str, run_id: str, rnd: int, rounds_planned: int,
+           mechanism: Mechanism, ceilings: Ceilings) -> tuple[Projection | None, str | None]:
+    """Decide round ``rnd`` of a run by the rule above without recording anything.
+
+    Returns the projection (None when the run was refused before) and the refusal reason (None
+    when the round is admitted). :func:`admit` and the read-only preflight both decide here.
+    """
+    earlier = ledger.refusals(run_id)
+    if earlier:
+        return None, (f"site {site} refused run {run_id} in round {earlier[0].round} and keeps "
+                      f"refusing it: {earlier[0].reason}")
+    first = not ledger.events(run_id)
+    rounds = max(1, rounds_planned - rnd + 1) if first else 1
+    p = project(ledger, run_id, mechanism, rounds, ceilings.delta)
+    what = f"{rounds} more round(s)" if rounds != 1 else "the next round"
+    if p.run_epsilon > ceilings.epsilon_ceiling:
+        return p, (f"site {site} refuses run {run_id}: {what} would bring this run's ε to "
+                   f"{p.run_epsilon:.4f} > per-run ceiling {ceilings.epsilon_ceiling:g} "
+                   f"(δ={ceilings.delta:g}); nothing was spent")
+    if p.lifetime_epsilon > ceilings.lifetime_epsilon_ceiling:
+        return p, (f"site {site} refuses run {run_id}: {what} would bring its lifetime ε to "
+                   f"{p.lifetime_epsilon:.4f} > lifetime ceiling "
+                   f"{ceilings.lifetime_epsilon_ceiling:g} (δ={ceilings.delta:g}); nothing was "
+                   "spent")
+    return p, None
+
+
 def admit(ledger: SiteLedger, *, site: str, run_id: str, rnd: int, rounds_planned: int,
           mechanism: Mechanism, ceilings: Ceilings) -> Projection:
     """Admit round ``rnd`` of a run, or refuse it (raise) by the rule above.
@@ -73,24 +100,12 @@ def admit(ledger: SiteLedger, *, site: str, run_id: str, rnd: int, rounds_planne
     Refusal
         Naming the ceiling, the projected ε and the limit; nothing is spent.
     """
-    earlier = ledger.refusals(run_id)
-    if earlier:
-        raise _refuse(ledger, run_id, rnd, f"site {site} refused run {run_id} in round "
-                      f"{earlier[0].round} and keeps refusing it: {earlier[0].reason}")
-    first = not ledger.events(run_id)
-    rounds = max(1, rounds_planned - rnd + 1) if first else 1
-    p = project(ledger, run_id, mechanism, rounds, ceilings.delta)
-    what = f"{rounds} more round(s)" if rounds != 1 else "the next round"
-    if p.run_epsilon > ceilings.epsilon_ceiling:
-        raise _refuse(ledger, run_id, rnd, (
-            f"site {site} refuses run {run_id}: {what} would bring this run's ε to "
-            f"{p.run_epsilon:.4f} > per-run ceiling {ceilings.epsilon_ceiling:g} "
-            f"(δ={ceilings.delta:g}); nothing was spent"))
-    if p.lifetime_epsilon > ceilings.lifetime_epsilon_ceiling:
-        raise _refuse(ledger, run_id, rnd, (
-            f"site {site} refuses run {run_id}: {what} would bring its lifetime ε to "
-            f"{p.lifetime_epsilon:.4f} > lifetime ceiling "
-            f"{ceilings.lifetime_epsilon_ceiling:g} (δ={ceilings.delta:g}); nothing was spent"))
-    log.info("site %s admits %s of run %s: run ε %.4f, lifetime ε %.4f", site, what, run_id,
+    p, refusal = assess(ledger, site=site, run_id=run_id, rnd=rnd, rounds_planned=rounds_planned,
+                        mechanism=mechanism, ceilings=ceilings)
+    if refusal is not None:
+        raise _refuse(ledger, run_id, rnd, refusal)
+    assert p is not None
+    log.info("site %s admits %s of run %s: run ε %.4f, lifetime ε %.4f", site,
+             f"{p.rounds} more round(s)" if p.rounds != 1 else "the next round", run_id,
              p.run_epsilon, p.lifetime_epsilon)
     return p
