@@ -36,7 +36,7 @@ from consortium.cli.options import (
     store_path,
 )
 from consortium.errors import PlanError
-from consortium.store.records import RUN_FAILED, RUN_INTERRUPTED, RoundRecord
+from consortium.store.records import RUN_FAILED, RUN_INTERRUPTED, RUN_STOPPED, RoundRecord
 from consortium.store.run_store import RunStore
 
 if TYPE_CHECKING:  # the plan loads Opacus (its accountant): only for the commands that run
@@ -107,7 +107,8 @@ def run(
     The sites are an example's (--example, default heart-disease) or the ones given with
     --task FILE --data SITE=PATH ...; the policy's member list is replaced by them. Ctrl-C or
     SIGTERM stops the run at once (it is recorded as interrupted, exit 130); `--resume`
-    continues it later.
+    continues it later. A run that fails, or is stopped before any round (fewer than
+    min_sites sites would admit it, or the budget allows none), exits 1.
     """
     from consortium.run.inputs import resolve_inputs
 
@@ -130,7 +131,9 @@ def run(
         console.print(f"Resume it with: consortium run --resume --run {plan.run_id}")
     console.print(f"Export: consortium export --store {plan.store_path} --run {plan.run_id}\n"
                   f"Dashboard: consortium dashboard --store {plan.store_path}", highlight=False)
-    raise typer.Exit({RUN_FAILED: 1, RUN_INTERRUPTED: 130}.get(outcome.status, 0))
+    nothing_ran = outcome.status == RUN_STOPPED and outcome.rounds_ok + outcome.rounds_failed == 0
+    raise typer.Exit(1 if nothing_ran else
+                     {RUN_FAILED: 1, RUN_INTERRUPTED: 130}.get(outcome.status, 0))
 
 
 def _plan_and_simulate(inputs: RunInputs, path: Path, *, resume: bool, run_id: str | None,
