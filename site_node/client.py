@@ -19,7 +19,7 @@ from policies.errors import PolicyError
 from policies.task_loader import LoadedTask, load_task
 from site_node.data import SiteData, load_cached, with_site_indicator
 from site_node.data.fingerprint import cached_fingerprint
-from site_node.errors import ConfigError, DataError, Refusal, TrainingError
+from site_node.errors import ConfigError, DataError, FinalRefusal, Refusal, TrainingError
 from site_node.instruction import Instruction, parse_instruction
 from site_node.model import build_model, set_weights
 from site_node.privacy.guard import SiteGuard
@@ -81,6 +81,33 @@ def _fits_task(parameters: list[np.ndarray], instruction: Instruction, site: str
                       f"{instruction.task.name}: {exc}") from None
 
 
+def checked_data(settings: NodeSettings, instruction: Instruction) -> SiteData:
+    """The site's data for ``instruction``, after the checks that need no model or ledger.
+
+    The task must be the one the node was started for, the data must fit it, and the training
+    examples must not exceed SecAgg+'s ``max_weight``.
+
+    Raises
+    ------
+    Refusal
+        Naming the site and why; nothing was trained or spent.
+    ConfigError
+        If the node has no data file or its task file cannot be read.
+    """
+    site = settings.site
+    check_task(settings, instruction)
+    try:
+        data = with_site_indicator(site_data(settings, instruction.task),
+                                   instruction.model_task, site)
+    except DataError as exc:
+        raise Refusal(f"site {site} refuses before any training: {exc}") from None
+    max_weight = instruction.policy.policy.secagg.max_weight
+    if data.num_train > max_weight:
+        raise Refusal(f"site {site} refuses: its {data.num_train} training examples exceed "
+                      f"secagg.max_weight {max_weight:g} (SecAgg+ would overflow its weight)")
+    return data
+
+
 def _all_finite(weights: list[np.ndarray]) -> bool:
     return all(bool(np.isfinite(w).all()) for w in weights)
 
@@ -91,9 +118,13 @@ class SiteClient(NumPyClient):
     def __init__(self, settings: NodeSettings) -> None:
         self.settings = settings
 
-    def _refuse(self, parameters: list[np.ndarray], reason: str) -> FitReply:
+    def _refuse(self, parameters: list[np.ndarray], reason: str, *, final: bool = False
+                ) -> FitReply:
         log.warning("%s", reason)
-        return parameters, 0, {wire.SITE: self.settings.site, wire.REFUSAL: reason}
+        reply: dict[str, Scalar] = {wire.SITE: self.settings.site, wire.REFUSAL: reason}
+        if final:
+            reply[wire.REFUSAL_FINAL] = True
+        return parameters, 0, reply
 
     def _resend(self, parameters: list[np.ndarray], earlier: SignedReceipt) -> FitReply:
         r = earlier.receipt
@@ -110,8 +141,9 @@ class SiteClient(NumPyClient):
         against their hashes), its receipt key, whether it already trained this round (then it
         re-sends that round's receipt), that its ledger holds every round of the run whose
         receipt the consortium holds from it, the incoming model, the task (the one it agreed
-        to), its data against the task, the model's shape, SecAgg+'s weight limit, and admission
-        (the run's data unchanged, its own policy, the sampling rate, its ε ceilings).
+        to), its data against the task, SecAgg+'s weight limit, the model's shape, and admission
+        (the run's data unchanged, its own policy, the sampling rate, its ε ceilings). An
+        admission refusal is final for the run and says so (``wire.REFUSAL_FINAL``).
         """
         site = self.settings.site
         try:
@@ -124,21 +156,13 @@ class SiteClient(NumPyClient):
             guard.check_history(instruction)
             if not _all_finite(parameters):
                 raise Refusal(f"site {site} refuses: the global model it received is not finite")
-            check_task(self.settings, instruction)
-            try:
-                data = with_site_indicator(site_data(self.settings, instruction.task),
-                                           instruction.model_task, site)
-            except DataError as exc:
-                raise Refusal(f"site {site} refuses before any training: {exc}") from None
+            data = checked_data(self.settings, instruction)
             _fits_task(parameters, instruction, site)
-            max_weight = instruction.policy.policy.secagg.max_weight
-            if data.num_train > max_weight:
-                raise Refusal(f"site {site} refuses: its {data.num_train} training examples "
-                              f"exceed secagg.max_weight {max_weight:g} (SecAgg+ would "
-                              "overflow its weight)")
             assert self.settings.data_path is not None  # site_data refused a node without
             admitted = guard.admit(instruction, num_examples=data.num_train,
                                    data_sha256=cached_fingerprint(self.settings.data_path))
+        except FinalRefusal as exc:
+            return self._refuse(parameters, str(exc), final=True)
         except (Refusal, InstructionError, ConfigError, DataError, ProtocolError) as exc:
             return self._refuse(parameters, str(exc))
         try:

@@ -2,6 +2,9 @@
 
 Every training message passes through Flower's ``secaggplus_mod``, so the site's update leaves
 the node only masked; the mod's mask generator is replaced first (:mod:`site_node.flower_compat`).
+A ``query`` message is the consortium's preflight (:mod:`site_node.preflight`): a mod answers it
+before the legacy client is reached (Flower 1.42's ``ClientApp`` refuses ``@app.query()``
+beside a ``client_fn``, and SecAgg+ exists only on the ``client_fn`` path).
 A node's identity comes from its own configuration (deployment), from the settings the local
 demonstration hands over (:func:`client_app_for`), or, under ``flwr run`` with the run config
 ``demo = true`` only, from the embedded example (run config ``example``) by partition.
@@ -9,14 +12,15 @@ demonstration hands over (:func:`client_app_for`), or, under ``flwr run`` with t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from flwr.app import Context
+from flwr.app import ConfigRecord, ConfigRecordValues, Context, Message, MessageType, RecordDict
 from flwr.client import Client, ClientApp
 from flwr.client.mod import secaggplus_mod
 
 from site_node import flower_compat
 from site_node.errors import ConfigError
+from site_node.protocol import wire
 from site_node.settings import NODE_SITE_ID, NodeSettings, settings_from_node_config
 
 flower_compat.install_masking()
@@ -44,6 +48,28 @@ def resolve_settings(context: Context, sites: Sequence[NodeSettings] | None) -> 
                          example_policy=context.run_config.get("example-site-policies") is True)
 
 
+Handler = Callable[[Message, Context], Message]
+
+
+def preflight_mod(sites: Sequence[NodeSettings] | None
+                  ) -> Callable[[Message, Context, Handler], Message]:
+    """A Flower mod that answers the preflight query and passes every other message on."""
+
+    def mod(message: Message, context: Context, call_next: Handler) -> Message:
+        if message.metadata.message_type != MessageType.QUERY:
+            return call_next(message, context)
+        from site_node.preflight import answer
+
+        record = message.content.config_records.get(wire.PREFLIGHT_RECORD) or ConfigRecord()
+        config = {k: v for k, v in record.items() if not isinstance(v, list)}
+        reply: dict[str, ConfigRecordValues] = {
+            **answer(resolve_settings(context, sites), config)}
+        return Message(RecordDict({wire.PREFLIGHT_RECORD: ConfigRecord(reply)}),
+                       reply_to=message)
+
+    return mod
+
+
 def client_app_for(sites: Sequence[NodeSettings] | None = None) -> ClientApp:
     """A ClientApp; with ``sites``, simulated node *i* plays ``sites[i]``."""
 
@@ -54,7 +80,7 @@ def client_app_for(sites: Sequence[NodeSettings] | None = None) -> ClientApp:
 
         return SiteClient(resolve_settings(context, sites)).to_client()
 
-    return ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
+    return ClientApp(client_fn=client_fn, mods=[preflight_mod(sites), secaggplus_mod])
 
 
 app = client_app_for()

@@ -23,6 +23,10 @@ class Refusal(SiteNodeError):
     """The site refuses a round before training: nothing was trained, spent or sent."""
 
 
+class FinalRefusal(Refusal):
+    """An admission refusal: final for the run (the site refuses every later round of it)."""
+
+
 class LedgerError(SiteNodeError):
     """The privacy ledger cannot be opened or written, or an event was recorded twice."""
 

@@ -4,8 +4,10 @@
 policy, the task, the membership and the mode (``local-demo`` runs say so on every run: the
 demonstration provisioned the sites' keys itself); after every round it stores each accepted
 receipt, logs every rejected reply as a security event, and logs the round with who trained, who
-refused and why; at the end it logs why the run stopped. The workflow calls :meth:`RunAudit.round`
-inside the round's transaction, so the round, its receipts and its entries commit together.
+refused and why; before the first (or resumed) round it logs the preflight (who would admit,
+who refused and why); at the end it logs why the run stopped. The workflow calls
+:meth:`RunAudit.round` inside the round's transaction, so the round, its receipts and its
+entries commit together.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from collections.abc import Sequence
 
 from consortium.audit.log import AuditLog
 from consortium.run.attribution import FitJudgement, Rejection, Trained
+from consortium.run.preflight import PreflightResult
 from consortium.store.records import RunRecord
 
 log = logging.getLogger(__name__)
 
 RUN_START, RUN_STOP, ROUND, ROUND_FAILED = "run-start", "run-stop", "round", "round-failed"
 RUN_RESUME, ROUND_INTERRUPTED = "run-resume", "round-interrupted"
+PREFLIGHT = "preflight"
 
 
 class RunAudit:
@@ -54,6 +58,20 @@ class RunAudit:
     def resumed(self, next_round: int) -> None:
         """Log that the run resumes at ``next_round`` (after an interruption or a crash)."""
         self.log.append(RUN_RESUME, {"next_round": next_round}, self.run.run_id)
+
+    def preflight(self, result: PreflightResult) -> None:
+        """Log the preflight: who would admit, who refused and why, who did not answer."""
+        run_id = self.run.run_id
+        for rej in result.rejections:
+            self.log.security_event(run_id, f"preflight reply rejected: {rej.reason}",
+                                    round=result.round, node_id=rej.node_id,
+                                    claimed_site=rej.claimed_site)
+        self.log.append(PREFLIGHT, {
+            "round": result.round, "admitting": list(result.admitting),
+            "refusals": dict(sorted(result.refusals.items())),
+            "final_refusals": sorted(result.final), "silent": list(result.silent),
+            "rejected": len(result.rejections), "stop_reason": result.stop_reason,
+        }, run_id)
 
     def interrupted(self, rnd: int) -> None:
         """Log that round ``rnd`` was interrupted (sites may have trained and spent in it)."""

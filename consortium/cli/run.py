@@ -36,7 +36,13 @@ from consortium.cli.options import (
     store_path,
 )
 from consortium.errors import PlanError
-from consortium.store.records import ROUND_OK, RUN_FAILED, RUN_INTERRUPTED, RoundRecord
+from consortium.store.records import (
+    ROUND_OK,
+    RUN_FAILED,
+    RUN_INTERRUPTED,
+    RUN_STOPPED,
+    RoundRecord,
+)
 from consortium.store.run_store import RunStore
 
 if TYPE_CHECKING:  # the plan loads Opacus (its accountant): only for the commands that run
@@ -110,7 +116,8 @@ def run(
     --task FILE --data SITE=PATH ...; the policy's member list is replaced by them. No two sites
     may have the same data; each site's data fingerprint is recorded with the run. Ctrl-C or
     SIGTERM stops the run at once (it is recorded as interrupted, exit 130); `--resume`
-    continues it later, on the same data.
+    continues it later, on the same data. A run that fails, or is stopped before any round
+    (fewer than min_sites sites would admit it, or the budget allows none), exits 1.
     """
     from consortium.run.demo import prepare_sites
     from consortium.run.inputs import resolve_inputs
@@ -161,8 +168,9 @@ def _report(plan: RunPlan, done: list[RoundRecord], status: str, reason: str, ok
         console.print(f"Resume it with: consortium run --resume --run {plan.run_id}")
     console.print(f"Export: consortium export --store {plan.store_path} --run {plan.run_id}\n"
                   f"Dashboard: consortium dashboard --store {plan.store_path}", highlight=False)
+    nothing_ran = status == RUN_STOPPED and ok + failed == 0
     codes: dict[str, int] = {RUN_FAILED: 1, RUN_INTERRUPTED: 130}
-    raise typer.Exit(codes.get(status, 0))
+    raise typer.Exit(1 if nothing_ran else codes.get(status, 0))
 
 
 def _resume(inputs: RunInputs, path: Path, run_id: str | None, verbose: bool,

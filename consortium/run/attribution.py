@@ -62,11 +62,13 @@ class FitJudgement:
 
     ``resent`` holds receipts of this round that sites trained before an interruption of the
     run and send again (with weight 0) instead of training twice: their spending is recorded,
-    their update is not in this round's sum.
+    their update is not in this round's sum. ``final`` names the refusing sites whose refusal
+    is final for the run (an admission refusal: they refuse every later round of it).
     """
 
     trained: list[Trained] = field(default_factory=list)
     refusals: dict[str, str] = field(default_factory=dict)
+    final: set[str] = field(default_factory=set)
     rejections: list[Rejection] = field(default_factory=list)
     resent: list[Trained] = field(default_factory=list)
 
@@ -180,6 +182,8 @@ def judge_fit(replies: list[Reply], attribution: Attribution, ctx: RoundContext
                     out.resent.append(_receipt(reply, site, ctx, attribution.registry,
                                                resent=True))
                 out.refusals[site] = str(refusal)
+                if reply.metrics.get(wire.REFUSAL_FINAL) is True:
+                    out.final.add(site)
             else:
                 out.trained.append(_receipt(reply, site, ctx, attribution.registry))
             attribution.bind(reply.node_id, site)

@@ -7,7 +7,11 @@ for its node and checked (:mod:`consortium.run.attribution`), and the unmasked a
 the new global model only if no reply was rejected, at least ``min_sites`` sites trained, and it
 is finite and within the clipping range. Otherwise the round is recorded as failed and the
 previous model stays. Every round, completed or failed, is written with its receipts and audit
-entries in one transaction. Before each round the budget projection may stop the run.
+entries in one transaction. Before each round the budget projection may stop the run. Before
+the first round (and the next round of a resumed run) every site is asked whether it would
+admit the run (:mod:`consortium.run.preflight`): if fewer than ``min_sites`` would, the run
+stops before anyone trains; later, once fewer than ``min_sites`` members have not finally
+refused the run, it stops instead of asking the others to train further rounds.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ from consortium.run.convergence import (
 from consortium.run.demo import check_demo_keys, enrol_demo_sites
 from consortium.run.grid import PacedGrid
 from consortium.run.plan import RunPlan
+from consortium.run.preflight import decide, shortfall
+from consortium.run.preflight_query import ask
 from consortium.run.resume import ResumePoint
 from consortium.run.strategy import ConsortiumStrategy, FitRound
 from consortium.store.owner import this_process
@@ -113,24 +119,26 @@ class ConsortiumWorkflow:
         self.fit_workflow = secagg_workflow(plan)
         self.outcome: RunOutcome | None = None
         self.done: list[RoundRecord] = list(resume.rounds) if resume else []
+        #: Sites whose refusal is final for the run, and why (they train no further round).
+        self.finally_refused: dict[str, str] = {}
 
     def __call__(self, grid: Grid, context: Context) -> None:
         """Execute the run (Flower calls this with a LegacyContext)."""
         if not isinstance(context, LegacyContext):
             raise TypeError(f"Expect a LegacyContext, but get {type(context).__name__}.")
         engine = compat.engine_of(grid)
-        grid = PacedGrid(grid, self.stop)
+        paced = PacedGrid(grid, self.stop)
         store = RunStore(self.plan.store_path)  # refuses a store of a newer version
         try:
             audit_log = AuditLog(store.db, key=open_home().signing_key())
             attribution = self._attribution(audit_log)
             with store.db.transaction():
                 audit = self._open_run(store, audit_log, engine)
-            self._execute(grid, context, store, audit, attribution)
+            self._execute(paced, context, store, audit, attribution)
         finally:
             store.close()
 
-    def _execute(self, grid: Grid, context: LegacyContext, store: RunStore, audit: RunAudit,
+    def _execute(self, grid: PacedGrid, context: LegacyContext, store: RunStore, audit: RunAudit,
                  attribution: Attribution) -> None:
         thread, f_stop, c_done = compat.start_update_client_manager_thread(
             grid, context.client_manager)
@@ -210,7 +218,7 @@ class ConsortiumWorkflow:
                          sample_rate=float(dp.sample_rate), steps=dp.steps_per_round,
                          max_grad_norm=float(dp.max_grad_norm), accountant=dp.accountant)
 
-    def _rounds(self, grid: Grid, context: LegacyContext, store: RunStore, audit: RunAudit,
+    def _rounds(self, grid: PacedGrid, context: LegacyContext, store: RunStore, audit: RunAudit,
                 attribution: Attribution) -> RunOutcome:
         p = self.plan.loaded.policy
         conv = ConvergenceCheck(p.convergence.target_accuracy, p.convergence.patience,
@@ -223,12 +231,10 @@ class ConsortiumWorkflow:
         status, reason = RUN_COMPLETED, STOP_ROUNDS_DONE
         first = self.resume.next_round if self.resume else 1
         for rnd in range(first, self.plan.rounds + 1):
-            allowed, eps = budget_allows(mechanism=self._mechanism(), rounds_attempted=rnd - 1,
-                                         delta=p.delta, ceiling=p.epsilon_ceiling)
-            if not allowed:
-                status = RUN_STOPPED
-                reason = (f"{STOP_BUDGET}: round {rnd} could bring a site to ε={eps:.4f} > "
-                          f"{p.epsilon_ceiling}")
+            why = self._stop_before(rnd, first=first, grid=grid, store=store, audit=audit,
+                                    attribution=attribution)
+            if why is not None:
+                status, reason = RUN_STOPPED, why
                 break
             cfg[compat.Key.CURRENT_ROUND] = rnd
             try:
@@ -243,9 +249,42 @@ class ConsortiumWorkflow:
                 break
         ok = sum(r.status == ROUND_OK for r in done)
         if done and ok == 0:
-            status, reason = RUN_FAILED, "no round completed"
+            stopped = f"; {reason}" if status == RUN_STOPPED and self.finally_refused else ""
+            status, reason = RUN_FAILED, "no round completed" + stopped
         log.info("run %s %s: %s", self.plan.run_id, status, reason)
         return RunOutcome(self.plan.run_id, status, reason, ok, len(done) - ok)
+
+    def _stop_before(self, rnd: int, *, first: int, grid: PacedGrid, store: RunStore,
+                     audit: RunAudit, attribution: Attribution) -> str | None:
+        """Why the run must stop before round ``rnd`` (None: it goes on)."""
+        p = self.plan.loaded.policy
+        allowed, eps = budget_allows(mechanism=self._mechanism(), rounds_attempted=rnd - 1,
+                                     delta=p.delta, ceiling=p.epsilon_ceiling)
+        if not allowed:
+            return (f"{STOP_BUDGET}: round {rnd} could bring a site to ε={eps:.4f} > "
+                    f"{p.epsilon_ceiling}")
+        if rnd == first:
+            return self._preflight(rnd, grid, store, audit, attribution)
+        return shortfall(members=p.sites, finally_refused=self.finally_refused,
+                         min_sites=p.min_sites)
+
+    def _preflight(self, rnd: int, grid: PacedGrid, store: RunStore, audit: RunAudit,
+                   attribution: Attribution) -> str | None:
+        """Ask every site whether it would admit the run from round ``rnd``; log the answers."""
+        p = self.plan.loaded.policy
+        answers, rejections = ask(grid, instruction=self.plan.fit_config(rnd),
+                                  attribution=attribution, min_sites=p.min_sites,
+                                  timeout=p.secagg.timeout_s)
+        result = decide(rnd=rnd, members=p.sites, min_sites=p.min_sites, answers=answers,
+                        rejections=rejections)
+        self.finally_refused |= {s: result.refusals[s] for s in result.final}
+        with store.db.transaction():
+            audit.preflight(result)
+        log.info("preflight before round %d: %d of %d site(s) would admit the run%s", rnd,
+                 len(result.admitting), len(p.sites),
+                 "".join(f"; {s} refuses: {r}" for s, r in result.refusals.items()))
+        return result.stop_reason or shortfall(
+            members=p.sites, finally_refused=self.finally_refused, min_sites=p.min_sites)
 
     def _failure(self, fit: FitRound | None, judgement: FitJudgement) -> str | None:
         policy = self.plan.loaded.policy
@@ -268,6 +307,7 @@ class ConsortiumWorkflow:
         fit = strategy.fits.get(rnd)
         ctx = RoundContext(self.plan.run_id, rnd, self.plan.policy_sha256, self.plan.task.sha256)
         judgement = judge_fit(fit.replies, attribution, ctx) if fit else FitJudgement()
+        self.finally_refused |= {s: judgement.refusals[s] for s in judgement.final}
         failure = self._failure(fit, judgement)
         evals: list[rr.EvalFigure] = []
         eval_rejections: list[Rejection] = []

@@ -2,8 +2,11 @@
 
 It runs exactly the checks the node runs before every round (:mod:`site_node.data`) and prints
 a summary a site admin can send to the coordinator without exposing any record: row count, the
-train/test split, the class balance, missing rates per column, the image size. Exit 0 when the
-data fit the task; exit 2 with the report (column or file, rule, first offending rows) when not.
+train/test split, the class balance, missing rates per column, the image size. With ``--policy``
+(the consortium policy) it also checks what the policy implies for these data, as the node does
+before every round: training examples at most ``secagg.max_weight``, expected batch q·N >= 1;
+without it, it says those checks were not made. Exit 0 when the data fit; exit 2 with the
+report (column or file, rule, first offending rows) when not.
 """
 
 from __future__ import annotations
@@ -23,22 +26,33 @@ from site_node.data import DataRefused, load_site_data
 console = Console(soft_wrap=True, highlight=False)
 
 
-def _batch_problem(policy: Path | None, num_train: int) -> str | None:
-    """Why the consortium policy's sampling rate cannot train on ``num_train`` examples."""
-    if policy is None:
-        return None
-    q = float(load_policy(policy).policy.dp.sample_rate)
-    if q * num_train >= 1:
-        return None
-    return (f"data: too few rows: {num_train} training example(s) at sample rate {q:g} give an "
-            f"expected batch of {q * num_train:.2f} < 1")
+NOT_CHECKED = ("not checked (no --policy): training examples vs the policy's secagg.max_weight, "
+               "expected batch q·N >= 1")
+
+
+def policy_problems(policy: Path, num_train: int) -> list[str]:
+    """What the consortium policy implies for ``num_train`` training examples: the problems
+    the node would refuse every round for (the same limits it checks before training)."""
+    p = load_policy(policy).policy
+    problems = []
+    max_weight = p.secagg.max_weight
+    if num_train > max_weight:
+        problems.append(f"data: {num_train} training examples exceed secagg.max_weight "
+                        f"{max_weight:g} of {policy} (SecAgg+ would overflow the site's weight; "
+                        "the node refuses every round)")
+    q = float(p.dp.sample_rate)
+    if q * num_train < 1:
+        problems.append(f"data: too few rows: {num_train} training example(s) at sample rate "
+                        f"{q:g} give an expected batch of {q * num_train:.2f} < 1")
+    return problems
 
 
 def check_data(
     task: Annotated[Path, typer.Option("--task", help="The consortium's task file.")],
     data: Annotated[Path, typer.Option("--data", help="This site's data file or folder.")],
     policy: Annotated[Path | None, typer.Option(
-        "--policy", help="Also check the consortium policy's sampling rate (q·N >= 1).")] = None,
+        "--policy", help="The consortium policy: also check the training examples against its "
+        "secagg.max_weight and its sampling rate (q·N >= 1).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Check this site's data against the task; print a summary that exposes no record."""
@@ -51,14 +65,18 @@ def check_data(
         result |= {"ok": False, "report": refused.report.as_dict()}
         lines = [f"The data do NOT fit task {loaded.name}:", *refused.report.lines()]
     else:
-        batch = _batch_problem(policy, site.num_train)
-        result |= {"ok": batch is None, "summary": site.summary.as_dict()}
+        problems = policy_problems(policy, site.num_train) if policy is not None else []
+        result |= {"ok": not problems, "summary": site.summary.as_dict(),
+                   "policy": str(policy) if policy is not None else None,
+                   "policy_checks": "made" if policy is not None else NOT_CHECKED}
         lines = site.summary.lines()
-        if batch is not None:
-            result["report"] = {"problems": [batch]}
-            lines += [f"The data do NOT fit the policy's sampling: {batch}"]
+        if problems:
+            result["report"] = {"problems": problems}
+            lines += [f"The data do NOT fit the policy: {p}" for p in problems]
         else:
             lines.append(f"The data fit task {loaded.name}.")
+            lines.append(f"The data fit the policy {policy} (secagg.max_weight, expected "
+                         "batch)." if policy is not None else f"Policy limits {NOT_CHECKED}.")
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:

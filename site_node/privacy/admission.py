@@ -93,6 +93,18 @@ def _decide(ledger: SiteLedger, *, site: str, run_id: str, rnd: int, rounds_plan
     return p
 
 
+def assess(ledger: SiteLedger, *, site: str, run_id: str, rnd: int, rounds_planned: int,
+           mechanism: Mechanism, ceilings: Ceilings) -> tuple[Projection | None, str | None]:
+    """Decide round ``rnd`` of a run by the rule above without recording anything.
+
+    Returns the projection (None when the round is refused) and the refusal reason (None
+    when the round is admitted). :func:`admit` and the read-only preflight both decide here.
+    """
+    decision = _decide(ledger, site=site, run_id=run_id, rnd=rnd, rounds_planned=rounds_planned,
+                       mechanism=mechanism, ceilings=ceilings)
+    return (None, decision) if isinstance(decision, str) else (decision, None)
+
+
 def admit(ledger: SiteLedger, *, site: str, run_id: str, rnd: int, rounds_planned: int,
           mechanism: Mechanism, ceilings: Ceilings) -> Projection:
     """Admit round ``rnd`` of a run, or refuse it (raise) by the rule above.

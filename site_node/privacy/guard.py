@@ -15,9 +15,12 @@ local demonstration passes them explicitly, and only when asked to.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -25,11 +28,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from policies.effective import EffectivePolicy, effective_policy
 from policies.errors import PolicyError
 from policies.loader import LoadedSitePolicy, load_site_policy
-from site_node.errors import ConfigError, Refusal
+from site_node.errors import ConfigError, FinalRefusal, Refusal
 from site_node.home import RECEIPT_KEY_FILE, SITE_POLICY_FILE
 from site_node.instruction import Instruction
 from site_node.privacy import accountant, budget, data_record, reservations
-from site_node.privacy.admission import Ceilings, admit
+from site_node.privacy.admission import Ceilings, admit, assess
 from site_node.privacy.ledger import LEDGER_FILE, SiteLedger
 from site_node.protocol import keys
 from site_node.protocol.errors import KeyFileError
@@ -119,15 +122,9 @@ class SiteGuard:
                          learning_rate=float(dp.learning_rate), accountant=dp.accountant,
                          delta=eff.delta)
 
-    def admit(self, instruction: Instruction, *, num_examples: int,
-              data_sha256: str | None = None) -> AdmittedRound:
-        """Tighten the round by the site's policy and admit it; raises :class:`Refusal`.
-
-        Besides the ε ceilings, a site with too few training examples for the round's sampling
-        rate refuses: Opacus' expected batch size q·N must be at least 1; and a site whose data
-        (``data_sha256``, :mod:`site_node.data.fingerprint`) are not those the run first trained
-        on here refuses (:mod:`site_node.privacy.data_record`).
-        """
+    def _admission(self, instruction: Instruction, num_examples: int
+                   ) -> tuple[EffectivePolicy, TrainPlan, Ceilings]:
+        """The round's effective policy, plan and ceilings; refuses a batch q·N < 1."""
         eff = self.effective(instruction)
         plan = self.plan(instruction, eff)
         batch = plan.sample_rate * num_examples
@@ -138,15 +135,31 @@ class SiteGuard:
                 "for the sampling rate); nothing was spent")
         ceilings = Ceilings(delta=eff.delta, epsilon_ceiling=eff.epsilon_ceiling,
                             lifetime_epsilon_ceiling=eff.lifetime_epsilon_ceiling)
+        return eff, plan, ceilings
+
+    def admit(self, instruction: Instruction, *, num_examples: int,
+              data_sha256: str | None = None) -> AdmittedRound:
+        """Tighten the round by the site's policy and admit it; raises :class:`Refusal`.
+
+        Besides the ε ceilings, a site with too few training examples for the round's sampling
+        rate refuses: Opacus' expected batch size q·N must be at least 1; and a site whose data
+        (``data_sha256``, :mod:`site_node.data.fingerprint`) are not those the run first trained
+        on here refuses (:mod:`site_node.privacy.data_record`). A refusal by the ε ceilings is
+        recorded in the ledger and final for the run (:class:`FinalRefusal`).
+        """
+        eff, plan, ceilings = self._admission(instruction, num_examples)
         with SiteLedger.in_state_dir(self.state_dir) as ledger:
             changed = data_sha256 and data_record.mismatch(
                 ledger, site=self.site, run_id=instruction.run_id, rnd=instruction.round,
                 data_sha256=data_sha256)
             if changed:
                 raise Refusal(changed)
-            admit(ledger, site=self.site, run_id=instruction.run_id, rnd=instruction.round,
-                  rounds_planned=instruction.rounds_planned, mechanism=plan.mechanism,
-                  ceilings=ceilings)
+            try:
+                admit(ledger, site=self.site, run_id=instruction.run_id, rnd=instruction.round,
+                      rounds_planned=instruction.rounds_planned, mechanism=plan.mechanism,
+                      ceilings=ceilings)
+            except Refusal as exc:
+                raise FinalRefusal(str(exc)) from None
         return AdmittedRound(instruction, eff, plan, data_sha256)
 
     def check_history(self, instruction: Instruction) -> None:
@@ -173,6 +186,29 @@ class SiteGuard:
                 f"{instruction.run_id}: the consortium holds this site's receipts for round(s) "
                 f"{', '.join(map(str, missing))} of the run, but the ledger of this site home "
                 f"({ledger_file}) has no record of them (another site home?); nothing was spent")
+
+    def would_admit(self, instruction: Instruction, *, num_examples: int) -> None:
+        """The admission decision of :meth:`admit`, read-only: raises :class:`Refusal` (a
+        :class:`FinalRefusal` for the ε ceilings) and records, reserves or spends nothing."""
+        _, plan, ceilings = self._admission(instruction, num_examples)
+        with self._ledger_to_read() as ledger:
+            _, refusal = assess(ledger, site=self.site, run_id=instruction.run_id,
+                                rnd=instruction.round,
+                                rounds_planned=instruction.rounds_planned,
+                                mechanism=plan.mechanism, ceilings=ceilings)
+        if refusal is not None:
+            raise FinalRefusal(refusal)
+
+    @contextmanager
+    def _ledger_to_read(self) -> Iterator[SiteLedger]:
+        """The site's ledger opened read-only, or an empty one if it has none yet."""
+        path = self.state_dir / LEDGER_FILE
+        if path.is_file():
+            with SiteLedger(path, readonly=True) as ledger:
+                yield ledger
+            return
+        with TemporaryDirectory() as empty, SiteLedger.in_state_dir(Path(empty)) as ledger:
+            yield ledger
 
     def signing_key(self) -> Ed25519PrivateKey:
         """The site's receipt key; the site refuses to train without one."""

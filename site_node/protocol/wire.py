@@ -26,3 +26,8 @@ ACCURACY = "accuracy"
 RECEIPT = "receipt"  # canonical JSON of the site's signed privacy receipt (protocol.receipt)
 RECEIPT_SIGNATURE = "receipt-signature"  # hex Ed25519 signature over exactly those bytes
 REFUSAL = "refusal"  # why a site refused a round (it trained nothing, spent nothing, weight 0)
+REFUSAL_FINAL = "refusal-final"  # True: an admission refusal, final for the run (ledger rule)
+
+# -- preflight, before a run's first (or resumed) round: a query message, nothing trained ------
+PREFLIGHT_RECORD = "preflight"  # config record: the instruction of the next round (as above)
+ADMITS = "admits"  # reply: True if the site would admit the run now (else REFUSAL says why)

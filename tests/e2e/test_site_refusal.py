@@ -1,4 +1,6 @@
 """A site over its lifetime budget refuses before training; the round completes without it.
+A refusal that can be predicted (every site over budget; a site with more training rows than
+secagg.max_weight) stops the run in the preflight, before any site trains or spends.
 
 Real `consortium run` processes on Flower's simulation engine, real SecAgg+ (the refusing site
 still takes part in the protocol with weight 0), real admission control against each site's
@@ -20,14 +22,15 @@ from typing import Any
 import pytest
 
 from consortium.audit.log import AuditLog
-from consortium.audit.trail import ROUND, ROUND_FAILED
+from consortium.audit.trail import PREFLIGHT, ROUND, ROUND_FAILED
 from consortium.home import HOME_ENV
 from consortium.store.database import Database
 from policies.loader import default_policy_path, example_site_policy_path, load_site_policy
 from site_node.home import HOME_ENV as SITE_HOME_ENV
 from site_node.privacy import accountant
-from site_node.privacy.ledger import SiteLedger
+from site_node.privacy.ledger import LEDGER_FILE, SiteLedger
 from site_node.protocol.mechanism import Mechanism
+from tests.site_node.data import synthetic
 
 pytestmark = pytest.mark.slow
 SITES = ["cleveland", "hungary", "long_beach", "switzerland"]
@@ -145,19 +148,66 @@ def test_the_example_site_policies_were_in_force(one_refuses: Refused) -> None:
     assert last["long_beach"]["delta"] == 1e-5
 
 
-def test_when_every_site_refuses_the_run_fails_and_says_why(tmp_path: Path) -> None:
+def _preflight_entries(tmp: Path, run_id: str) -> list[dict[str, Any]]:
+    with closing(Database(tmp / "home" / "runs.sqlite", readonly=True)) as db:
+        return [e.payload for e in AuditLog(db).entries(run_id) if e.kind == PREFLIGHT]
+
+
+def _ledger_of_run(sites_home: Path, site: str, run_id: str) -> tuple[int, int]:
+    """(DP events, refusals) of ``run_id`` in the site's ledger (none: no ledger at all)."""
+    state = _state(sites_home, site)
+    if not (state / LEDGER_FILE).is_file():
+        return 0, 0
+    with SiteLedger.in_state_dir(state, readonly=True) as ledger:
+        return len(ledger.events(run_id)), len(ledger.refusals(run_id))
+
+
+def test_when_every_site_would_refuse_the_run_stops_before_any_round(tmp_path: Path) -> None:
+    """Every site is over its lifetime ceiling: the preflight finds it, nobody is asked to
+    train, and no ledger gets anything of this run (not even a refusal)."""
     text = default_policy_path().read_text(encoding="utf-8")
     refused = _run(tmp_path, text, SITES, "--rounds", "1")
     assert refused.returncode == 1, refused.stdout[-3000:]
-    assert "Run ended: failed (no round completed)" in refused.stdout
+    assert "Run ended: stopped (preflight: only 0 of 4 member site(s)" in refused.stdout
     assert "Traceback" not in refused.stdout
-    (rnd,) = refused.export["rounds"]
-    assert refused.export["status"] == "failed" and rnd["status"] == "failed"
-    assert "only 0 site(s) trained" in rnd["failure_reason"]
-    assert "round 1 failed: only 0 site(s) trained" in refused.stdout
+    run_id = refused.export["run_id"]
+    assert refused.export["status"] == "stopped" and refused.export["rounds"] == []
+    assert refused.rounds_logged == []
+    (logged,) = _preflight_entries(tmp_path, run_id)
+    assert sorted(logged["refusals"]) == SITES and logged["admitting"] == []
+    assert sorted(logged["final_refusals"]) == SITES
     for site in SITES:
-        fig = rnd["sites"][site]
-        assert fig["trained"] is False and "lifetime ceiling 10" in fig["refusal"]
-        assert f"{site} refused: {fig['refusal']}" in rnd["failure_reason"]
-    (logged,) = refused.rounds_logged
-    assert sorted(logged["refusals"]) == SITES and logged["sites_with_receipt"] == []
+        assert "lifetime ceiling 10" in logged["refusals"][site]
+        assert f"{site} refused: {logged['refusals'][site]}" in refused.export["stop_reason"]
+        assert _ledger_of_run(refused.sites_home, site, run_id) == (0, 0)
+
+
+def test_a_site_with_more_rows_than_max_weight_stops_the_run_before_round_1(
+        tmp_path: Path) -> None:
+    """The issue's case: one site has 1050 training rows, secagg.max_weight is 1000 and every
+    site is needed. Before, the other three trained and spent every round of a run that could
+    not succeed; now the run stops before round 1 and nobody spends anything."""
+    task = synthetic.write_task(tmp_path)
+    rows = {"north": 80, "south": 70, "east": 60, "west": 1400}  # west: 1050 for training
+    files = {site: synthetic.write_table(tmp_path / f"{site}.csv", synthetic.table(n, seed=i))
+             for i, (site, n) in enumerate(rows.items())}
+    data = [x for site, path in files.items() for x in ("--data", f"{site}={path}")]
+    env = {HOME_ENV: str(tmp_path / "home"), SITE_HOME_ENV: str(tmp_path / "sites")}
+    run = consortium("run", "--task", str(task), *data, "--rounds", "2", env=env)
+    out = run.stdout + run.stderr
+    assert run.returncode == 1, out[-3000:]
+    assert "Run ended: stopped (preflight: only 3 of 4 member site(s)" in out
+    why = ("west refused: site west refuses: its 1050 training examples exceed "
+           "secagg.max_weight 1000")
+    assert why in " ".join(out.split()), out[-3000:]  # the console may wrap the line
+    assert "Traceback" not in out
+    exp = consortium("export", env=env, timeout=120)
+    assert exp.returncode == 0, exp.stderr
+    export = json.loads(exp.stdout)
+    assert export["status"] == "stopped" and export["rounds"] == []
+    assert why in export["stop_reason"]
+    (logged,) = _preflight_entries(tmp_path, export["run_id"])
+    assert logged["admitting"] == ["north", "south", "east"]
+    assert list(logged["refusals"]) == ["west"] and logged["final_refusals"] == []
+    for site in rows:
+        assert _ledger_of_run(tmp_path / "sites", site, export["run_id"]) == (0, 0)

@@ -41,12 +41,13 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client_mod, "train_dp", forbidden)
 
 
-def assert_refusal(reply: FitReply,
-                   incoming: list[np.ndarray], site: str, reason: str) -> None:
+def assert_refusal(reply: FitReply, incoming: list[np.ndarray], site: str, reason: str, *,
+                   final: bool = False) -> None:
     weights, n, metrics = reply
     assert weights is incoming and n == 0
     assert metrics[wire.SITE] == site
-    assert set(metrics) == {wire.SITE, wire.REFUSAL}
+    assert set(metrics) == {wire.SITE, wire.REFUSAL} | ({wire.REFUSAL_FINAL} if final else set())
+    assert metrics.get(wire.REFUSAL_FINAL, False) is final
     assert reason in str(metrics[wire.REFUSAL])
 
 
@@ -104,7 +105,8 @@ def test_a_refusal_has_weight_zero_returns_the_model_and_spends_nothing(
 
 
 @pytest.mark.usefixtures("no_training")
-def test_a_refused_run_stays_refused_and_the_refusal_is_recorded(tmp_path: Path) -> None:
+def test_a_refused_run_stays_refused_the_refusal_is_recorded_and_says_it_is_final(
+        tmp_path: Path) -> None:
     home = site_home(tmp_path)
     own = tmp_path / "p.yaml"
     own.write_text("site: hungary\nlifetime_epsilon_ceiling: 1.0\nepsilon_ceiling: 1.0\n"
@@ -118,10 +120,10 @@ def test_a_refused_run_stays_refused_and_the_refusal_is_recorded(tmp_path: Path)
     first = instruction("run-x", 1)
     incoming = initial_weights(HEART_RUN, 0)
     assert_refusal(SiteClient(node).fit(incoming, first.to_config()), incoming, "hungary",
-                   "lifetime ceiling")
+                   "lifetime ceiling", final=True)
     later = instruction("run-x", 2, sigma=first.noise_multiplier)
     assert_refusal(SiteClient(node).fit(incoming, later.to_config()), incoming, "hungary",
-                   "keeps refusing")
+                   "keeps refusing", final=True)
     assert ledger_state(home) == (3, 2)
 
 

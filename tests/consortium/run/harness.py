@@ -4,6 +4,7 @@ hand the strategy prepared replies (real receipts signed by real keys) and aggre
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,12 @@ from consortium.audit import registry
 from consortium.audit.log import AuditLog
 from consortium.audit.trail import RunAudit
 from consortium.home import open_home
+from consortium.run import workflow as workflow_mod
 from consortium.run.attribution import Attribution, Reply
 from consortium.run.plan import RunPlan, make_plan
+from consortium.run.preflight import Answer
 from consortium.run.strategy import ConsortiumStrategy, EvalReply, FitRound
-from consortium.run.workflow import ConsortiumWorkflow
+from consortium.run.workflow import ConsortiumWorkflow, RunOutcome
 from consortium.store.records import RoundRecord
 from consortium.store.run_store import RunStore
 from site_node.protocol import wire
@@ -52,9 +55,15 @@ class Harness:
         self.workflow = ConsortiumWorkflow(self.plan)
         self.workflow.fit_workflow = self._fit  # type: ignore[assignment]
         self.next_fit: FitRound | None = None
+        #: Round -> its replies, for runs driven through the whole loop (:meth:`run`).
+        self.script: Callable[[int], list[Reply]] | None = None
         self.current = 0
         self.fit_calls = 0
         monkeypatch.setattr(flower_compat, "default_evaluate_workflow", self._evaluate)
+        #: The sites' preflight answers (None: every site admits); the rounds it was asked for.
+        self.answers: list[Answer] | None = None
+        self.preflights: list[int] = []
+        monkeypatch.setattr(workflow_mod, "ask", self._ask, raising=False)
         self.store = RunStore(self.plan.store_path)
         self.log = AuditLog(self.store.db, key=open_home().signing_key())
         for s in self.sites:
@@ -79,8 +88,19 @@ class Harness:
 
     def _fit(self, grid: Any, context: Any) -> None:
         self.fit_calls += 1
+        if self.script is not None:  # a whole run: the round from the context, its replies
+            cfg = context.state.config_records[flower_compat.MAIN_CONFIGS_RECORD]
+            self.current = int(cfg[flower_compat.Key.CURRENT_ROUND])
+            self.next_fit = FitRound(replies=self.script(self.current), aggregate=NEW)
         if self.next_fit is not None:
             self.strategy.fits[self.current] = self.next_fit
+
+    def _ask(self, grid: Any, *, instruction: Any, attribution: Any, min_sites: int,
+             timeout: Any) -> tuple[list[Answer], list[Any]]:
+        self.preflights.append(int(instruction[wire.ROUND]))
+        if self.answers is None:
+            return [Answer(site=s, admits=True) for s in self.sites], []
+        return list(self.answers), []
 
     def _evaluate(self, grid: Any, context: Any) -> None:
         self.strategy.evals[self.current] = [
@@ -98,8 +118,9 @@ class Harness:
         return Reply(kw.pop("node", self.nodes[site]), receipt.num_examples,
                      {wire.SITE: claim, **receipt.sign(self.keys[site]).to_wire()})
 
-    def refusal(self, site: str, reason: str) -> Reply:
-        return Reply(self.nodes[site], 0, {wire.SITE: site, wire.REFUSAL: reason})
+    def refusal(self, site: str, reason: str, *, final: bool = False) -> Reply:
+        extra = {wire.REFUSAL_FINAL: True} if final else {}
+        return Reply(self.nodes[site], 0, {wire.SITE: site, wire.REFUSAL: reason, **extra})
 
     def round(self, rnd: int, replies: list[Reply] | None,
               aggregate: list[np.ndarray] | None = None) -> RoundRecord:
@@ -109,6 +130,12 @@ class Harness:
             replies=replies, aggregate=NEW if aggregate is None else aggregate)
         return self.workflow._one_round(rnd, FakeGrid(), self.context,  # type: ignore[arg-type]
                                         self.store, self.audit, self.attribution)
+
+    def run(self, script: Callable[[int], list[Reply]] | None = None) -> RunOutcome:
+        """The whole round loop (preflight included), each round's replies from ``script``."""
+        self.script = script
+        return self.workflow._rounds(FakeGrid(), self.context,  # type: ignore[arg-type]
+                                     self.store, self.audit, self.attribution)
 
     def global_weights(self) -> list[np.ndarray]:
         return flower_compat.global_weights(self.context)
