@@ -16,6 +16,9 @@ from dashboard.verdict import Verdict, receipt_mechanism_frame, store_stamp
 log = logging.getLogger(__name__)
 
 REPORT_LABEL = "Download auditor report (HTML)"
+BUILD_LABEL = "Build the auditor report"
+#: Session key: the (store, run, store stamp) whose auditor report the user asked for.
+REPORT_WANTED = "hc_report_wanted"
 
 
 def render() -> None:
@@ -103,6 +106,18 @@ def _signed_tables(tables: dict[str, pd.DataFrame], path: str, run_id: str) -> N
 
 
 def _report(path: str, run_id: str) -> None:
+    """The auditor's report, built when asked for, of the store as it is then: it verifies
+    the trail once more, which takes seconds per dozen receipts, so a page load (and each round
+    of a live run) pays for one verification, not two."""
+    asked = (path, run_id, store_stamp(path))
+    if st.session_state.get(REPORT_WANTED) != asked:
+        if st.button(BUILD_LABEL, key="build-report", icon=":material/description:"):
+            st.session_state[REPORT_WANTED] = asked
+        else:
+            st.caption("The report (`consortium audit report`) is self-contained HTML: the "
+                       "verdict, every receipt with its recomputed ε, refusals and security "
+                       "events, the threat model and the key fingerprints.")
+            return
     try:
         html = report_html(path, run_id)
     except Exception as exc:  # shown, never swallowed; not cached, so the next rerun retries

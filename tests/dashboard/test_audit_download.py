@@ -13,6 +13,10 @@ def test_audit_page_offers_the_verified_auditor_report(audited_store: Path) -> N
     at = run_page(audited_store, "audit")  # the newest run: run-late
     assert not at.exception, [e.value for e in at.exception]
     labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download auditor report (HTML)" not in labels  # built when asked for
+    at.button(key="build-report").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    labels = [b.proto.label for b in at.get("download_button")]
     assert "Download auditor report (HTML)" in labels
     from dashboard.views.audit import report_html
 

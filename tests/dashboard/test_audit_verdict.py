@@ -181,6 +181,7 @@ def test_an_error_building_the_auditor_report_is_shown(
 
     monkeypatch.setattr(report, "build_report", broken)
     at = run_page(audited_store, "audit")
+    at.button(key="build-report").click().run()
     assert not at.exception, [e.value for e in at.exception]
     shown = [e.value for e in at.error]
     assert any("The auditor report could not be built: StoreError:" in e
