@@ -114,15 +114,14 @@ def store_stamp(path: str | Path) -> tuple[int, ...]:
 
 
 #: The receipt fields the mechanism table shows, in order.
-_RECEIPT_FIELDS = ("noise_multiplier", "sample_rate", "steps", "max_grad_norm", "accountant",
-                   "delta", "epsilon", "epsilon_ceiling", "lifetime_epsilon",
-                   "lifetime_epsilon_ceiling", "num_examples")
+_RECEIPT_FIELDS = ("epsilon", "epsilon_ceiling", "lifetime_epsilon", "lifetime_epsilon_ceiling",
+                   "noise_multiplier", "sample_rate", "steps", "max_grad_norm", "accountant",
+                   "delta", "num_examples")
 
 MECHANISM_COLUMNS = [
-    "round", "site", "site_name", "noise_multiplier", "sample_rate", "steps", "max_grad_norm",
-    "accountant", "delta", "epsilon", "recomputed_epsilon", "epsilon_ceiling",
-    "lifetime_epsilon", "lifetime_epsilon_ceiling", "num_examples", "key_fingerprint",
-    "problem",
+    "round", "site", "site_name", "epsilon", "recomputed_epsilon", "epsilon_ceiling",
+    "lifetime_epsilon", "lifetime_epsilon_ceiling", "noise_multiplier", "sample_rate", "steps",
+    "max_grad_norm", "accountant", "delta", "num_examples", "key_fingerprint", "problem",
 ]
 
 

@@ -53,7 +53,9 @@ def _mechanism(receipts: pd.DataFrame, verdict: Verdict | None, delta: float) ->
                "shown only when the trail verified.")
     st.dataframe(receipt_mechanism_frame(receipts, verdict).drop(columns=["site"]),
                  hide_index=True, column_config={
-                     "site_name": "Site", "noise_multiplier": "Noise multiplier",
+                     "round": "Round", "site_name": "Site", "steps": "Steps",
+                     "accountant": "Accountant", "problem": "Problem",
+                     "noise_multiplier": "Noise multiplier",
                      "sample_rate": "Sample rate", "max_grad_norm": "Clipping norm",
                      "delta": st.column_config.NumberColumn("δ", format="%g"),
                      "epsilon": st.column_config.NumberColumn("ε signed (cumulative)",
