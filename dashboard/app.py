@@ -20,6 +20,13 @@ from dashboard import ui  # noqa: E402
 
 VIEWS = Path(__file__).resolve().parent / "views"
 
+#: The page (favicon) icon, inline. Streamlit turns an SVG string into a ``data:`` URL, so the
+#: browser fetches nothing for it; a ``:material/...:`` page icon made every page load fetch the
+#: icon from fonts.gstatic.com. (Icons elsewhere use the Material font Streamlit serves itself.)
+PAGE_ICON_SVG = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24">'
+                 '<rect x="2" y="2" width="20" height="20" rx="4" fill="#4e79a7"/>'
+                 '<path d="M10 5h4v5h5v4h-5v5h-4v-5H5v-4h5z" fill="#ffffff"/></svg>')
+
 PAGES = (
     ("overview.py", "Overview", ":material/monitoring:"),
     ("privacy.py", "Privacy budget", ":material/shield_lock:"),
@@ -32,7 +39,7 @@ PAGES = (
 def main() -> None:
     """Configure the app, draw the sidebar and run the selected page."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    st.set_page_config(page_title="Hospital consortium", page_icon=":material/local_hospital:",
+    st.set_page_config(page_title="Hospital consortium", page_icon=PAGE_ICON_SVG,
                        layout="wide")
     pages = [
         st.Page(VIEWS / file, title=title, icon=icon, default=(i == 0))

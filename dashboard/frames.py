@@ -180,13 +180,6 @@ def budget_frame(run: RunRecord, sites: pd.DataFrame) -> pd.DataFrame:
     ])
 
 
-def mechanism_frame(sites: pd.DataFrame) -> pd.DataFrame:
-    """Per-round DP-SGD mechanism parameters of each site, as an auditor reads them."""
-    cols = ["round", "site_name", "trained", "noise_multiplier", "sample_rate", "steps",
-            "max_grad_norm", "accountant", "epsilon"]
-    return sites[cols].sort_values(["round", "site_name"]).reset_index(drop=True)
-
-
 def parse_json(text: str | None) -> tuple[dict[str, object], str | None]:
     """Parse a JSON object column; returns the object (empty on failure) and an error or None."""
     if not text:

@@ -1,4 +1,6 @@
-"""Audit: the policy in force with its hash, the per-round mechanism, receipts when present."""
+"""Audit: the verdict first (what ``consortium audit verify`` says), then the DP-SGD mechanism
+from the sites' signed receipts, the policy in force, the raw signed tables and the auditor's
+HTML report."""
 
 from __future__ import annotations
 
@@ -7,8 +9,16 @@ import logging
 import pandas as pd
 import streamlit as st
 
-from consortium.errors import ConsortiumError, StoreError
-from dashboard import data, frames, ui
+from consortium.errors import StoreError
+from dashboard import data, frames, ui, verdict_panel
+from dashboard.verdict import Verdict, receipt_mechanism_frame, store_stamp
+
+log = logging.getLogger(__name__)
+
+REPORT_LABEL = "Download auditor report (HTML)"
+BUILD_LABEL = "Build the auditor report"
+#: Session key: the (store, run, store stamp) whose auditor report the user asked for.
+REPORT_WANTED = "hc_report_wanted"
 
 
 def render() -> None:
@@ -18,8 +28,49 @@ def render() -> None:
 
 
 def _body(rd: data.RunData) -> None:
-    run = rd.run
+    path, run = ui.current_store(), rd.run
+    verdict = verdict_panel.show_verdict(path, run.run_id)
     ui.run_header(rd)
+    try:
+        tables = data.load_audit_tables(path, run.run_id)
+    except StoreError as exc:
+        ui.show_store_error(path, exc)
+        return
+    _mechanism(tables["receipts"], verdict, run.delta)
+    _policy(rd)
+    _signed_tables(tables, path, run.run_id)
+
+
+def _mechanism(receipts: pd.DataFrame, verdict: Verdict | None, delta: float) -> None:
+    st.subheader("Mechanism per receipt")
+    if receipts.empty:
+        st.info("No site has signed a receipt for this run in this store: no DP-SGD mechanism "
+                "or ε of this run is vouched for by a site.", icon=":material/receipt_long:")
+        return
+    st.caption("What each site signed in its privacy receipt for each round it trained: the "
+               "DP-SGD mechanism and its cumulative ε at its δ (the run's δ is "
+               f"{delta:g}). *ε recomputed* is the verifier's own figure from these parameters, "
+               "shown only when the trail verified.")
+    st.dataframe(receipt_mechanism_frame(receipts, verdict).drop(columns=["site"]),
+                 hide_index=True, column_config={
+                     "round": "Round", "site_name": "Site", "steps": "Steps",
+                     "accountant": "Accountant", "problem": "Problem",
+                     "noise_multiplier": "Noise multiplier",
+                     "sample_rate": "Sample rate", "max_grad_norm": "Clipping norm",
+                     "delta": st.column_config.NumberColumn("δ", format="%g"),
+                     "epsilon": st.column_config.NumberColumn("ε signed (cumulative)",
+                                                              format="%.4f"),
+                     "recomputed_epsilon": st.column_config.NumberColumn("ε recomputed",
+                                                                         format="%.4f"),
+                     "epsilon_ceiling": "Ceiling", "lifetime_epsilon": st.column_config
+                     .NumberColumn("Lifetime ε", format="%.4f"),
+                     "lifetime_epsilon_ceiling": "Lifetime ceiling",
+                     "num_examples": "Examples", "key_fingerprint": "Site key",
+                 })
+
+
+def _policy(rd: data.RunData) -> None:
+    run = rd.run
     st.subheader("Policy in force")
     st.markdown("SHA-256 of the policy the run was started under:")
     st.code(run.policy_sha256, language=None)
@@ -30,8 +81,9 @@ def _body(rd: data.RunData) -> None:
         st.error("These rounds ran under a different policy hash: "
                  + ", ".join(map(str, mismatched)), icon=":material/gpp_bad:")
     elif len(hashes):
-        st.success(f"All {len(hashes)} rounds that record a policy hash ran under this policy.",
-                   icon=":material/verified:")
+        st.caption(f"The (unsigned) rounds table records this hash for all {len(hashes)} "
+                   "rounds that record one; the verdict above checks the signed receipts "
+                   "against it.")
     policy, error = frames.parse_json(run.policy_json)
     with st.expander("Policy (canonical JSON)"):
         if error:
@@ -39,29 +91,11 @@ def _body(rd: data.RunData) -> None:
         else:
             st.json(policy)
 
-    st.subheader("Mechanism per round")
-    st.caption(f"DP-SGD parameters each site reported; ε is cumulative at δ = {run.delta:g}. "
-               "From these anyone can recompute each site's ε.")
-    if rd.sites.empty:
-        st.info("No site has reported mechanism parameters for this run yet.")
-    else:
-        st.dataframe(frames.mechanism_frame(rd.sites), hide_index=True, column_config={
-            "site_name": "Site", "noise_multiplier": "Noise multiplier",
-            "sample_rate": "Sample rate", "max_grad_norm": "Clipping norm",
-            "epsilon": st.column_config.NumberColumn("ε (cumulative)", format="%.4f"),
-        })
-    _receipts(ui.current_store(), run.run_id)
 
-
-def _receipts(path: str, run_id: str) -> None:
-    st.subheader("Signed receipts and auditor report")
-    try:
-        tables = data.load_audit_tables(path, run_id)
-    except StoreError as exc:
-        ui.show_store_error(path, exc)
-        return
+def _signed_tables(tables: dict[str, pd.DataFrame], path: str, run_id: str) -> None:
+    st.subheader("Signed records and auditor report")
     if tables["audit_log"].empty:
-        st.info("This run has no audit log entries in this store yet: signed receipts and the "
+        st.info("This run has no audit log entries in this store: signed receipts and the "
                 "auditor report appear here once the consortium server records them.",
                 icon=":material/receipt_long:")
         return
@@ -70,42 +104,46 @@ def _receipts(path: str, run_id: str) -> None:
         st.dataframe(table, hide_index=True)
         st.download_button(f"Download {name} (CSV)", table.to_csv(index=False).encode(),
                            file_name=f"{run_id}-{name}.csv", mime="text/csv", key=f"dl-{name}")
-    report = auditor_report(tables, run_id, path)
-    if report is not None:
-        st.download_button("Download auditor report (HTML)", report,
-                           file_name=f"{run_id}-audit.html", mime="text/html")
-    else:
-        st.caption("The auditor report cannot be produced from this store yet.")
+    _report(path, run_id)
 
 
-def auditor_report(
-    tables: dict[str, pd.DataFrame], run_id: str, store_path: str | None = None
-) -> bytes | None:
-    """The auditor's HTML report for a run, or ``None`` while none can be produced.
+def _report(path: str, run_id: str) -> None:
+    """The auditor's report, built when asked for, of the store as it is then: it verifies
+    the trail once more, which takes seconds per dozen receipts, so a page load (and each round
+    of a live run) pays for one verification, not two."""
+    asked = (path, run_id, store_stamp(path))
+    if st.session_state.get(REPORT_WANTED) != asked:
+        if st.button(BUILD_LABEL, key="build-report", icon=":material/description:"):
+            st.session_state[REPORT_WANTED] = asked
+        else:
+            st.caption("The report (`consortium audit report`) is self-contained HTML: the "
+                       "verdict, every receipt with its recomputed ε, refusals and security "
+                       "events, the threat model and the key fingerprints.")
+            return
+    try:
+        html = report_html(path, run_id)
+    except Exception as exc:  # shown, never swallowed; not cached, so the next rerun retries
+        log.exception("auditor report for run %s failed", run_id)
+        st.error(f"The auditor report could not be built: {type(exc).__name__}: {exc}",
+                 icon=":material/error:")
+        return
+    st.download_button(REPORT_LABEL, html, file_name=f"{run_id}-audit.html", mime="text/html")
 
-    The report needs the run's signed audit log entries; it is built, verification included,
-    by :mod:`consortium.audit.report`, which never imports torch, Flower or Opacus.
-    It is cached per store, run and log length, so a page rerun does not re-verify.
-    """
-    log = tables.get("audit_log")
-    if store_path is None or log is None or "run_id" not in log.columns:
-        return None
-    if not (log["run_id"] == run_id).any():
-        return None
-    return _report_html(store_path, run_id, len(log))
+
+def report_html(path: str, run_id: str) -> bytes:
+    """The auditor's HTML report of a run (verification included), built by
+    :mod:`consortium.audit.report`, cached until the store changes; raises what building it
+    raised."""
+    return _report_html(path, run_id, store_stamp(path))
 
 
-@st.cache_data(show_spinner="Verifying the audit trail…", max_entries=16)
-def _report_html(store_path: str, run_id: str, entries: int) -> bytes | None:
-    del entries  # part of the cache key only
+@st.cache_data(show_spinner="Building the auditor report…", max_entries=16)
+def _report_html(path: str, run_id: str, stamp: tuple[int, ...]) -> bytes:
+    del stamp  # part of the cache key only
     from consortium.audit.html import render_html
     from consortium.audit.report import build_report
 
-    try:
-        return render_html(build_report(store_path, run_id)).encode("utf-8")
-    except (ConsortiumError, ValueError, KeyError, OSError):  # render whatever the store holds
-        logging.getLogger(__name__).exception("auditor report for run %s failed", run_id)
-        return None
+    return render_html(build_report(path, run_id)).encode("utf-8")
 
 
 if __name__ == "__main__":

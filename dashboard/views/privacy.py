@@ -1,12 +1,15 @@
-"""Privacy budget: each site's cumulative ε against the run's ceiling, and what is left."""
+"""Privacy budget: the audit verdict, each site's cumulative ε against the run's ceiling
+(checked against the sites' signed receipts), and what is left."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from consortium.errors import StoreError
 from consortium.store.records import RUN_RUNNING
-from dashboard import charts, data, frames, ui
+from dashboard import charts, data, frames, ui, verdict_panel
+from dashboard.verdict import epsilon_cross_check
 
 
 def render() -> None:
@@ -17,11 +20,13 @@ def render() -> None:
 
 def _body(rd: data.RunData) -> None:
     run = rd.run
+    verdict_panel.show_verdict(ui.current_store(), run.run_id)
     ui.run_header(rd)
     st.markdown(f"Per-site ceiling **ε = {run.epsilon_ceiling:g}** at **δ = {run.delta:g}**. "
                 "Each site's ε is cumulative: every round it trained in is composed in.")
     if ui.no_rounds_yet(rd):
         return
+    _cross_check(ui.current_store(), run.run_id, rd.sites)
     site_ids = frames.run_sites(run, rd.sites)
     if rd.sites["epsilon"].notna().any():
         st.altair_chart(charts.epsilon_chart(rd.sites, site_ids, run.epsilon_ceiling, run.delta),
@@ -66,6 +71,31 @@ def _body(rd: data.RunData) -> None:
         "ceiling."
     )
     _lifetime(ui.current_store(), run.run_id)
+
+
+def _cross_check(path: str, run_id: str, sites: pd.DataFrame) -> None:
+    """Compare the ε figures drawn below (the unsigned rounds table) with the signed receipts."""
+    try:
+        receipts = data.load_audit_tables(path, run_id)["receipts"]
+    except StoreError as exc:
+        ui.show_store_error(path, exc)
+        return
+    check = epsilon_cross_check(sites, receipts)
+    if check.mismatches:
+        st.error(f"**{len(check.mismatches)} ε figure(s) below differ from the sites' signed "
+                 "receipts** (the figures come from the unsigned rounds table; the receipts "
+                 "are what the sites signed):\n\n"
+                 + "\n".join(f"- {m}" for m in check.mismatches), icon=":material/gpp_bad:")
+    if check.unsigned and not check.signed and not check.mismatches:
+        st.warning("**No ε on this page is signed**: the store holds no signed receipt for this "
+                   "run, so these figures come from the unsigned rounds table only.",
+                   icon=":material/gpp_maybe:")
+    elif check.unsigned:
+        st.warning(f"**{len(check.unsigned)} ε figure(s) below have no signed receipt** "
+                   "(unsigned rounds table only):\n\n"
+                   + "\n".join(f"- {u}" for u in check.unsigned), icon=":material/gpp_maybe:")
+    elif check.signed and not check.mismatches:
+        st.caption(f"All {check.signed} ε figures below equal the sites' signed receipts.")
 
 
 def _lifetime(path: str, run_id: str) -> None:

@@ -10,7 +10,8 @@ import pytest
 from consortium.store.comparisons import record_comparison
 from consortium.store.records import RUN_RUNNING, ComparisonRecord
 from consortium.store.run_store import RunStore
-from dashboard import data
+from dashboard import data, verdict_panel
+from dashboard.views import audit
 from tests.dashboard.stores import SITES, write_audited_run, write_run
 
 
@@ -20,6 +21,8 @@ def _fresh_cache() -> None:
     for loader in (data.load_runs, data.load_run, data.load_audit_tables,
                    data.load_comparisons):
         loader.clear()
+    verdict_panel.clear()
+    audit._report_html.clear()
 
 
 def _new(tmp_path: Path) -> RunStore:

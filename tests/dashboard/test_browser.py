@@ -8,77 +8,33 @@ screenshot to ``artifacts/dashboard.png``.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from consortium.cli.run import streamlit_command
 from consortium.store.records import RoundRecord
 from consortium.store.run_store import RunStore
 from policies.loader import load_policy
+from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, CHROMIUM_MISSING, ROOT, serve
 from tests.dashboard.stores import SITE_NAMES, SITES, site_record
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[2]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
 ARTIFACTS = ROOT / "artifacts"
 CHART = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="needs Debian's chromium at /usr/bin/chromium "
-                              "(apt-get install -y chromium)"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=CHROMIUM_MISSING),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def server(live_store: Path, tmp_path: Path) -> Iterator[str]:
     """The dashboard served on a free local port; always stopped afterwards."""
-    port = _free_port()
-    logfile = (tmp_path / "streamlit.log").open("w")
-    env = {**os.environ, "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"}
-    proc = subprocess.Popen(streamlit_command(live_store, port, "127.0.0.1"), cwd=ROOT,
-                            env=env, stdout=logfile, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("dashboard did not start:\n"
-                                   + (tmp_path / "streamlit.log").read_text())
-            time.sleep(0.2)
+    with serve(live_store, tmp_path) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        logfile.close()
 
 
 def _settle(page) -> None:  # type: ignore[no-untyped-def]
