@@ -115,7 +115,7 @@ CATALOGUE: dict[str, list[str]] = {
     "Task files: unknown types and contradictions refused, naming file, column and field": [
         r"tests/policies/test_task\.py::",
         r"tests/policies/test_task_loader\.py::test_(strict_yaml|canonical_json)",
-        r"tests/site_node/test_instruction\.py::test_a(n invalid)? task",
+        r"tests/site_node/test_instruction\.py::test_a(n_invalid)?_task",
     ],
     "Fuzzing in bounded time (policy and task loaders, table cells, receipts, stored records)": [
         r"tests/policies/test_loader\.py::test_the_loader_raises_nothing",
@@ -129,6 +129,78 @@ CATALOGUE: dict[str, list[str]] = {
         r"tests/consortium/store/test_database\.py::test_store_files_are_private",
         r"tests/consortium/audit/test_end_to_end\.py::test_the_store_is_private",
         r"tests/deployment/test_homes\.py::test_site_home_keys_and_permissions",
+    ],
+    "A value with no canonical JSON (NaN, infinity) is never hashed or signed": [
+        r"tests/policies/test_canonical\.py::test_canonical_json_refuses_nan_and_infinity_anywhere",
+        r"tests/policies/test_canonical\.py::test_a_document_with_a_nan_has_no_canonical_json",
+        r"tests/site_node/protocol/test_receipt\.py::test_canonical_encoding_refuses_non_finite",
+    ],
+    "An unknown run status, round status or run mode in the store is refused, naming run and "
+    "value": [
+        r"tests/consortium/store/test_statuses\.py::test_an_unknown_",
+        r"tests/consortium/store/test_corrupt_store_fuzz\.py::",
+    ],
+    "Two resumes of one run: exactly one claims it, the other starts nothing": [
+        r"tests/consortium/run/test_resume_claim\.py::test_(of_two_resumes|concurrent_processes)",
+        r"tests/cli/test_resume\.py::test_a_resume_that_loses_the_race",
+        r"tests/e2e/test_interrupt_resume\.py::test_a_killed",
+    ],
+    "A resume never continues a local-only run, closes a run whose rounds were all recorded, and "
+    "keeps its policy, rounds, seed and task": [
+        r"tests/consortium/run/test_resume_claim\.py::test_(a_local_only|the_automatic_choice"
+        r"|only_local_only|a_run_killed_after|a_run_abandoned)",
+        r"tests/cli/test_resume\.py::test_resume_(refuses_the_options|closes"
+        r"|refuses_another_examples)",
+    ],
+    "Each site's data fingerprinted; the same data at two sites, or changed data on resume, "
+    "refused": [
+        r"tests/consortium/run/test_data_fingerprint\.py::",
+        r"tests/cli/test_resume\.py::test_(resume_refuses_a_site_whose_data|a_new_run_refuses)",
+        r"tests/site_node/test_run_continuity\.py::test_a_later_round_on_other_data",
+        r"tests/site_node/data/test_fingerprint\.py::",
+    ],
+    "Another site home on resume is refused; no key is provisioned or rotated, no ledger split": [
+        r"tests/cli/test_resume\.py::test_resume_with_other_site_homes",
+        r"tests/consortium/run/test_resume_claim\.py::test_a_demo_sites_key",
+        r"tests/site_node/test_run_continuity\.py::test_another_site_home",
+        r"tests/consortium/run/test_receipts_held\.py::",
+        r"tests/site_node/test_instruction\.py::test_(receipts_held|a_bad_receipts_held)",
+    ],
+    "Concurrent runs never pass a site's budget (reservations under the ledger's lock, atomic "
+    "keys)": [
+        r"tests/site_node/privacy/test_concurrent_admission\.py::",
+        r"tests/site_node/privacy/test_reservations\.py::",
+        r"tests/site_node/test_home\.py::test_(processes_creating_one_site_home|ensure_keys)",
+    ],
+    "A budget tool never reports an unspent budget for a home or site it cannot find": [
+        r"tests/site_node/test_budget_cli\.py::",
+    ],
+    "A refusal that can be predicted stops the run before any site spends (preflight)": [
+        r"tests/consortium/run/test_preflight\.py::",
+        r"tests/site_node/test_preflight\.py::",
+        r"tests/e2e/test_site_refusal\.py::test_(a_site_with_more_rows_than_max_weight"
+        r"|when_every_site_would_refuse)",
+    ],
+    "check-data checks what the consortium policy implies for the data (max_weight, batch)": [
+        r"tests/site_node/test_check_data\.py::",
+    ],
+    "The auditor's view shows the verifier's verdict (tampered receipt, security events, "
+    "unreadable store)": [
+        r"tests/dashboard/test_audit_verdict\.py::test_(an_intact|a_receipt_whose|security_events"
+        r"|the_verdict_is_cached|an_error_building|a_store_that_cannot)",
+        r"tests/dashboard/test_audit_download\.py::test_auditor_report_of_a_tampered",
+        r"tests/dashboard/test_app\.py::test_audit_page_without_audit_log",
+    ],
+    "Unsigned ε figures on the dashboard are cross-checked against the signed receipts": [
+        r"tests/dashboard/test_audit_verdict\.py::test_privacy_page_",
+        r"tests/dashboard/test_verdict_units\.py::test_every_unsigned",
+    ],
+    "The dashboard sends no request off its host": [
+        r"tests/dashboard/test_no_outside_request\.py::",
+    ],
+    "A patch test fails when its Flower patch is removed, whatever ran before": [
+        r"tests/site_node/test_flower_compat\.py::test_(masking_installs|the_client_app_installs)",
+        r"tests/consortium/test_flower_compat\.py::test_(install_masking|the_server_paces)",
     ],
 }
 
