@@ -6,10 +6,8 @@ demonstration of another example (``demo=true example=digits``) plays that examp
 
 from __future__ import annotations
 
-import pytest
 from flwr.app import Context, RecordDict
 
-from consortium.errors import PlanError
 from consortium.run.plan import plan_from_run_config
 from policies.example import load_example
 from site_node.client_app import PARTITION_ID, resolve_settings
