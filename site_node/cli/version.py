@@ -1,0 +1,36 @@
+"""``--version`` for both command lines: the installed distribution's version."""
+
+# No ``from __future__ import annotations``: typer evaluates the option's annotation, which
+# names a local callback.
+
+from importlib import metadata
+from typing import Annotated
+
+import typer
+
+DISTRIBUTION = "hospital-consortium"
+
+
+def installed_version() -> str:
+    """The version of the installed ``hospital-consortium`` (``unknown`` when not installed)."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def add_version_option(app: typer.Typer, prog: str) -> None:
+    """Give ``app`` a ``--version`` option that prints ``PROG VERSION`` and exits."""
+
+    def show(value: bool) -> None:
+        if value:
+            typer.echo(f"{prog} {installed_version()}")
+            raise typer.Exit()
+
+    @app.callback()
+    def _options(
+        version: Annotated[bool, typer.Option(
+            "--version", help="Print the version and exit.", callback=show,
+            is_eager=True)] = False,
+    ) -> None:
+        pass
