@@ -32,7 +32,8 @@ def init(
     home: HomeOpt = None,
     host: Annotated[list[str] | None, typer.Option("--host", help="DNS name sites dial.")] = None,
     ip: Annotated[list[str] | None, typer.Option("--ip", help="IP address sites dial.")] = None,
-    port: Annotated[int, typer.Option(help="SuperLink port.", min=1, max=65535)] = DEFAULT_PORT,
+    port: Annotated[int, typer.Option(help="SuperLink port.", min=1, max=65535,
+                                      metavar="PORT")] = DEFAULT_PORT,
     bind: Annotated[str, typer.Option(help="Address the SuperLink binds to.")] = "127.0.0.1",
 ) -> None:
     """Set up the consortium home for deployment: CA, SuperLink certificate, settings."""
@@ -107,8 +108,9 @@ def submit_cmd(
                       ] = None,
     task: Annotated[Path | None, typer.Option(help="Task file (default: the home's).")] = None,
     rounds: Annotated[int | None, typer.Option(help="Rounds (default: the policy's).",
-                                               min=1)] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the initial model.", min=0)] = None,
+                                               min=1, metavar="N")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the initial model.", min=0,
+                                                  metavar="N")] = None,
 ) -> None:
     """Submit a consortium run to the running SuperLink and follow it round by round."""
     dep = _deployment(home)

@@ -24,9 +24,11 @@ DataOpt = Annotated[list[str] | None, typer.Option(
     "given replace the policy's member list).")]
 PolicyOpt = Annotated[Path | None, typer.Option(
     "--policy", help="Consortium policy YAML (default: the example's, or the embedded one).")]
-RoundsOpt = Annotated[int, typer.Option(help="Rounds (0: the policy's).", min=0)]
-SeedOpt = Annotated[int, typer.Option(help="Seed of the initial model.", min=0)]
-VerboseOpt = Annotated[bool, typer.Option(help="Show Flower's protocol log.")]
+RoundsOpt = Annotated[int, typer.Option(help="Rounds (0: the policy's).", min=0,
+                                        metavar="N")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the initial model.", min=0,
+                                      metavar="N")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show Flower's protocol log.")]
 HomeOpt = Annotated[Path | None, typer.Option(
     "--home", help="Consortium home (default: $HOSPITAL_CONSORTIUM_HOME or "
     "~/.hospital-consortium).")]

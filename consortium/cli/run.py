@@ -235,7 +235,8 @@ def streamlit_command(store: Path, port: int, host: str) -> list[str]:
 
 def dashboard(
     store: StoreOpt = None,
-    port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = 8501,
+    port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535,
+                                      metavar="PORT")] = 8501,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
 ) -> None:
     """Serve the live dashboard for coordinators and auditors (reads the store only).

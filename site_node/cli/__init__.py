@@ -14,11 +14,12 @@ from rich.console import Console
 
 from policies.errors import PolicyError
 from site_node.cli import budget, data, node
-from site_node.cli.version import add_version_option
+from site_node.cli.version import HELP_MARKUP, add_version_option
 from site_node.errors import SiteNodeError
 from site_node.protocol.errors import ProtocolError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=HELP_MARKUP,
                   help="A hospital's site node: its keys, its SuperNode, its data and its privacy "
                   "budget.")
 node.register_commands(app)

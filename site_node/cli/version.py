@@ -4,11 +4,14 @@
 # names a local callback.
 
 from importlib import metadata
-from typing import Annotated
+from typing import Annotated, Final
 
 import typer
 
 DISTRIBUTION = "hospital-consortium"
+#: Help texts as Markdown: a docstring's paragraphs are reflowed to the terminal's width (typer's
+#: default, "rich", kept every line break of the source, breaking sentences mid-line).
+HELP_MARKUP: Final = "markdown"
 
 
 def installed_version() -> str:

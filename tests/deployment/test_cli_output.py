@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -69,3 +70,24 @@ def test_both_command_lines_have_version(prog: str) -> None:
     done = _typed(prog, "--version", cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{prog.replace('_', '-')} {version('hospital-consortium')}"
+
+
+def _help(*args: str, columns: int) -> list[str]:
+    env = {**os.environ, "COLUMNS": str(columns)}
+    done = subprocess.run([sys.executable, "-m", "consortium", *args, "--help"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120, check=True)
+    return [line.strip(" │") for line in done.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_help_reflows_sentences_and_gives_option_help_room(columns: int) -> None:
+    lines = _help("run", columns=columns)
+    text = " ".join(lines)
+    # A docstring's paragraph is reflowed: no line ends where the source's line did.
+    assert "given with --task FILE --data SITE=PATH" in text
+    assert not any(line.endswith("given with") for line in lines), lines
+    # Short option help fits on its row; the range of a number is not a column of its own.
+    assert any(line.startswith("--rounds") and line.rstrip().endswith(
+        "Rounds (0: the policy's).") for line in lines), lines
+    assert any(line.startswith("--port") and "PORT" in line
+               for line in _help("dashboard", columns=columns))

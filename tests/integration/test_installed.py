@@ -7,8 +7,7 @@ its own site-packages, so the installed wheel, not the checkout, is what imports
 console scripts are generated in the new environment from Flower's entry points, as pip would.
 Then, as a coordinator and four hospitals type them, in a working directory of their own:
 ``consortium init``, ``serve`` (TLS, node authentication), ``site-node init``, ``consortium
-enroll``,
-``site-node start``, ``consortium submit --rounds 2`` and ``consortium audit verify``.
+enroll``, ``site-node start``, ``consortium submit --rounds 2`` and ``consortium audit verify``.
 """
 
 from __future__ import annotations
@@ -69,6 +68,7 @@ class Installed:
 def build_wheel(out: Path) -> Path:
     """The project's wheel, built from a copy of the sources (nothing written to the checkout)."""
     src = out / "src"
+    src.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.sqlite*", "*.egg-info")
     for name in SOURCES:
         (shutil.copytree(ROOT / name, src / name, ignore=ignore) if (ROOT / name).is_dir()
@@ -160,7 +160,8 @@ def deployed(installed: Installed) -> Iterator[Deployed]:
             assert done.returncode == 0, done.stdout + done.stderr
             done = installed.run("consortium", "enroll", site, "--node-key",
                                  str(site_home / "node.pub"), "--receipt-key",
-                                 str(site_home / "receipt-key.pub.pem"), "--home", str(home))
+                                 str(site_home / "state" / "receipt-key.pub.pem"),
+                                 "--home", str(home))
             assert done.returncode == 0, done.stdout + done.stderr
             log = work / f"{site}.log"
             node = installed.spawn(
