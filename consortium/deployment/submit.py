@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 APP_CONFIG = "flower-app.toml"  # package data: the Flower App's pyproject.toml
 APP_PACKAGES = ("consortium", "site_node", "policies")
+REPLY_RUN_ID = "run-id"  # the Flower run id in `flwr run --format json`'s reply
 
 
 @dataclass(frozen=True)
@@ -129,10 +130,10 @@ def submit(dep: Deployment, federation: str, config: dict[str, object]) -> Submi
         reply = json.loads(done.stdout[done.stdout.find("{"):])
     except ValueError:
         reply = {}
-    if done.returncode != 0 or not reply.get("success") or reply.get("run-id") is None:
+    if done.returncode != 0 or not reply.get("success") or reply.get(REPLY_RUN_ID) is None:
         detail = reply.get("error-message") or (done.stderr or done.stdout).strip()[-2000:]
         raise DeploymentError(f"`flwr run` failed (rc={done.returncode}): {detail}")
-    return Submission(run_id=str(config[keys.RUN_ID]), flower_run_id=int(reply["run-id"]),
+    return Submission(run_id=str(config[keys.RUN_ID]), flower_run_id=int(reply[REPLY_RUN_ID]),
                       store=Path(str(config[keys.STORE])))
 
 
