@@ -121,6 +121,9 @@ def test_the_installed_package_is_what_runs(installed: Installed) -> None:
                          "print(consortium.__file__, site_node.__file__, policies.__file__)")
     assert done.returncode == 0, done.stderr
     assert all(path.startswith(str(installed.venv)) for path in done.stdout.split()), done.stdout
+    for prog in ("consortium", "site-node"):
+        shown = installed.run(prog, "--version")
+        assert shown.stdout.strip() == f"{prog} {importlib.metadata.version('hospital-consortium')}"
 
 
 def _wait_connected(log: Path, proc: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
@@ -145,6 +148,7 @@ def deployed(installed: Installed) -> Iterator[Deployed]:
     try:
         done = installed.run("consortium", "init", "--home", str(home), "--port", str(port))
         assert done.returncode == 0, done.stdout + done.stderr
+        assert "INFO" not in done.stdout + done.stderr
         link = installed.spawn(work / "serve.log", "consortium", "serve", "--home", str(home))
         started.append(link)
         assert processes.wait_for_port("127.0.0.1", port, 90, link), \
@@ -158,6 +162,7 @@ def deployed(installed: Installed) -> Iterator[Deployed]:
             done = installed.run("site-node", "init", "--site-id", site, "--home",
                                  str(site_home))
             assert done.returncode == 0, done.stdout + done.stderr
+            assert "INFO" not in done.stdout + done.stderr
             done = installed.run("consortium", "enroll", site, "--node-key",
                                  str(site_home / "node.pub"), "--receipt-key",
                                  str(site_home / "state" / "receipt-key.pub.pem"),
@@ -170,6 +175,7 @@ def deployed(installed: Installed) -> Iterator[Deployed]:
                 "--home", str(site_home), "--port", str(processes.free_port()))
             started.append(node)
             _wait_connected(log, node)
+            assert "INFO" not in log.read_text(errors="replace")  # the node's own log is a file
         submitted = installed.run("consortium", "submit", "--home", str(home), "--rounds", "2",
                                   timeout=900)
         yield installed, home, submitted
