@@ -22,7 +22,7 @@ from tests.cli.invoke import invoke
 def _round(rnd: int, eps: dict[str, float | None]) -> RoundRecord:
     return RoundRecord(round=rnd, status=ROUND_OK, started_at="", finished_at="",
                        duration_s=1.0, accuracy_mean=0.7,
-                       sites=[SiteRoundRecord(site=s, epsilon=e) for s, e in eps.items()])
+                       sites=tuple(SiteRoundRecord(site=s, epsilon=e) for s, e in eps.items()))
 
 
 def test_submit_follows_each_round_with_every_sites_cumulative_epsilon(
