@@ -95,10 +95,12 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
         if loc in seen:
             continue
         seen.add(loc)
-        shown = err["type"] != "missing" and loc != "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        # Our own rules quote the value themselves; a whole section is not "a value".
+        shown = (err["type"] != "missing" and loc != "(top level)" and "(got " not in msg
+                 and not isinstance(err["input"], dict))
         got = repr(err["input"]) if shown else ""
         got = f" (got {got[:60]}{'...' if len(got) > 60 else ''})" if shown else ""
-        msg = err["msg"].removeprefix("Value error, ")
         lines.append(f"{source}: {loc}: {msg}{got}")
     return "\n".join(lines)
 

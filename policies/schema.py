@@ -197,12 +197,16 @@ class ConsortiumPolicy(_Frozen):
         if self.min_sites > len(self.sites):
             raise ValueError(
                 f"min_sites ({self.min_sites}) exceeds the number of member sites "
-                f"({len(self.sites)})"
+                f"({len(self.sites)}): lower min_sites to at most {len(self.sites)}"
             )
         shares = self.secagg.num_shares
         if isinstance(shares, int) and shares > self.min_sites:
+            largest_odd = self.min_sites - (1 - self.min_sites % 2)
+            whole = (f" or an odd whole number from 3 to {largest_odd}"
+                     if largest_odd >= 3 else "")
             raise ValueError(
-                f"secagg.num_shares ({shares}) exceeds min_sites ({self.min_sites})"
+                f"secagg.num_shares ({shares}) exceeds min_sites ({self.min_sites}): give it as "
+                f"a fraction of the sampled sites (e.g. num_shares: 1.0){whole}"
             )
         self.secagg.check_capacity(len(self.sites))
         if self.epsilon_ceiling > self.lifetime_epsilon_ceiling:

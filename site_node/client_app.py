@@ -20,7 +20,7 @@ from flwr.client.mod import secaggplus_mod
 
 from site_node import flower_compat
 from site_node.errors import ConfigError
-from site_node.protocol import wire
+from site_node.protocol import run_config, wire
 from site_node.settings import NODE_SITE_ID, NodeSettings, settings_from_node_config
 
 flower_compat.install_masking()
@@ -38,14 +38,15 @@ def resolve_settings(context: Context, sites: Sequence[NodeSettings] | None) -> 
         return sites[pid]
     if NODE_SITE_ID in config or PARTITION_ID not in config:
         return settings_from_node_config(config)
-    if context.run_config.get("demo") is not True:
+    run = run_config.parse(context.run_config)
+    if not run.demo:
         raise ConfigError("a simulated node has no site identity: use `consortium run`, or pass "
                           "--run-config 'demo=true' to play the embedded example")
     from site_node.demo import demo_settings, example_data, partition_site
 
     site = partition_site(int(config[PARTITION_ID]), context.run_config)
     return demo_settings(site, data_path=example_data(site, context.run_config),
-                         example_policy=context.run_config.get("example-site-policies") is True)
+                         example_policy=run.example_site_policies)
 
 
 Handler = Callable[[Message, Context], Message]

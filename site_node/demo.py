@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from policies.errors import PolicyError
-from policies.example import DEFAULT_EXAMPLE, load_example
+from policies.example import DEFAULT_EXAMPLE, Example, load_example
 from policies.loader import example_site_policy_path
 from site_node.errors import ConfigError
 from site_node.home import SiteHome, demo_site_home, ensure_site_home
+from site_node.protocol.run_config import RunConfig, parse
 from site_node.settings import NodeSettings
 
 
@@ -36,14 +37,26 @@ def demo_settings(site: str, *, data_path: Path | None = None,
                         policy_path=policy)
 
 
+def run_example(run_config: RunConfig) -> Example:
+    """The embedded example a run config names (default: heart disease)."""
+    try:
+        return load_example(run_config.example or DEFAULT_EXAMPLE)
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def run_policy_path(run_config: RunConfig) -> Path:
+    """The consortium policy a run config names: its ``policy``, else its example's. The server's
+    plan and the demonstration nodes both resolve it here."""
+    return Path(run_config.policy) if run_config.policy else run_example(run_config).policy
+
+
 def partition_site(partition_id: int, run_config: Mapping[str, object]) -> str:
     """The site a simulated node plays under ``flwr run`` in demonstration mode: the
-    ``partition_id``-th member of the run's policy (the run config's ``policy``, else the
-    embedded one)."""
+    ``partition_id``-th member of the run's policy (:func:`run_policy_path`)."""
     from policies.loader import load_policy
 
-    path = run_config.get("policy")
-    sites = load_policy(str(path) if path else None).policy.sites
+    sites = load_policy(run_policy_path(parse(run_config))).policy.sites
     if not 0 <= partition_id < len(sites):
         raise ConfigError(f"simulated node {partition_id} has no site: the policy has "
                           f"{len(sites)} members ({', '.join(sites)})")
@@ -53,12 +66,8 @@ def partition_site(partition_id: int, run_config: Mapping[str, object]) -> str:
 def example_data(site: str, run_config: Mapping[str, object]) -> Path:
     """The data file a simulated node plays under ``flwr run`` in demonstration mode: the site's
     file in the run config's ``example`` (default: the heart-disease example)."""
-    name = str(run_config.get("example") or DEFAULT_EXAMPLE)
-    try:
-        example = load_example(name)
-    except PolicyError as exc:
-        raise ConfigError(str(exc)) from None
+    example = run_example(parse(run_config))
     if site not in example.data:
-        raise ConfigError(f"site {site} has no data in example {name} (its sites: "
+        raise ConfigError(f"site {site} has no data in example {example.name} (its sites: "
                           f"{', '.join(example.sites)})")
     return example.data[site]

@@ -17,6 +17,7 @@ from rich.console import Console
 from consortium.cli import audit, compare, deploy, policy, run, task
 from consortium.errors import ConsortiumError
 from policies.errors import PolicyError
+from site_node.cli.version import HELP_MARKUP, add_version_option
 from site_node.errors import SiteNodeError
 from site_node.protocol.errors import ProtocolError
 
@@ -25,10 +26,12 @@ app = typer.Typer(
     "SecAgg+ at the server, their export, the live dashboard, policies, audits and the "
     "deployed SuperLink.",
     no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    rich_markup_mode=HELP_MARKUP,
 )
 run.register_commands(app)
 compare.register_commands(app)
 deploy.register_commands(app)
+add_version_option(app, "consortium")
 app.add_typer(policy.policy_app, name="policy")
 app.add_typer(task.task_app, name="task")
 app.add_typer(audit.audit_app, name="audit")

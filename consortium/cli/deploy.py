@@ -32,7 +32,8 @@ def init(
     home: HomeOpt = None,
     host: Annotated[list[str] | None, typer.Option("--host", help="DNS name sites dial.")] = None,
     ip: Annotated[list[str] | None, typer.Option("--ip", help="IP address sites dial.")] = None,
-    port: Annotated[int, typer.Option(help="SuperLink port.", min=1, max=65535)] = DEFAULT_PORT,
+    port: Annotated[int, typer.Option(help="SuperLink port.", min=1, max=65535,
+                                      metavar="PORT")] = DEFAULT_PORT,
     bind: Annotated[str, typer.Option(help="Address the SuperLink binds to.")] = "127.0.0.1",
 ) -> None:
     """Set up the consortium home for deployment: CA, SuperLink certificate, settings."""
@@ -107,8 +108,9 @@ def submit_cmd(
                       ] = None,
     task: Annotated[Path | None, typer.Option(help="Task file (default: the home's).")] = None,
     rounds: Annotated[int | None, typer.Option(help="Rounds (default: the policy's).",
-                                               min=1)] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the initial model.", min=0)] = None,
+                                               min=1, metavar="N")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the initial model.", min=0,
+                                                  metavar="N")] = None,
 ) -> None:
     """Submit a consortium run to the running SuperLink and follow it round by round."""
     dep = _deployment(home)
@@ -118,15 +120,21 @@ def submit_cmd(
     sub = submit.submit(dep, federation or dep.federation, config)
     console.print(f"Submitted run {sub.run_id} (Flower run {sub.flower_run_id})")
 
-    def show(rec: RoundRecord) -> None:
-        acc = "—" if rec.accuracy_mean is None else f"{rec.accuracy_mean:.3f}"
-        why = f" ({rec.failure_reason})" if rec.failure_reason else ""
-        console.print(f"round {rec.round} {rec.status}, mean accuracy {acc}{why}",
-                      highlight=False)
+    status = submit.follow(dep, federation or dep.federation, sub,
+                           on_round=lambda rec: console.print(round_line(rec), highlight=False))
+    console.print(f"Run {status.replace(':', ': ')}; results in {target} (`consortium export "
+                  f"--store {target} --run {sub.run_id}`)", highlight=False)
 
-    status = submit.follow(dep, federation or dep.federation, sub, on_round=show)
-    console.print(f"Run {status}; results in {target} (`consortium export --store {target} "
-                  f"--run {sub.run_id}`)")
+
+def round_line(rec: RoundRecord) -> str:
+    """One followed round: status, mean accuracy and each site's cumulative ε (as
+    ``consortium run``'s table shows them)."""
+    acc = "—" if rec.accuracy_mean is None else f"{rec.accuracy_mean:.3f}"
+    eps = ", ".join(f"ε {s.site} {'—' if s.epsilon is None else f'{s.epsilon:.3f}'}"
+                    for s in rec.sites)
+    why = f" ({rec.failure_reason})" if rec.failure_reason else ""
+    return f"round {rec.round} {rec.status}, mean accuracy {acc}" + (f"; {eps}" if eps
+                                                                       else "") + why
 
 
 def register_commands(app: typer.Typer) -> None:

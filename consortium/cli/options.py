@@ -24,11 +24,11 @@ DataOpt = Annotated[list[str] | None, typer.Option(
     "given replace the policy's member list).")]
 PolicyOpt = Annotated[Path | None, typer.Option(
     "--policy", help="Consortium policy YAML (default: the example's, or the embedded one).")]
-RoundsOpt = Annotated[int | None, typer.Option(help="Rounds (default, or 0: the policy's).",
-                                                min=0)]
+RoundsOpt = Annotated[int | None, typer.Option(help="Rounds (0 or none: the policy's).",
+                                                min=0, metavar="N")]
 SeedOpt = Annotated[int | None, typer.Option(help="Seed of the initial model (default 0).",
-                                              min=0)]
-VerboseOpt = Annotated[bool, typer.Option(help="Show Flower's protocol log.")]
+                                              min=0, metavar="N")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show Flower's protocol log.")]
 HomeOpt = Annotated[Path | None, typer.Option(
     "--home", help="Consortium home (default: $HOSPITAL_CONSORTIUM_HOME or "
     "~/.hospital-consortium).")]

@@ -273,20 +273,26 @@ def streamlit_command(store: Path, port: int, host: str) -> list[str]:
     app = Path(spec.origin).parent / "app.py"
     return [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
             "--server.address", host, "--server.headless", "true",
-            "--browser.gatherUsageStats", "false", "--", "--store", str(store)]
+            "--browser.gatherUsageStats", "false",
+            # A coordinator's view: no developer options (Deploy, rerun, clear cache); print stays.
+            "--client.toolbarMode", "viewer", "--", "--store", str(store)]
 
 
 def dashboard(
     store: StoreOpt = None,
-    port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = 8501,
+    port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535,
+                                      metavar="PORT")] = 8501,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
 ) -> None:
     """Serve the live dashboard for coordinators and auditors (reads the store only).
 
     Ctrl-C or SIGTERM stops the Streamlit server too.
     """
-    from site_node.deployment.processes import wait_foreground
+    from site_node.deployment.processes import port_open, wait_foreground
 
+    if port_open(host, port, 0.5):
+        raise typer.BadParameter(f"{host}:{port} is already in use (another dashboard?); "
+                                 "choose a free one with --port", param_hint="--port")
     path = store_path(store)
     console.print(f"Dashboard on [bold]http://{host}:{port}[/] for {path} (Ctrl-C to stop)")
     proc = subprocess.Popen(streamlit_command(path, port, host))

@@ -6,10 +6,16 @@ settings go in a TOML file passed as ``--run-config`` (written with ``tomli-w``)
 paths because the ServerApp runs in the SuperLink's working directory. The consortium's run id
 is chosen here and passed in, so that progress is followed in the run store, round by round,
 while the SuperLink's status (``flwr ls --run-id``) says when the run has finished.
+
+The app bundle is staged from the installation, never from a source checkout: its
+``pyproject.toml`` is the package data ``flower-app.toml`` (beside this module) and its code the
+installed ``consortium``, ``site_node`` and ``policies`` packages, wherever they were imported
+from (site-packages after ``pip install .``, the checkout in development).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import shutil
@@ -19,6 +25,7 @@ import tomllib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import tomli_w
@@ -29,11 +36,13 @@ from consortium.errors import DeploymentError, StoreError
 from consortium.store.records import RoundRecord
 from consortium.store.run_store import RunStore
 from site_node.deployment import processes
+from site_node.protocol import run_config as keys
 
 log = logging.getLogger(__name__)
 
-APP_DIR = Path(__file__).resolve().parents[2]
+APP_CONFIG = "flower-app.toml"  # package data: the Flower App's pyproject.toml
 APP_PACKAGES = ("consortium", "site_node", "policies")
+REPLY_RUN_ID = "run-id"  # the Flower run id in `flwr run --format json`'s reply
 
 
 @dataclass(frozen=True)
@@ -45,25 +54,37 @@ class Submission:
     store: Path
 
 
+def app_config_file() -> Path:
+    """The installed Flower App configuration (package data of this package)."""
+    return Path(str(resources.files(__package__ or "consortium.deployment") / APP_CONFIG))
+
+
 def app_config_keys() -> set[str]:
     """The run-config keys the Flower app declares (``[tool.flwr.app.config]``)."""
-    data = tomllib.loads((APP_DIR / "pyproject.toml").read_text(encoding="utf-8"))
+    data = tomllib.loads(app_config_file().read_text(encoding="utf-8"))
     return set(data["tool"]["flwr"]["app"].get("config", {}))
+
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise DeploymentError(f"the Flower app's package {package} is not installed")
+    return Path(spec.origin).parent
 
 
 def run_config(store: Path, policy: Path | None, rounds: int | None, seed: int | None,
                run_id: str, task: Path | None = None) -> dict[str, object]:
     """The run's settings (absolute paths); never demonstration mode."""
-    values: dict[str, object] = {"store": str(Path(store).resolve()), "run-id": run_id,
-                                 "demo": False}
+    values: dict[str, object] = {keys.STORE: str(Path(store).resolve()), keys.RUN_ID: run_id,
+                                 keys.DEMO: False}
     if policy is not None:
-        values["policy"] = str(Path(policy).resolve())
+        values[keys.POLICY] = str(Path(policy).resolve())
     if task is not None:
-        values["task"] = str(Path(task).resolve())
+        values[keys.TASK] = str(Path(task).resolve())
     if rounds:
-        values["num-server-rounds"] = int(rounds)
+        values[keys.NUM_SERVER_ROUNDS] = int(rounds)
     if seed is not None:
-        values["seed"] = int(seed)
+        values[keys.SEED] = int(seed)
     unknown = set(values) - app_config_keys()
     if unknown:
         raise DeploymentError(f"the Flower app does not declare run-config keys {unknown}")
@@ -71,18 +92,26 @@ def run_config(store: Path, policy: Path | None, rounds: int | None, seed: int |
 
 
 def stage_app(target: Path) -> Path:
-    """Copy the Flower app (pyproject.toml and its packages) to ``target``; return it."""
-    source = APP_DIR / "pyproject.toml"
-    if not source.is_file():
-        raise DeploymentError(f"the Flower app (pyproject.toml) is not at {APP_DIR}; submit "
-                              "from a source checkout or an editable install")
+    """Stage the Flower app in ``target`` (replaced): the packaged ``flower-app.toml`` as its
+    ``pyproject.toml`` and the installed packages; return it.
+
+    Raises
+    ------
+    DeploymentError
+        If the installation lacks the app configuration or one of the packages.
+    """
+    config = app_config_file()
+    if not config.is_file():
+        raise DeploymentError(f"the Flower app configuration {config} is missing from the "
+                              "installation; reinstall hospital-consortium")
+    sources = {package: _package_dir(package) for package in APP_PACKAGES}
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    shutil.copyfile(source, target / "pyproject.toml")
+    shutil.copyfile(config, target / "pyproject.toml")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.sqlite*")
-    for package in APP_PACKAGES:
-        shutil.copytree(APP_DIR / package, target / package, ignore=ignore)
+    for package, source in sources.items():
+        shutil.copytree(source, target / package, ignore=ignore)
     return target
 
 
@@ -101,11 +130,11 @@ def submit(dep: Deployment, federation: str, config: dict[str, object]) -> Submi
         reply = json.loads(done.stdout[done.stdout.find("{"):])
     except ValueError:
         reply = {}
-    if done.returncode != 0 or not reply.get("success") or reply.get("run-id") is None:
+    if done.returncode != 0 or not reply.get("success") or reply.get(REPLY_RUN_ID) is None:
         detail = reply.get("error-message") or (done.stderr or done.stdout).strip()[-2000:]
         raise DeploymentError(f"`flwr run` failed (rc={done.returncode}): {detail}")
-    return Submission(run_id=str(config["run-id"]), flower_run_id=int(reply["run-id"]),
-                      store=Path(str(config["store"])))
+    return Submission(run_id=str(config[keys.RUN_ID]), flower_run_id=int(reply[REPLY_RUN_ID]),
+                      store=Path(str(config[keys.STORE])))
 
 
 def run_status(dep: Deployment, federation: str, flower_run_id: int) -> str:

@@ -102,5 +102,11 @@ def resolve_inputs(*, example: str | None = None, task: Path | None = None,
         return RunInputs(task=load_task(ex.task), policy=loaded, data=members, example=name)
     sites = tuple(files)
     source = f"{base.source} (member sites replaced by the sites given: {', '.join(sites)})"
-    return RunInputs(task=loaded_task, policy=with_sites(base, sites, source), data=files,
-                     example=name)
+    try:
+        fitted = with_sites(base, sites, source)
+    except PolicyError as exc:
+        example = (f" (e.g. a copy of {base.source} with min_sites: {len(sites)})"
+                   if base.policy.min_sites > len(sites) else "")
+        raise PolicyError(f"{exc}\nThe {len(sites)} sites given do not fit this policy: give "
+                          f"one that does with --policy FILE{example}") from None
+    return RunInputs(task=loaded_task, policy=fitted, data=files, example=name)

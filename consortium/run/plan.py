@@ -23,8 +23,10 @@ from policies.loader import LoadedPolicy, load_policy
 from policies.schema import MAX_ROUNDS
 from policies.task import AnyTask
 from policies.task_loader import LoadedTask, load_task
+from site_node.demo import run_example, run_policy_path
 from site_node.instruction import Instruction, Scalar
 from site_node.privacy.accountant import noise_for_target
+from site_node.protocol import run_config as run_config_keys
 
 MAX_SEED = 2**32 - 1
 
@@ -151,29 +153,27 @@ def make_plan_from_policy(
     )
 
 
-def _flag(run_config: Mapping[str, Scalar], key: str) -> bool:
-    value = run_config.get(key, False)
-    if not isinstance(value, bool):
-        raise PlanError(f"run config {key}: must be true or false (got {value!r})")
-    return value
-
-
 def plan_from_run_config(run_config: Mapping[str, Scalar]) -> RunPlan:
-    """Resolve a plan from a Flower run config (``[tool.flwr.app.config]`` + overrides).
+    """Resolve a plan from a Flower run config (``[tool.flwr.app.config]`` + overrides), read
+    with the keys both sides share (:mod:`site_node.protocol.run_config`).
 
     The local demonstration (server-made site keys) is only ever entered with ``demo = true``;
     its default is false, so ``flwr run`` against a SuperLink never falls into it. An empty
-    ``policy`` or ``task`` is the run config ``example``'s (default: heart disease).
+    ``policy`` or ``task`` is the run config ``example``'s (default: heart disease), as on the
+    demonstration's nodes (:func:`site_node.demo.run_policy_path`).
     """
-    example = load_example(str(run_config.get("example") or DEFAULT_EXAMPLE))
-    task_path = str(run_config.get("task") or "") or example.task
+    try:
+        config = run_config_keys.parse(run_config)
+    except run_config_keys.RunConfigError as exc:
+        raise PlanError(str(exc)) from None
+    example = run_example(config)
     return make_plan(
-        policy_path=str(run_config.get("policy") or "") or example.policy,
-        task=load_task(task_path),
-        store_path=str(run_config.get("store") or "") or None,
-        rounds=run_config.get("num-server-rounds", 0),  # type: ignore[arg-type]
-        seed=run_config.get("seed", 0),  # type: ignore[arg-type]
-        run_id=str(run_config.get("run-id") or "") or None,
-        demo=_flag(run_config, "demo"),
-        example_site_policies=_flag(run_config, "example-site-policies"),
+        policy_path=run_policy_path(config),
+        task=load_task(config.task or example.task),
+        store_path=config.store,
+        rounds=config.rounds,  # type: ignore[arg-type]  # checked by make_plan
+        seed=config.seed,  # type: ignore[arg-type]
+        run_id=config.run_id,
+        demo=config.demo,
+        example_site_policies=config.example_site_policies,
     )

@@ -14,21 +14,26 @@ from rich.console import Console
 
 from policies.errors import PolicyError
 from site_node.cli import budget, data, node
+from site_node.cli.version import HELP_MARKUP, add_version_option
 from site_node.errors import SiteNodeError
 from site_node.protocol.errors import ProtocolError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=HELP_MARKUP,
                   help="A hospital's site node: its keys, its SuperNode, its data and its privacy "
                   "budget.")
 node.register_commands(app)
 budget.register_commands(app)
 data.register_commands(app)
+add_version_option(app, "site-node")
 err = Console(stderr=True, soft_wrap=True)
 
 
 def main() -> None:
     """Console entry point ``site-node``."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Warnings only: the commands print what the admin needs (a log line per key made or
+    # process started was noise); the SuperNode's own output goes to its log file.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         app()
     except (SiteNodeError, PolicyError, ProtocolError) as exc:

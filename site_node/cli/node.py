@@ -55,7 +55,7 @@ def start_cmd(
     ca_cert: Annotated[Path | None, typer.Option("--ca-cert", help="Consortium CA.")] = None,
     home: HomeOpt = None,
     port: Annotated[int, typer.Option(help="Local port of the node's runtime API.",
-                                      min=1, max=65535)] = 9094,
+                                      min=1, max=65535, metavar="PORT")] = 9094,
     detach: Annotated[bool, typer.Option(help="Return once admitted; leave it running.")] = False,
     insecure: Annotated[bool, typer.Option(help="DANGER: plaintext, no authentication.")] = False,
     warm: Annotated[

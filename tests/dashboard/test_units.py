@@ -101,11 +101,12 @@ def test_launch_command_serves_the_installed_dashboard(tmp_path: Path) -> None:
     cmd = streamlit_command(tmp_path / "s.sqlite", 8642, "0.0.0.0")
     assert cmd[:4] == [sys.executable, "-m", "streamlit", "run"]
     assert Path(cmd[4]) == ROOT / "dashboard" / "app.py"  # the editable install's package
-    flags = dict(zip(cmd[5:13:2], cmd[6:13:2], strict=True))
+    flags = dict(zip(cmd[5:15:2], cmd[6:15:2], strict=True))
     assert flags == {"--server.port": "8642", "--server.address": "0.0.0.0",
-                     "--server.headless": "true", "--browser.gatherUsageStats": "false"}
-    assert cmd[13:] == ["--", "--store", str(tmp_path / "s.sqlite")]
-    assert config.store_path(cmd[14:]) == tmp_path / "s.sqlite"  # what the app reads
+                     "--server.headless": "true", "--browser.gatherUsageStats": "false",
+                     "--client.toolbarMode": "viewer"}
+    assert cmd[15:] == ["--", "--store", str(tmp_path / "s.sqlite")]
+    assert config.store_path(cmd[16:]) == tmp_path / "s.sqlite"  # what the app reads
 
 
 ALLOWED = ("consortium.store", "consortium.audit", "consortium.errors", "consortium.home")
