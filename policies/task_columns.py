@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from policies.task_numbers import is_number
+
 Number = StrictFloat | StrictInt
 #: A cell value that means "missing", as written in a file (compared after stripping spaces).
 MissingSpelling = Annotated[StrictStr, Field(max_length=64)]
@@ -109,7 +111,7 @@ class NumericColumn(_Frozen):
                 raise ValueError(f"missing.zero_is_missing: 0 is inside the range [{lo}, {hi}], "
                                  "so a recorded 0 cannot mean missing")
             for spelling in self.missing.values:
-                if _is_number(spelling):
+                if is_number(spelling):
                     raise ValueError(f"missing.values: {spelling!r} is a number, not a missing "
                                      "marker")
         return self
@@ -168,14 +170,6 @@ class BooleanColumn(_Frozen):
 Column = Annotated[NumericColumn | CategoricalColumn | BooleanColumn,
                    Field(discriminator="type")]
 COLUMN_TYPES = ("numeric", "categorical", "boolean")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def column_features(column: NumericColumn | CategoricalColumn | BooleanColumn

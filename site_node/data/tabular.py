@@ -21,6 +21,7 @@ import numpy as np
 
 from policies.task import ClassSpec, TabularTask
 from policies.task_columns import BooleanColumn, CategoricalColumn, NumericColumn
+from policies.task_numbers import parse_number
 from site_node.data import report as rules
 from site_node.data.report import Findings
 from site_node.data.tables import RawTable
@@ -66,10 +67,7 @@ def _number(cell: object) -> float | None:
         except (OverflowError, ValueError):
             return math.inf
     if isinstance(cell, str):
-        try:
-            return float(cell.strip())
-        except ValueError:
-            return None
+        return parse_number(cell)
     return None
 
 

@@ -173,3 +173,26 @@ def test_missing_markers_zero_and_label_values_follow_the_task(tmp_path: Path) -
     cols["readmitted"][2] = "9"  # an integer label value of "transferred", written as text
     data = load_site_data(task(tmp_path), write_table(tmp_path / "site.csv", cols))
     assert data.num_train + data.num_test == 30
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("text", ["5_5", "٥", "５", "1_0"])
+def test_numbers_float_reads_but_ascii_does_not_are_refused(tmp_path: Path, fmt: str,
+                                                            text: str) -> None:
+    """A numeric cell (a CSV's text, a Parquet string column) is ASCII decimal or refused."""
+    path = write_table(tmp_path / f"site{fmt}", _text_column("lactate", 2, text)(table(40)))
+    with pytest.raises(DataRefused) as info:
+        load_site_data(task(tmp_path), path)
+    assert [(p.where, p.rule, p.at) for p in info.value.report.problems] == [
+        ("column lactate", rules.WRONG_TYPE, ("row 3",))]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_label_in_unicode_digits_is_no_class(tmp_path: Path, fmt: str) -> None:
+    """``9`` labels "transferred"; ``٩`` and ``９`` (float() reads both as 9) do not."""
+    cols = table(40)
+    cols["readmitted"][2], cols["readmitted"][5] = "٩", "９"
+    with pytest.raises(DataRefused) as info:
+        load_site_data(task(tmp_path), write_table(tmp_path / f"site{fmt}", cols))
+    assert [(p.where, p.rule, p.at) for p in info.value.report.problems] == [
+        ("label column readmitted", rules.UNKNOWN_CLASS, ("row 3", "row 6"))]
