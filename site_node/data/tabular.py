@@ -162,6 +162,10 @@ def _encode_column(column: AnyColumn, cells: Sequence[object], findings: Finding
                          "the task declares no missing-value handling for this column", _row(i))
     if column.missing is not None and column.missing.indicator:
         block = np.hstack([block, missing[:, None].astype(float)])
+    block = block.astype(np.float32)
+    for i in np.flatnonzero(~np.isfinite(block).all(axis=1)).tolist():
+        findings.add(f"column {column.name}", rules.NON_FINITE,
+                     "the task's scaling gives a non-finite feature", _row(i))
     return block, float(missing.mean()) if len(cells) else 0.0
 
 
