@@ -22,7 +22,8 @@ import numpy as np
 from policies.task import AnyTask, ImageTask, TabularTask
 from policies.task_loader import LoadedTask
 from site_node.data import report as rules
-from site_node.data.images import ImageSet, pixels, read_folders, read_npz
+from site_node.data.images import ImageSet, pixels, read_folders
+from site_node.data.npz import read_npz
 from site_node.data.report import DataRefused, Findings
 from site_node.data.split import split_mask
 from site_node.data.summary import DataSummary

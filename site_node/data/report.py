@@ -37,6 +37,7 @@ IMAGE_CHANNELS = "wrong channels"
 TOO_FEW_ROWS = "too few rows"
 CLASS_COUNT = "class count"
 SINGLE_CLASS = "single class"
+TOO_LARGE = "too large"
 
 
 @dataclass(frozen=True)
