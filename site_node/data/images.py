@@ -10,6 +10,9 @@ Pixels are scaled by the task's fixed rule (divided by 255), never by a site's s
 """
 from __future__ import annotations
 
+import logging
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +23,13 @@ from policies.task import ImageTask
 from site_node.data import report as rules
 from site_node.data.report import Findings
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+log = logging.getLogger(__name__)
+
+#: The image format each suffix must hold.
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+IMAGE_SUFFIXES = tuple(FORMATS)
+#: The first bytes of each accepted format (a file that starts so but does not open is damaged).
+SIGNATURES = {"PNG": b"\x89PNG\r\n\x1a\n", "JPEG": b"\xff\xd8\xff"}
 MODES = {1: "L", 3: "RGB"}
 
 
@@ -41,35 +50,76 @@ def pixels(images: np.ndarray) -> np.ndarray:
 
 
 def wanted(task: ImageTask) -> str:
+    """``28×28 8-bit grayscale``: what the task wants of every image."""
     spec = task.image
     kind = "8-bit grayscale" if spec.channels == 1 else "8-bit RGB"
     return f"{spec.height}×{spec.width} {kind}"
 
 
-def _one_image(task: ImageTask, path: Path, shown: str, findings: Findings) -> np.ndarray | None:
-    where, spec = f"class folder {path.parent.name}", task.image
-    try:
-        with Image.open(path) as img:
-            img.load()
-            fmt, mode, size = img.format, img.mode, img.size
-            array = np.asarray(img, dtype=np.uint8) if mode == MODES[spec.channels] else None
-    except (OSError, ValueError, SyntaxError, UnidentifiedImageError,
-            Image.DecompressionBombError) as exc:
-        findings.add(where, rules.UNREADABLE, f"not a readable image ({type(exc).__name__})",
-                     shown)
-        return None
-    if fmt not in ("PNG", "JPEG"):
-        findings.add(where, rules.NOT_AN_IMAGE, f"a {fmt} file, not PNG or JPEG", shown)
-    elif mode != MODES[spec.channels]:
-        findings.add(where, rules.IMAGE_CHANNELS, f"mode {mode}; the task wants {wanted(task)}",
-                     shown)
-    elif size != (spec.width, spec.height):
-        findings.add(where, rules.IMAGE_SIZE, f"{size[1]}×{size[0]}; the task wants "
-                     f"{wanted(task)}", shown)
-    else:
-        assert array is not None
-        return array.reshape(spec.height, spec.width, spec.channels).transpose(2, 0, 1)
+def _bomb(exc: Warning | Exception) -> str:
+    """Pillow's decompression-bomb refusal as a detail: the pixel count its header declares."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return (f"{int(found.group(1)):,} pixels" if found else "too many pixels") + (
+        f", above Pillow's decompression-bomb limit ({Image.MAX_IMAGE_PIXELS:,})")
+
+
+def _unidentified(path: Path) -> tuple[str, str]:
+    """Rule and detail for a file neither Pillow's PNG nor its JPEG reader opens."""
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if any(head.startswith(sig) for sig in SIGNATURES.values()):
+        return rules.UNREADABLE, "not a readable image (a damaged PNG or JPEG)"
+    return rules.NOT_AN_IMAGE, "not a PNG or JPEG file"
+
+
+def _header_problem(task: ImageTask, img: Image.Image, path: Path) -> tuple[str, str] | None:
+    """What the header (format, mode, size) says is wrong, before anything is decoded."""
+    spec, expected = task.image, FORMATS[path.suffix.lower()]
+    if img.format != expected:
+        return rules.NOT_AN_IMAGE, f"a {img.format} file named {path.suffix}"
+    if img.mode != MODES[spec.channels]:
+        return rules.IMAGE_CHANNELS, f"mode {img.mode}; the task wants {wanted(task)}"
+    if img.size != (spec.width, spec.height):
+        return rules.IMAGE_SIZE, f"{img.size[1]}×{img.size[0]}; the task wants {wanted(task)}"
     return None
+
+
+def _decode(task: ImageTask, path: Path) -> np.ndarray | tuple[str, str]:
+    """The image's pixels, or the rule and detail it breaks. Pillow reads the header only at
+    open (and only its PNG and JPEG readers are tried); the pixels are decoded after the
+    format, mode and size fit the task. Pillow's warnings are logged, never printed; its
+    decompression-bomb warning is a refusal."""
+    with warnings.catch_warnings(record=True) as caught, path.open("rb") as fh:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(fh, formats=tuple(SIGNATURES)) as img:
+                problem = _header_problem(task, img, path)
+                if problem is not None:
+                    return problem
+                img.load()
+                array = np.asarray(img, dtype=np.uint8)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            return rules.IMAGE_SIZE, f"{_bomb(exc)}; the task wants {wanted(task)}"
+        except UnidentifiedImageError:
+            return _unidentified(path)
+        except (OSError, ValueError, SyntaxError) as exc:
+            return rules.UNREADABLE, f"not a readable image ({type(exc).__name__})"
+    for warning in caught:
+        log.debug("%s: %s", path, warning.message)
+    return array
+
+
+def _one_image(task: ImageTask, path: Path, shown: str, findings: Findings) -> np.ndarray | None:
+    spec = task.image
+    try:
+        got = _decode(task, path)
+    except OSError as exc:
+        got = rules.UNREADABLE, f"not a readable file ({type(exc).__name__})"
+    if isinstance(got, tuple):
+        findings.add(f"class folder {path.parent.name}", got[0], got[1], shown)
+        return None
+    return got.reshape(spec.height, spec.width, spec.channels).transpose(2, 0, 1)
 
 
 def read_folders(task: ImageTask, root: Path, findings: Findings) -> ImageSet | None:
