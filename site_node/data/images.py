@@ -64,12 +64,17 @@ def _bomb(exc: Warning | Exception) -> str:
 
 
 def _unidentified(path: Path) -> tuple[str, str]:
-    """Rule and detail for a file neither Pillow's PNG nor its JPEG reader opens."""
+    """Rule and detail for a file neither Pillow's PNG nor its JPEG reader opens: another
+    format (named by Pillow's readers' signature checks, nothing decoded), or unreadable."""
     with path.open("rb") as fh:
-        head = fh.read(8)
+        head = fh.read(16)
     if any(head.startswith(sig) for sig in SIGNATURES.values()):
         return rules.UNREADABLE, "not a readable image (a damaged PNG or JPEG)"
-    return rules.NOT_AN_IMAGE, "not a PNG or JPEG file"
+    Image.init()
+    for fmt, (_, accept) in Image.OPEN.items():
+        if accept is not None and accept(head):
+            return rules.NOT_AN_IMAGE, f"a {fmt} file, not PNG or JPEG"
+    return rules.UNREADABLE, "not a readable image"
 
 
 def _header_problem(task: ImageTask, img: Image.Image, path: Path) -> tuple[str, str] | None:

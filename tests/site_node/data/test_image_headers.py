@@ -73,8 +73,8 @@ def test_a_large_png_below_pillows_limit_is_refused_undecoded(
 
 
 @pytest.mark.parametrize(("fmt", "name", "detail"), [
-    ("TIFF", "scan.png", "not a PNG or JPEG file"),
-    ("BMP", "scan.jpg", "not a PNG or JPEG file"),
+    ("TIFF", "scan.png", "a TIFF file, not PNG or JPEG"),
+    ("BMP", "scan.jpg", "a BMP file, not PNG or JPEG"),
     ("JPEG", "scan.png", "a JPEG file named .png"),
     ("PNG", "scan.jpeg", "a PNG file named .jpeg"),
 ])
