@@ -2,8 +2,10 @@
 
 It runs exactly the checks the node runs before every round (:mod:`site_node.data`) and prints
 a summary a site admin can send to the coordinator without exposing any record: row count, the
-train/test split, the class balance, missing rates per column, the image size. Exit 0 when the
-data fit the task; exit 2 with the report (column or file, rule, first offending rows) when not.
+train/test split, the class balance, missing rates per column, the image size. A table is
+checked a chunk of rows at a time, with progress on stderr (:mod:`.data_progress`). Exit 0
+when the data fit the task; exit 2 with the report (column or file, rule, first offending rows)
+when not.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rich.console import Console
 
 from policies.loader import load_policy
 from policies.task_loader import load_task
+from site_node.cli.data_progress import data_progress
 from site_node.data import DataRefused, load_site_data
 
 console = Console(soft_wrap=True, highlight=False)
@@ -46,7 +49,8 @@ def check_data(
     result: dict[str, Any] = {"task": loaded.name, "task_sha256": loaded.sha256,
                               "data": str(data)}
     try:
-        site = load_site_data(loaded, data)
+        with data_progress() as progress:
+            site = load_site_data(loaded, data, progress=progress)
     except DataRefused as refused:
         result |= {"ok": False, "report": refused.report.as_dict()}
         lines = [f"The data do NOT fit task {loaded.name}:", *refused.report.lines()]

@@ -29,15 +29,6 @@ from site_node.data.tables import RawTable
 AnyColumn = NumericColumn | CategoricalColumn | BooleanColumn
 
 
-@dataclass(frozen=True)
-class EncodedTable:
-    """The features (float32, the task's layout), class indices, and each column's missing rate."""
-
-    x: np.ndarray
-    y: np.ndarray
-    missing_rates: dict[str, float]
-
-
 def _row(i: int) -> str:
     return f"row {i + 1}"
 
@@ -71,33 +62,39 @@ def _number(cell: object) -> float | None:
     return None
 
 
-def _is_missing(cell: object, column: AnyColumn) -> bool:
+def _spellings(column: AnyColumn) -> frozenset[str]:
+    """The cell texts (stripped) that mean missing in ``column``."""
+    values = column.missing.values if column.missing is not None else ("",)
+    return frozenset(v.strip() for v in values)
+
+
+def _is_missing(cell: object, spellings: frozenset[str]) -> bool:
     if cell is None:
         return True
-    spellings = column.missing.values if column.missing is not None else ("",)
-    return isinstance(cell, str) and cell.strip() in {s.strip() for s in spellings}
+    return isinstance(cell, str) and cell.strip() in spellings
 
 
-def _numeric(column: NumericColumn, cells: Sequence[object], findings: Findings,
-             missing: np.ndarray) -> np.ndarray:
+def _numeric(column: NumericColumn, cells: Sequence[object], start: int,
+             findings: Findings, missing: np.ndarray) -> np.ndarray:
     where, (lo, hi) = f"column {column.name}", column.range
     out = np.zeros(len(cells))
     zero_missing = column.missing is not None and column.missing.zero_is_missing
+    spellings = _spellings(column)
     for i, cell in enumerate(cells):
-        if _is_missing(cell, column):
+        if _is_missing(cell, spellings):
             missing[i] = True
             continue
         value = _number(cell)
         if value is None:
-            findings.add(where, rules.WRONG_TYPE, "not a number", _row(i))
+            findings.add(where, rules.WRONG_TYPE, "not a number", _row(start + i))
         elif not math.isfinite(value):
-            findings.add(where, rules.NON_FINITE, "NaN or infinite", _row(i))
+            findings.add(where, rules.NON_FINITE, "NaN or infinite", _row(start + i))
         elif zero_missing and value == 0.0:
             missing[i] = True
         elif not lo <= value <= hi:
             findings.add(where, rules.OUT_OF_RANGE,
                          f"outside the allowed range [{lo:g}, {hi:g}] {column.unit}".rstrip(),
-                         _row(i))
+                         _row(start + i))
         else:
             out[i] = column.scale(value)
     if column.missing is not None:
@@ -105,20 +102,21 @@ def _numeric(column: NumericColumn, cells: Sequence[object], findings: Findings,
     return out[:, None]
 
 
-def _categorical(column: CategoricalColumn, cells: Sequence[object], findings: Findings,
-                 missing: np.ndarray) -> np.ndarray:
+def _categorical(column: CategoricalColumn, cells: Sequence[object], start: int,
+             findings: Findings, missing: np.ndarray) -> np.ndarray:
     out = np.zeros((len(cells), len(column.levels)))
     index = {level: j for j, level in enumerate(column.levels)}
+    spellings = _spellings(column)
     for i, cell in enumerate(cells):
-        if _is_missing(cell, column):
+        if _is_missing(cell, spellings):
             missing[i] = True
             continue
         text = _text(cell)
         if text is None:
-            findings.add(f"column {column.name}", rules.WRONG_TYPE, "not text", _row(i))
+            findings.add(f"column {column.name}", rules.WRONG_TYPE, "not text", _row(start + i))
         elif text not in index:
             findings.add(f"column {column.name}", rules.UNKNOWN_LEVEL,
-                         f"not one of the levels {list(column.levels)}", _row(i))
+                         f"not one of the levels {list(column.levels)}", _row(start + i))
         else:
             out[i, index[text]] = 1.0
     if column.missing is not None and column.missing.impute is not None:
@@ -126,11 +124,12 @@ def _categorical(column: CategoricalColumn, cells: Sequence[object], findings: F
     return out
 
 
-def _boolean(column: BooleanColumn, cells: Sequence[object], findings: Findings,
-             missing: np.ndarray) -> np.ndarray:
+def _boolean(column: BooleanColumn, cells: Sequence[object], start: int,
+             findings: Findings, missing: np.ndarray) -> np.ndarray:
     out = np.zeros(len(cells))
+    spellings = _spellings(column)
     for i, cell in enumerate(cells):
-        if _is_missing(cell, column):
+        if _is_missing(cell, spellings):
             missing[i] = True
             continue
         if isinstance(cell, bool):
@@ -142,7 +141,7 @@ def _boolean(column: BooleanColumn, cells: Sequence[object], findings: Findings,
         elif text not in column.false_values:
             findings.add(f"column {column.name}", rules.UNKNOWN_LEVEL,
                          f"not a spelling of true {list(column.true_values)} or false "
-                         f"{list(column.false_values)}", _row(i))
+                         f"{list(column.false_values)}", _row(start + i))
     if column.missing is not None:
         out[missing] = float(column.missing.impute)
     return out[:, None]
@@ -152,21 +151,37 @@ _ENCODERS: dict[type, Callable[..., np.ndarray]] = {
     NumericColumn: _numeric, CategoricalColumn: _categorical, BooleanColumn: _boolean}
 
 
-def _encode_column(column: AnyColumn, cells: Sequence[object], findings: Findings
-                   ) -> tuple[np.ndarray, float]:
+@dataclass(frozen=True)
+class Sinks:
+    """Where one column's problems are recorded, by kind, so that a table checked in chunks
+    gives the report of the table checked whole (each kind's problems in row order)."""
+
+    values: Findings
+    missing: Findings
+    scaling: Findings
+
+    def all(self) -> tuple[Findings, ...]:
+        """In report order."""
+        return self.values, self.missing, self.scaling
+
+
+def _encode_column(column: AnyColumn, cells: Sequence[object], start: int, sinks: Sinks
+                   ) -> tuple[np.ndarray, int]:
+    """The column's features (float32) and its count of missing cells."""
     missing = np.zeros(len(cells), dtype=bool)
-    block = _ENCODERS[type(column)](column, cells, findings, missing)
+    block = _ENCODERS[type(column)](column, cells, start, sinks.values, missing)
     if missing.any() and column.missing is None:
         for i in np.flatnonzero(missing).tolist():
-            findings.add(f"column {column.name}", rules.MISSING_VALUE,
-                         "the task declares no missing-value handling for this column", _row(i))
+            sinks.missing.add(f"column {column.name}", rules.MISSING_VALUE,
+                              "the task declares no missing-value handling for this column",
+                              _row(start + i))
     if column.missing is not None and column.missing.indicator:
         block = np.hstack([block, missing[:, None].astype(float)])
     block = block.astype(np.float32)
     for i in np.flatnonzero(~np.isfinite(block).all(axis=1)).tolist():
-        findings.add(f"column {column.name}", rules.NON_FINITE,
-                     "the task's scaling gives a non-finite feature", _row(i))
-    return block, float(missing.mean()) if len(cells) else 0.0
+        sinks.scaling.add(f"column {column.name}", rules.NON_FINITE,
+                          "the task's scaling gives a non-finite feature", _row(start + i))
+    return block, int(missing.sum())
 
 
 def class_of(cell: object, classes: Sequence[ClassSpec]) -> int | None:
@@ -181,44 +196,59 @@ def class_of(cell: object, classes: Sequence[ClassSpec]) -> int | None:
     return None
 
 
-def _labels(task: TabularTask, cells: Sequence[object], findings: Findings) -> np.ndarray:
+def _labels(task: TabularTask, cells: Sequence[object], start: int, findings: Findings
+            ) -> np.ndarray:
     where = f"label column {task.label.column}"
     y = np.zeros(len(cells), dtype=np.int64)
     names = [c.name for c in task.label.classes]
     for i, cell in enumerate(cells):
         k = class_of(cell, task.label.classes)
         if cell is None or (isinstance(cell, str) and not cell.strip()):
-            findings.add(where, rules.MISSING_VALUE, "a record without a label", _row(i))
+            findings.add(where, rules.MISSING_VALUE, "a record without a label", _row(start + i))
         elif k is None:
             findings.add(where, rules.UNKNOWN_CLASS,
-                         f"not a label value of the classes {names}", _row(i))
+                         f"not a label value of the classes {names}", _row(start + i))
         else:
             y[i] = k
     return y
 
 
-def encode_table(task: TabularTask, table: RawTable, findings: Findings) -> EncodedTable | None:
-    """Check every column and cell; the encoded table, or None if any problem was found."""
+def check_columns(task: TabularTask, columns: Sequence[str], findings: Findings) -> None:
+    """Record every column the task declares that the file lacks, and every column the file
+    holds that the task neither declares nor ignores."""
     assert task.label.column is not None  # a tabular task names its label (schema)
     declared = [c.name for c in task.columns] + [task.label.column]
     for name in declared:
-        if name not in table.cells:
+        if name not in columns:
             findings.add(f"column {name}", rules.MISSING_COLUMN, "the task declares it; the "
                          "file does not hold it")
     allowed = set(declared) | set(task.ignore_columns)
-    for name in table.columns:
+    for name in columns:
         if name not in allowed:
             findings.add(f"column {name}", rules.EXTRA_COLUMN, "the task does not declare it "
                          "(list identifiers under ignore_columns)")
-    if findings:
-        return None
-    blocks, rates = [], {}
+
+
+@dataclass(frozen=True)
+class EncodedChunk:
+    """One chunk's features (float32), class indices and missing cells per column."""
+
+    x: np.ndarray
+    y: np.ndarray
+    missing: dict[str, int]
+
+
+def encode_chunk(task: TabularTask, chunk: RawTable, sinks: dict[str, Sinks], label: Findings
+                 ) -> EncodedChunk:
+    """Check and encode every cell of a chunk whose columns fit (:func:`check_columns`); its
+    problems go to each column's ``sinks`` and the label's to ``label``."""
+    assert task.label.column is not None
+    blocks, missing = [], {}
     for column in task.columns:
-        block, rates[column.name] = _encode_column(column, table.cells[column.name], findings)
+        block, missing[column.name] = _encode_column(column, chunk.cells[column.name],
+                                                     chunk.start, sinks[column.name])
         blocks.append(block)
-    y = _labels(task, table.cells[task.label.column], findings)
-    if findings:
-        return None
-    x = np.hstack(blocks).astype(np.float32) if table.rows else np.zeros(
-        (0, len(task.feature_names())), np.float32)
-    return EncodedTable(x=x, y=y, missing_rates=rates)
+    y = _labels(task, chunk.cells[task.label.column], chunk.start, label)
+    x = np.hstack(blocks) if chunk.rows else np.zeros((0, len(task.feature_names())),
+                                                      np.float32)
+    return EncodedChunk(x=x, y=y, missing=missing)

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from policies.task_loader import LoadedTask
 from site_node.data.report import Findings
+from site_node.data.table_check import EncodedTable, encode_table
 from site_node.data.tables import RawTable
-from site_node.data.tabular import EncodedTable, encode_table
 from tests.site_node.data.synthetic import COLUMNS, task
 
 CELLS = st.one_of(
