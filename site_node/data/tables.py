@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +43,7 @@ class RawTable:
     column aligned), the rows before it (``start``) and how far through the file it ends."""
 
     columns: tuple[str, ...]
-    cells: dict[str, list[object]]
+    cells: dict[str, Sequence[object]]
     rows: int
     format: str
     start: int = 0
@@ -70,10 +70,10 @@ def _lines(text: io.TextIOBase) -> Iterator[str]:
         yield line
 
 
-def _chunk(header: tuple[str, ...], rows: list[list[str | None]], fmt: str, start: int,
+def _chunk(header: tuple[str, ...], rows: list[Sequence[str | None]], fmt: str, start: int,
            fraction: float | None) -> RawTable:
-    cells: dict[str, list[object]] = {name: [row[j] for row in rows]
-                                      for j, name in enumerate(header)}
+    by_column = list(zip(*rows, strict=True)) if rows else [() for _ in header]
+    cells: dict[str, Sequence[object]] = dict(zip(header, by_column, strict=True))
     return RawTable(header, cells, len(rows), fmt, start, fraction)
 
 
@@ -97,7 +97,7 @@ class TableSource:
                 raw, encoding="utf-8-sig", newline="") as text:
             reader = csv.reader(_lines(text))
             next(reader)  # the header
-            rows: list[list[str | None]] = []
+            rows: list[Sequence[str | None]] = []
             start = 0
             for row in reader:
                 if not row:
@@ -105,7 +105,7 @@ class TableSource:
                 if len(row) > width:
                     raise csv.Error(f"Expected {width} fields in line {reader.line_num}, "
                                     f"saw {len(row)}")
-                rows.append([*row, *[None] * (width - len(row))])
+                rows.append(row if len(row) == width else [*row, *[None] * (width - len(row))])
                 if len(rows) == size:
                     yield _chunk(self.columns, rows, "csv", start, raw.tell() / total)
                     start, rows = start + len(rows), []
@@ -115,8 +115,8 @@ class TableSource:
         with pq.ParquetFile(self.path) as file:
             total, start = max(file.metadata.num_rows, 1), 0
             for batch in file.iter_batches(batch_size=size):
-                cells = {name: batch.column(j).to_pylist()
-                         for j, name in enumerate(self.columns)}
+                cells: dict[str, Sequence[object]] = {
+                    name: batch.column(j).to_pylist() for j, name in enumerate(self.columns)}
                 start += batch.num_rows
                 yield RawTable(self.columns, cells, batch.num_rows, "parquet",
                                start - batch.num_rows, start / total)

@@ -74,74 +74,106 @@ def _is_missing(cell: object, spellings: frozenset[str]) -> bool:
     return isinstance(cell, str) and cell.strip() in spellings
 
 
+#: What one cell means in its column: a value (a scaled number, a level's index, 0/1), None for
+#: missing, or the (rule, detail) of the problem it is.
+Outcome = float | tuple[str, str] | None
+
+
+def _judge_all(cells: Sequence[object], judge: Callable[[object], Outcome], where: str,
+               start: int, findings: Findings, missing: np.ndarray) -> np.ndarray:
+    """Each cell's value (-1 where it has none), marking missing cells and recording problems
+    in row order. A text cell is judged once per chunk (a column repeats its values)."""
+    values = np.full(len(cells), -1.0)
+    seen: dict[str, Outcome] = {}
+    for i, cell in enumerate(cells):
+        if isinstance(cell, str):
+            if cell in seen:
+                got = seen[cell]
+            else:
+                got = seen[cell] = judge(cell)
+        else:
+            got = judge(cell)
+        if got is None:
+            missing[i] = True
+        elif isinstance(got, tuple):
+            findings.add(where, got[0], got[1], _row(start + i))
+        else:
+            values[i] = got
+    return values
+
+
 def _numeric(column: NumericColumn, cells: Sequence[object], start: int,
              findings: Findings, missing: np.ndarray) -> np.ndarray:
-    where, (lo, hi) = f"column {column.name}", column.range
-    out = np.zeros(len(cells))
+    lo, hi = column.range
     zero_missing = column.missing is not None and column.missing.zero_is_missing
     spellings = _spellings(column)
-    for i, cell in enumerate(cells):
+    outside = f"outside the allowed range [{lo:g}, {hi:g}] {column.unit}".rstrip()
+
+    def judge(cell: object) -> Outcome:
         if _is_missing(cell, spellings):
-            missing[i] = True
-            continue
+            return None
         value = _number(cell)
         if value is None:
-            findings.add(where, rules.WRONG_TYPE, "not a number", _row(start + i))
-        elif not math.isfinite(value):
-            findings.add(where, rules.NON_FINITE, "NaN or infinite", _row(start + i))
-        elif zero_missing and value == 0.0:
-            missing[i] = True
-        elif not lo <= value <= hi:
-            findings.add(where, rules.OUT_OF_RANGE,
-                         f"outside the allowed range [{lo:g}, {hi:g}] {column.unit}".rstrip(),
-                         _row(start + i))
-        else:
-            out[i] = column.scale(value)
+            return rules.WRONG_TYPE, "not a number"
+        if not math.isfinite(value):
+            return rules.NON_FINITE, "NaN or infinite"
+        if zero_missing and value == 0.0:
+            return None
+        if not lo <= value <= hi:
+            return rules.OUT_OF_RANGE, outside
+        return column.scale(value)
+
+    out = _judge_all(cells, judge, f"column {column.name}", start, findings, missing)
     if column.missing is not None:
         out[missing] = column.scale(float(column.missing.impute))
     return out[:, None]
 
 
 def _categorical(column: CategoricalColumn, cells: Sequence[object], start: int,
-             findings: Findings, missing: np.ndarray) -> np.ndarray:
-    out = np.zeros((len(cells), len(column.levels)))
+                 findings: Findings, missing: np.ndarray) -> np.ndarray:
     index = {level: j for j, level in enumerate(column.levels)}
     spellings = _spellings(column)
-    for i, cell in enumerate(cells):
+    unknown = f"not one of the levels {list(column.levels)}"
+
+    def judge(cell: object) -> Outcome:
         if _is_missing(cell, spellings):
-            missing[i] = True
-            continue
+            return None
         text = _text(cell)
         if text is None:
-            findings.add(f"column {column.name}", rules.WRONG_TYPE, "not text", _row(start + i))
-        elif text not in index:
-            findings.add(f"column {column.name}", rules.UNKNOWN_LEVEL,
-                         f"not one of the levels {list(column.levels)}", _row(start + i))
-        else:
-            out[i, index[text]] = 1.0
+            return rules.WRONG_TYPE, "not text"
+        if text not in index:
+            return rules.UNKNOWN_LEVEL, unknown
+        return index[text]
+
+    level = _judge_all(cells, judge, f"column {column.name}", start, findings, missing)
     if column.missing is not None and column.missing.impute is not None:
-        out[missing, index[column.missing.impute]] = 1.0
+        level[missing] = index[column.missing.impute]
+    out = np.zeros((len(cells), len(column.levels)))
+    rows = np.flatnonzero(level >= 0)
+    out[rows, level[rows].astype(np.int64)] = 1.0
     return out
 
 
 def _boolean(column: BooleanColumn, cells: Sequence[object], start: int,
              findings: Findings, missing: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(cells))
     spellings = _spellings(column)
-    for i, cell in enumerate(cells):
+    unknown = (f"not a spelling of true {list(column.true_values)} or false "
+               f"{list(column.false_values)}")
+
+    def judge(cell: object) -> Outcome:
         if _is_missing(cell, spellings):
-            missing[i] = True
-            continue
+            return None
         if isinstance(cell, bool):
-            out[i] = float(cell)
-            continue
+            return float(cell)
         text = _text(cell)
         if text in column.true_values:
-            out[i] = 1.0
-        elif text not in column.false_values:
-            findings.add(f"column {column.name}", rules.UNKNOWN_LEVEL,
-                         f"not a spelling of true {list(column.true_values)} or false "
-                         f"{list(column.false_values)}", _row(start + i))
+            return 1.0
+        if text in column.false_values:
+            return 0.0
+        return rules.UNKNOWN_LEVEL, unknown
+
+    out = _judge_all(cells, judge, f"column {column.name}", start, findings, missing)
+    out[out < 0] = 0.0
     if column.missing is not None:
         out[missing] = float(column.missing.impute)
     return out[:, None]
@@ -198,19 +230,19 @@ def class_of(cell: object, classes: Sequence[ClassSpec]) -> int | None:
 
 def _labels(task: TabularTask, cells: Sequence[object], start: int, findings: Findings
             ) -> np.ndarray:
-    where = f"label column {task.label.column}"
-    y = np.zeros(len(cells), dtype=np.int64)
     names = [c.name for c in task.label.classes]
-    for i, cell in enumerate(cells):
-        k = class_of(cell, task.label.classes)
+    unknown = f"not a label value of the classes {names}"
+
+    def judge(cell: object) -> Outcome:
         if cell is None or (isinstance(cell, str) and not cell.strip()):
-            findings.add(where, rules.MISSING_VALUE, "a record without a label", _row(start + i))
-        elif k is None:
-            findings.add(where, rules.UNKNOWN_CLASS,
-                         f"not a label value of the classes {names}", _row(start + i))
-        else:
-            y[i] = k
-    return y
+            return rules.MISSING_VALUE, "a record without a label"
+        k = class_of(cell, task.label.classes)
+        return (rules.UNKNOWN_CLASS, unknown) if k is None else k
+
+    unused = np.zeros(len(cells), dtype=bool)
+    k = _judge_all(cells, judge, f"label column {task.label.column}", start, findings, unused)
+    k[k < 0] = 0
+    return k.astype(np.int64)
 
 
 def check_columns(task: TabularTask, columns: Sequence[str], findings: Findings) -> None:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from policies.task_loader import LoadedTask
 from site_node.data.report import Findings
-from site_node.data.table_check import EncodedTable, encode_table
+from site_node.data.table_check import EncodedTable, TableEncoder, encode_table
 from site_node.data.tables import RawTable
 from tests.site_node.data.synthetic import COLUMNS, task
 
@@ -64,3 +64,26 @@ def test_decimal_and_date_cells_are_reported_not_raised(tmp_path: Path) -> None:
                         findings) is None
     rules_seen = {p.rule for p in findings.report().problems}
     assert rules_seen >= {"non-finite value", "wrong type", "unknown class"}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.tuples(*[CELLS] * len(COLUMNS)), max_size=10),
+       size=st.integers(min_value=1, max_value=4))
+def test_chunks_give_the_whole_table_s_result_and_report(rows: list[tuple[object, ...]],
+                                                         size: int) -> None:
+    loaded = _task()
+    cells = {c: [r[j] for r in rows] for j, c in enumerate(COLUMNS)}
+    whole_findings = Findings("cells", loaded.name)
+    whole = encode_table(loaded.task, RawTable(COLUMNS, cells, len(rows), "parquet"),  # type: ignore[arg-type]
+                         whole_findings)
+    findings = Findings("cells", loaded.name)
+    encoder = TableEncoder(loaded.task, findings)  # type: ignore[arg-type]
+    for start in range(0, max(len(rows), 1), size):
+        part = {c: v[start:start + size] for c, v in cells.items()}
+        encoder.add(RawTable(COLUMNS, part, len(part["ward"]), "parquet", start))
+    chunked = encoder.finish(findings)
+    assert findings.report() == whole_findings.report()
+    assert (chunked is None) == (whole is None)
+    if chunked is not None and whole is not None:
+        assert np.array_equal(chunked.x, whole.x) and np.array_equal(chunked.y, whole.y)
+        assert chunked.missing_rates == whole.missing_rates
