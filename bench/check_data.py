@@ -27,18 +27,22 @@ import pyarrow.parquet as pq
 HEADER = ["id", "age", "sex", "dataset", "cp", "trestbps", "chol", "fbs", "restecg", "thalch",
           "exang", "oldpeak", "slope", "ca", "thal", "num"]
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from policies.example import load_example
 from policies.task_loader import load_task
 from site_node.data import load_site_data
+
+def peak_mib():  # this process's own peak (ru_maxrss would count the parent's before exec)
+    with open("/proc/self/status") as fh:
+        return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM")) / 1024
+
 loaded = load_task(load_example("heart-disease").task)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+before = peak_mib()
 start = time.perf_counter()
 data = load_site_data(loaded, sys.argv[1])
 seconds = time.perf_counter() - start
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"rows": data.num_train + data.num_test, "seconds": round(seconds, 2),
-                  "peak_rss_mib": round(rss, 1), "rss_before_mib": round(before, 1)}))
+                  "peak_rss_mib": round(peak_mib(), 1), "rss_before_mib": round(before, 1)}))
 """
 
 
