@@ -15,6 +15,7 @@ site's records shapes training outside the DP accounting.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -142,6 +143,9 @@ class NumericColumn(_Frozen):
         if not math.isfinite(width):
             return (f"range: [{lo:g}, {hi:g}] is too wide: hi−lo overflows a float, so "
                     f"{formula} is not finite")
+        if width < sys.float_info.min:
+            return (f"range: [{lo:g}, {hi:g}] is too narrow: hi−lo is below the smallest "
+                    f"normal float, so {formula} loses its precision")
         if not math.isfinite(center):
             field = "range" if self.center is None else "center"
             return f"{field}: the center of {formula} overflows a float"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from consortium.cli import main as consortium_main
@@ -39,6 +39,7 @@ def _age(**fields: Any) -> dict[str, Any]:
     ({"range": [0, 1e308], "gain": 1000}, "columns[0] (age): gain: "),
     ({"range": [-1e308, 5e307], "center": 0, "gain": 1000}, "columns[0] (age): gain: "),
     ({"range": [-10**400, 10**400]}, "columns[0] (age): range: -1000"),
+    ({"range": [0, 1e-320]}, "columns[0] (age): range: [0, 9.99989e-321] is too narrow"),
 ])
 def test_a_scaling_that_overflows_is_refused_naming_column_and_field(
         fields: dict[str, Any], expected: str) -> None:
@@ -63,6 +64,7 @@ def test_task_check_refuses_the_issue_s_range(tmp_path: Path, capsys: pytest.Cap
 FLOATS = st.floats(min_value=-1.7e308, max_value=1.7e308, allow_nan=False)
 
 
+@settings(max_examples=300)
 @given(lo=FLOATS, hi=FLOATS, gain=st.floats(min_value=1e-3, max_value=1000),
        at=st.floats(min_value=0, max_value=1), centered=st.booleans())
 def test_every_accepted_scaling_is_finite_and_bounded_by_its_gain(
