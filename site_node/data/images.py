@@ -4,7 +4,9 @@ is :mod:`site_node.data.npz`'s).
 ``ROOT/<class folder>/*.png|*.jpg|*.jpeg``, the folder of each class as the task declares it
 (its name by default). Every file must open with Pillow as PNG or JPEG, in 8-bit grayscale
 (mode ``L``) for one channel or 8-bit RGB for three, at the task's size. Hidden files
-(``.name``) are skipped; anything else is a problem.
+(``.name``) are skipped; anything else is a problem. Each file is checked from its header
+before it is decoded: only Pillow's PNG and JPEG readers are tried, the format must be the
+suffix's, and the mode and size the task's; a decompression bomb is a "wrong image size".
 
 Pixels are scaled by the task's fixed rule (divided by 255), never by a site's statistics.
 """
