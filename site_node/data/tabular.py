@@ -79,8 +79,8 @@ def _is_missing(cell: object, spellings: frozenset[str]) -> bool:
 Outcome = float | tuple[str, str] | None
 
 
-def _judge_all(cells: Sequence[object], judge: Callable[[object], Outcome], where: str,
-               start: int, findings: Findings, missing: np.ndarray) -> np.ndarray:
+def _judge_each(cells: Sequence[object], judge: Callable[[object], Outcome], where: str,
+                start: int, findings: Findings, missing: np.ndarray) -> np.ndarray:
     """Each cell's value (-1 where it has none), marking missing cells and recording problems
     in row order. A text cell is judged once per chunk (a column repeats its values)."""
     values = np.full(len(cells), -1.0)
@@ -99,6 +99,43 @@ def _judge_all(cells: Sequence[object], judge: Callable[[object], Outcome], wher
             findings.add(where, got[0], got[1], _row(start + i))
         else:
             values[i] = got
+    return values
+
+
+def _judge_texts(cells: Sequence[object], judge: Callable[[object], Outcome], where: str,
+                 start: int, findings: Findings, missing: np.ndarray) -> np.ndarray | None:
+    """:func:`_judge_each` with numpy for cells that are all text or None (a CSV's): each
+    distinct cell is judged once, and only the rows with a problem are visited (in row order).
+    None if a cell is of another kind (then equal values of different types, ``True`` and
+    ``1``, must not share a judgement)."""
+    try:
+        distinct = dict.fromkeys(cells)
+    except TypeError:  # an unhashable cell (a Parquet list or map)
+        return None
+    if not all(type(c) is str or c is None for c in distinct):
+        return None
+    lookup = {cell: k for k, cell in enumerate(distinct)}
+    codes = np.fromiter(map(lookup.__getitem__, cells), dtype=np.int64, count=len(cells))
+    outcomes = [judge(c) for c in distinct]
+    absent = np.array([o is None for o in outcomes] + [False])[codes]
+    wrong = np.array([isinstance(o, tuple) for o in outcomes] + [False])[codes]
+    values = np.array([-1.0 if o is None or isinstance(o, tuple) else float(o)
+                       for o in outcomes] + [-1.0])[codes]
+    missing |= absent
+    for i in np.flatnonzero(wrong).tolist():
+        got = outcomes[int(codes[i])]
+        assert isinstance(got, tuple)
+        findings.add(where, got[0], got[1], _row(start + i))
+    return values
+
+
+def _judge_all(cells: Sequence[object], judge: Callable[[object], Outcome], where: str,
+               start: int, findings: Findings, missing: np.ndarray) -> np.ndarray:
+    """Each cell's value (-1 where it has none), marking missing cells and recording problems
+    in row order: :func:`_judge_texts` where it applies, else :func:`_judge_each`."""
+    values = _judge_texts(cells, judge, where, start, findings, missing)
+    if values is None:
+        values = _judge_each(cells, judge, where, start, findings, missing)
     return values
 
 

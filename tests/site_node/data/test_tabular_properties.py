@@ -11,12 +11,14 @@ import decimal
 import functools
 import tempfile
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policies.task_loader import LoadedTask
+from site_node.data import tabular
 from site_node.data.report import Findings
 from site_node.data.table_check import EncodedTable, TableEncoder, encode_table
 from site_node.data.tables import RawTable
@@ -87,3 +89,31 @@ def test_chunks_give_the_whole_table_s_result_and_report(rows: list[tuple[object
     if chunked is not None and whole is not None:
         assert np.array_equal(chunked.x, whole.x) and np.array_equal(chunked.y, whole.y)
         assert chunked.missing_rates == whole.missing_rates
+
+
+
+TEXTS = st.one_of(st.none(), st.text(max_size=6),
+                  st.sampled_from(["", "?", " icu ", "Y", "N", "no", "9", "1e999", "nan", "3.5",
+                                   "25", "0", "yes", "transferred", "surgery", "5_5"]))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.tuples(*[TEXTS] * len(COLUMNS)), max_size=12))
+def test_text_cells_take_the_vectorised_path_with_the_cell_by_cell_result(
+        rows: list[tuple[object, ...]]) -> None:
+    """A CSV's cells (text or None) are judged with numpy (each distinct cell once); the
+    features, missing rates and report are the cell-by-cell loop's."""
+    loaded = _task()
+    cells = {c: [r[j] for r in rows] for j, c in enumerate(COLUMNS)}
+    table = RawTable(COLUMNS, cells, len(rows), "csv")  # type: ignore[arg-type]
+    fast, slow = Findings("cells", loaded.name), Findings("cells", loaded.name)
+    with patch.object(tabular, "_judge_texts", wraps=tabular._judge_texts) as vectorised:
+        out_fast = encode_table(loaded.task, table, fast)  # type: ignore[arg-type]
+    assert vectorised.called
+    with patch.object(tabular, "_judge_all", tabular._judge_each):
+        out_slow = encode_table(loaded.task, table, slow)  # type: ignore[arg-type]
+    assert fast.report() == slow.report()
+    assert (out_fast is None) == (out_slow is None)
+    if out_fast is not None and out_slow is not None:
+        assert np.array_equal(out_fast.x, out_slow.x) and np.array_equal(out_fast.y, out_slow.y)
+        assert out_fast.missing_rates == out_slow.missing_rates
