@@ -22,6 +22,7 @@ import numpy as np
 from policies.task import ClassSpec, TabularTask
 from policies.task_columns import BooleanColumn, CategoricalColumn, NumericColumn
 from policies.task_numbers import parse_number
+from site_node.data import judging
 from site_node.data import report as rules
 from site_node.data.report import Findings
 from site_node.data.tables import RawTable
@@ -74,71 +75,6 @@ def _is_missing(cell: object, spellings: frozenset[str]) -> bool:
     return isinstance(cell, str) and cell.strip() in spellings
 
 
-#: What one cell means in its column: a value (a scaled number, a level's index, 0/1), None for
-#: missing, or the (rule, detail) of the problem it is.
-Outcome = float | tuple[str, str] | None
-
-
-def _judge_each(cells: Sequence[object], judge: Callable[[object], Outcome], where: str,
-                start: int, findings: Findings, missing: np.ndarray) -> np.ndarray:
-    """Each cell's value (-1 where it has none), marking missing cells and recording problems
-    in row order. A text cell is judged once per chunk (a column repeats its values)."""
-    values = np.full(len(cells), -1.0)
-    seen: dict[str, Outcome] = {}
-    for i, cell in enumerate(cells):
-        if isinstance(cell, str):
-            if cell in seen:
-                got = seen[cell]
-            else:
-                got = seen[cell] = judge(cell)
-        else:
-            got = judge(cell)
-        if got is None:
-            missing[i] = True
-        elif isinstance(got, tuple):
-            findings.add(where, got[0], got[1], _row(start + i))
-        else:
-            values[i] = got
-    return values
-
-
-def _judge_texts(cells: Sequence[object], judge: Callable[[object], Outcome], where: str,
-                 start: int, findings: Findings, missing: np.ndarray) -> np.ndarray | None:
-    """:func:`_judge_each` with numpy for cells that are all text or None (a CSV's): each
-    distinct cell is judged once, and only the rows with a problem are visited (in row order).
-    None if a cell is of another kind (then equal values of different types, ``True`` and
-    ``1``, must not share a judgement)."""
-    try:
-        distinct = dict.fromkeys(cells)
-    except TypeError:  # an unhashable cell (a Parquet list or map)
-        return None
-    if not all(type(c) is str or c is None for c in distinct):
-        return None
-    lookup = {cell: k for k, cell in enumerate(distinct)}
-    codes = np.fromiter(map(lookup.__getitem__, cells), dtype=np.int64, count=len(cells))
-    outcomes = [judge(c) for c in distinct]
-    absent = np.array([o is None for o in outcomes] + [False])[codes]
-    wrong = np.array([isinstance(o, tuple) for o in outcomes] + [False])[codes]
-    values = np.array([-1.0 if o is None or isinstance(o, tuple) else float(o)
-                       for o in outcomes] + [-1.0])[codes]
-    missing |= absent
-    for i in np.flatnonzero(wrong).tolist():
-        got = outcomes[int(codes[i])]
-        assert isinstance(got, tuple)
-        findings.add(where, got[0], got[1], _row(start + i))
-    return values
-
-
-def _judge_all(cells: Sequence[object], judge: Callable[[object], Outcome], where: str,
-               start: int, findings: Findings, missing: np.ndarray) -> np.ndarray:
-    """Each cell's value (-1 where it has none), marking missing cells and recording problems
-    in row order: :func:`_judge_texts` where it applies, else :func:`_judge_each`."""
-    values = _judge_texts(cells, judge, where, start, findings, missing)
-    if values is None:
-        values = _judge_each(cells, judge, where, start, findings, missing)
-    return values
-
-
 def _numeric(column: NumericColumn, cells: Sequence[object], start: int,
              findings: Findings, missing: np.ndarray) -> np.ndarray:
     lo, hi = column.range
@@ -146,7 +82,7 @@ def _numeric(column: NumericColumn, cells: Sequence[object], start: int,
     spellings = _spellings(column)
     outside = f"outside the allowed range [{lo:g}, {hi:g}] {column.unit}".rstrip()
 
-    def judge(cell: object) -> Outcome:
+    def judge(cell: object) -> judging.Outcome:
         if _is_missing(cell, spellings):
             return None
         value = _number(cell)
@@ -160,7 +96,7 @@ def _numeric(column: NumericColumn, cells: Sequence[object], start: int,
             return rules.OUT_OF_RANGE, outside
         return column.scale(value)
 
-    out = _judge_all(cells, judge, f"column {column.name}", start, findings, missing)
+    out = judging.judge_all(cells, judge, f"column {column.name}", start, findings, missing)
     if column.missing is not None:
         out[missing] = column.scale(float(column.missing.impute))
     return out[:, None]
@@ -172,7 +108,7 @@ def _categorical(column: CategoricalColumn, cells: Sequence[object], start: int,
     spellings = _spellings(column)
     unknown = f"not one of the levels {list(column.levels)}"
 
-    def judge(cell: object) -> Outcome:
+    def judge(cell: object) -> judging.Outcome:
         if _is_missing(cell, spellings):
             return None
         text = _text(cell)
@@ -182,7 +118,7 @@ def _categorical(column: CategoricalColumn, cells: Sequence[object], start: int,
             return rules.UNKNOWN_LEVEL, unknown
         return index[text]
 
-    level = _judge_all(cells, judge, f"column {column.name}", start, findings, missing)
+    level = judging.judge_all(cells, judge, f"column {column.name}", start, findings, missing)
     if column.missing is not None and column.missing.impute is not None:
         level[missing] = index[column.missing.impute]
     out = np.zeros((len(cells), len(column.levels)))
@@ -197,7 +133,7 @@ def _boolean(column: BooleanColumn, cells: Sequence[object], start: int,
     unknown = (f"not a spelling of true {list(column.true_values)} or false "
                f"{list(column.false_values)}")
 
-    def judge(cell: object) -> Outcome:
+    def judge(cell: object) -> judging.Outcome:
         if _is_missing(cell, spellings):
             return None
         if isinstance(cell, bool):
@@ -209,7 +145,7 @@ def _boolean(column: BooleanColumn, cells: Sequence[object], start: int,
             return 0.0
         return rules.UNKNOWN_LEVEL, unknown
 
-    out = _judge_all(cells, judge, f"column {column.name}", start, findings, missing)
+    out = judging.judge_all(cells, judge, f"column {column.name}", start, findings, missing)
     out[out < 0] = 0.0
     if column.missing is not None:
         out[missing] = float(column.missing.impute)
@@ -270,14 +206,15 @@ def _labels(task: TabularTask, cells: Sequence[object], start: int, findings: Fi
     names = [c.name for c in task.label.classes]
     unknown = f"not a label value of the classes {names}"
 
-    def judge(cell: object) -> Outcome:
+    def judge(cell: object) -> judging.Outcome:
         if cell is None or (isinstance(cell, str) and not cell.strip()):
             return rules.MISSING_VALUE, "a record without a label"
         k = class_of(cell, task.label.classes)
         return (rules.UNKNOWN_CLASS, unknown) if k is None else k
 
     unused = np.zeros(len(cells), dtype=bool)
-    k = _judge_all(cells, judge, f"label column {task.label.column}", start, findings, unused)
+    k = judging.judge_all(cells, judge, f"label column {task.label.column}", start, findings,
+                          unused)
     k[k < 0] = 0
     return k.astype(np.int64)
 

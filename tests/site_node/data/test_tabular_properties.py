@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policies.task_loader import LoadedTask
-from site_node.data import tabular
+from site_node.data import judging
 from site_node.data.report import Findings
 from site_node.data.table_check import EncodedTable, TableEncoder, encode_table
 from site_node.data.tables import RawTable
@@ -107,10 +107,10 @@ def test_text_cells_take_the_vectorised_path_with_the_cell_by_cell_result(
     cells = {c: [r[j] for r in rows] for j, c in enumerate(COLUMNS)}
     table = RawTable(COLUMNS, cells, len(rows), "csv")  # type: ignore[arg-type]
     fast, slow = Findings("cells", loaded.name), Findings("cells", loaded.name)
-    with patch.object(tabular, "_judge_texts", wraps=tabular._judge_texts) as vectorised:
+    with patch.object(judging, "judge_texts", wraps=judging.judge_texts) as vectorised:
         out_fast = encode_table(loaded.task, table, fast)  # type: ignore[arg-type]
     assert vectorised.called
-    with patch.object(tabular, "_judge_all", tabular._judge_each):
+    with patch.object(judging, "judge_all", judging.judge_each):
         out_slow = encode_table(loaded.task, table, slow)  # type: ignore[arg-type]
     assert fast.report() == slow.report()
     assert (out_fast is None) == (out_slow is None)
