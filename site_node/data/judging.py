@@ -27,7 +27,7 @@ Outcome = float | tuple[str, str] | None
 
 
 def judge_each(cells: Sequence[object], judge: Callable[[object], Outcome], where: str,
-                start: int, findings: Findings, missing: np.ndarray) -> np.ndarray:
+               start: int, findings: Findings, missing: np.ndarray) -> np.ndarray:
     """Each cell's value (-1 where it has none), marking missing cells and recording problems
     in row order. A text cell is judged once per chunk (a column repeats its values)."""
     values = np.full(len(cells), -1.0)
@@ -50,7 +50,7 @@ def judge_each(cells: Sequence[object], judge: Callable[[object], Outcome], wher
 
 
 def judge_texts(cells: Sequence[object], judge: Callable[[object], Outcome], where: str,
-                 start: int, findings: Findings, missing: np.ndarray) -> np.ndarray | None:
+                start: int, findings: Findings, missing: np.ndarray) -> np.ndarray | None:
     """:func:`judge_each` with numpy for cells that are all text or None (a CSV's): each
     distinct cell is judged once, and only the rows with a problem are visited (in row order).
     None if a cell is of another kind (then equal values of different types, ``True`` and
@@ -77,7 +77,7 @@ def judge_texts(cells: Sequence[object], judge: Callable[[object], Outcome], whe
 
 
 def judge_all(cells: Sequence[object], judge: Callable[[object], Outcome], where: str,
-               start: int, findings: Findings, missing: np.ndarray) -> np.ndarray:
+              start: int, findings: Findings, missing: np.ndarray) -> np.ndarray:
     """Each cell's value (-1 where it has none), marking missing cells and recording problems
     in row order: :func:`judge_texts` where it applies, else :func:`judge_each`."""
     values = judge_texts(cells, judge, where, start, findings, missing)
