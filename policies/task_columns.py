@@ -14,6 +14,8 @@ site's records shapes training outside the DP accounting.
 
 from __future__ import annotations
 
+import math
+import sys
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -26,6 +28,8 @@ from pydantic import (
     StrictStr,
     model_validator,
 )
+
+from policies.task_numbers import is_number
 
 Number = StrictFloat | StrictInt
 #: A cell value that means "missing", as written in a file (compared after stripping spaces).
@@ -109,10 +113,55 @@ class NumericColumn(_Frozen):
                 raise ValueError(f"missing.zero_is_missing: 0 is inside the range [{lo}, {hi}], "
                                  "so a recorded 0 cannot mean missing")
             for spelling in self.missing.values:
-                if _is_number(spelling):
+                if is_number(spelling):
                     raise ValueError(f"missing.values: {spelling!r} is a number, not a missing "
                                      "marker")
+        problem = self._scaling_problem()
+        if problem is not None:
+            raise ValueError(problem)
         return self
+
+    def _scaling_problem(self) -> str | None:
+        """Why the scaling of some allowed value (or the imputation value) is not a finite
+        float, naming the field; None if every value in the range scales to a finite feature.
+
+        Each step of :meth:`scale` is monotone in the value, so finite results and steps at
+        both ends of the range mean finite results for every value between them."""
+        lo, hi = self.range
+        formula = "gain·(value−center)/(hi−lo)"
+        declared = [("range", lo), ("range", hi), ("center", self.center)]
+        if self.missing is not None:
+            declared.append(("missing.impute", self.missing.impute))
+        for field, number in declared:
+            if number is not None and not _fits_float(number):
+                return f"{field}: {_shown(number)} is too large for a float"
+        try:
+            width = float(hi - lo)
+            center = float((lo + hi) / 2 if self.center is None else self.center)
+        except OverflowError:
+            width = center = math.inf
+        if not math.isfinite(width):
+            return (f"range: [{lo:g}, {hi:g}] is too wide: hi−lo overflows a float, so "
+                    f"{formula} is not finite")
+        if width < sys.float_info.min:
+            return (f"range: [{lo:g}, {hi:g}] is too narrow: hi−lo is below the smallest "
+                    f"normal float, so {formula} loses its precision")
+        if not math.isfinite(center):
+            field = "range" if self.center is None else "center"
+            return f"{field}: the center of {formula} overflows a float"
+        ends = [("range", lo), ("range", hi)]
+        if self.missing is not None:
+            ends.append(("missing.impute", self.missing.impute))
+        for field, value in ends:
+            try:
+                step = float(self.gain) * (float(value) - center)
+            except OverflowError:
+                step = math.inf
+            if not math.isfinite(step) or not math.isfinite(self.scale(float(value))):
+                culprit = "gain" if math.isfinite(float(value) - center) else field
+                return (f"{culprit}: {formula} of {value:g} overflows a float (gain "
+                        f"{self.gain:g}, center {center:g}, range [{lo:g}, {hi:g}])")
+        return None
 
     def scale(self, value: float) -> float:
         """The fixed scaling of a value: ``gain · (value − center) / (hi − lo)``."""
@@ -165,17 +214,21 @@ class BooleanColumn(_Frozen):
         return self
 
 
+def _fits_float(number: float) -> bool:
+    try:
+        return math.isfinite(float(number))
+    except OverflowError:
+        return False
+
+
+def _shown(number: float) -> str:
+    text = repr(number)
+    return text if len(text) <= 24 else f"{text[:12]}…({len(text)} digits)"
+
+
 Column = Annotated[NumericColumn | CategoricalColumn | BooleanColumn,
                    Field(discriminator="type")]
 COLUMN_TYPES = ("numeric", "categorical", "boolean")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def column_features(column: NumericColumn | CategoricalColumn | BooleanColumn

@@ -2,11 +2,12 @@
 
 It runs exactly the checks the node runs before every round (:mod:`site_node.data`) and prints
 a summary a site admin can send to the coordinator without exposing any record: row count, the
-train/test split, the class balance, missing rates per column, the image size. With ``--policy``
-(the consortium policy) it also checks what the policy implies for these data, as the node does
-before every round: training examples at most ``secagg.max_weight``, expected batch q·N >= 1;
-without it, it says those checks were not made. Exit 0 when the data fit; exit 2 with the
-report (column or file, rule, first offending rows) when not.
+train/test split, the class balance, missing rates per column, the image size. A table is
+checked a chunk of rows at a time, with progress on stderr (:mod:`.data_progress`). With
+``--policy`` (the consortium policy) it also checks what the policy implies for these data, as
+the node does before every round: training examples at most ``secagg.max_weight``, expected
+batch q·N >= 1; without it, it says those checks were not made. Exit 0 when the data fit; exit
+2 with the report (column or file, rule, first offending rows) when not.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rich.console import Console
 
 from policies.loader import load_policy
 from policies.task_loader import load_task
+from site_node.cli.data_progress import data_progress
 from site_node.data import DataRefused, load_site_data
 
 console = Console(soft_wrap=True, highlight=False)
@@ -60,7 +62,8 @@ def check_data(
     result: dict[str, Any] = {"task": loaded.name, "task_sha256": loaded.sha256,
                               "data": str(data)}
     try:
-        site = load_site_data(loaded, data)
+        with data_progress() as progress:
+            site = load_site_data(loaded, data, progress=progress)
     except DataRefused as refused:
         result |= {"ok": False, "report": refused.report.as_dict()}
         lines = [f"The data do NOT fit task {loaded.name}:", *refused.report.lines()]

@@ -22,12 +22,13 @@ import numpy as np
 from policies.task import AnyTask, ImageTask, TabularTask
 from policies.task_loader import LoadedTask
 from site_node.data import report as rules
-from site_node.data.images import ImageSet, pixels, read_folders, read_npz
+from site_node.data.images import ImageSet, pixels, read_folders
+from site_node.data.npz import read_npz
 from site_node.data.report import DataRefused, Findings
 from site_node.data.split import split_mask
 from site_node.data.summary import DataSummary
-from site_node.data.tables import read_table
-from site_node.data.tabular import encode_table
+from site_node.data.table_check import ProgressFn, check_table
+from site_node.data.tables import CHUNK_ROWS
 from site_node.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -95,17 +96,17 @@ def _classes(loaded: LoadedTask, split: _Split) -> dict[str, dict[str, int]]:
     return {n: {"train": int(train[k]), "test": int(test[k])} for k, n in enumerate(names)}
 
 
-def _tabular(loaded: LoadedTask, task: TabularTask, path: Path, findings: Findings
-             ) -> tuple[_Split, str, dict[str, float]] | None:
-    table = read_table(path, findings) if path.is_file() else None
-    if table is None:
-        if not findings:
-            findings.add(f"file {path.name}", rules.UNREADABLE, "not a file")
+def _tabular(loaded: LoadedTask, task: TabularTask, path: Path, findings: Findings,
+             read: _Reading) -> tuple[_Split, str, dict[str, float]] | None:
+    if not path.is_file():
+        findings.add(f"file {path.name}", rules.UNREADABLE, "not a file")
         return None
-    encoded = encode_table(task, table, findings)
-    if encoded is None:
+    checked = check_table(task, path, findings, chunk_rows=read.chunk_rows,
+                          progress=read.progress)
+    if checked is None:
         return None
-    return _task_split(loaded, encoded.x, encoded.y), table.format, encoded.missing_rates
+    encoded, fmt = checked
+    return _task_split(loaded, encoded.x, encoded.y), fmt, encoded.missing_rates
 
 
 def _images(loaded: LoadedTask, task: ImageTask, path: Path, findings: Findings
@@ -130,8 +131,16 @@ def _images(loaded: LoadedTask, task: ImageTask, path: Path, findings: Findings
     return None
 
 
-def load_site_data(loaded: LoadedTask, path: Path | str) -> SiteData:
-    """Read, validate, split and encode a site's data for ``loaded``'s task.
+@dataclass(frozen=True)
+class _Reading:
+    chunk_rows: int
+    progress: ProgressFn | None
+
+
+def load_site_data(loaded: LoadedTask, path: Path | str, *, progress: ProgressFn | None = None,
+                   chunk_rows: int = CHUNK_ROWS) -> SiteData:
+    """Read, validate, split and encode a site's data for ``loaded``'s task. A table is read
+    ``chunk_rows`` rows at a time, ``progress`` called after each chunk.
 
     Raises
     ------
@@ -146,7 +155,7 @@ def load_site_data(loaded: LoadedTask, path: Path | str) -> SiteData:
     if not path.exists():
         findings.add(f"path {path.name}", rules.UNREADABLE, "no such file or folder")
     elif isinstance(task, TabularTask):
-        got = _tabular(loaded, task, path, findings)
+        got = _tabular(loaded, task, path, findings, _Reading(chunk_rows, progress))
         if got is not None:
             split, fmt, rates = got
     else:

@@ -37,6 +37,7 @@ IMAGE_CHANNELS = "wrong channels"
 TOO_FEW_ROWS = "too few rows"
 CLASS_COUNT = "class count"
 SINGLE_CLASS = "single class"
+TOO_LARGE = "too large"
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,13 @@ class Findings:
         self._count[key] = self._count.get(key, 0) + 1
         if at is not None and len(shown) < MAX_SHOWN:
             shown.append(at)
+
+    def merge(self, other: Findings) -> None:
+        """Add ``other``'s problems after this one's (rows named up to the same limit)."""
+        for key, shown in other._at.items():
+            mine = self._at.setdefault(key, [])
+            mine.extend(shown[: MAX_SHOWN - len(mine)])
+            self._count[key] = self._count.get(key, 0) + other._count[key]
 
     def __bool__(self) -> bool:
         return bool(self._count)

@@ -21,20 +21,13 @@ import numpy as np
 
 from policies.task import ClassSpec, TabularTask
 from policies.task_columns import BooleanColumn, CategoricalColumn, NumericColumn
+from policies.task_numbers import parse_number
+from site_node.data import judging
 from site_node.data import report as rules
 from site_node.data.report import Findings
 from site_node.data.tables import RawTable
 
 AnyColumn = NumericColumn | CategoricalColumn | BooleanColumn
-
-
-@dataclass(frozen=True)
-class EncodedTable:
-    """The features (float32, the task's layout), class indices, and each column's missing rate."""
-
-    x: np.ndarray
-    y: np.ndarray
-    missing_rates: dict[str, float]
 
 
 def _row(i: int) -> str:
@@ -66,85 +59,94 @@ def _number(cell: object) -> float | None:
         except (OverflowError, ValueError):
             return math.inf
     if isinstance(cell, str):
-        try:
-            return float(cell.strip())
-        except ValueError:
-            return None
+        return parse_number(cell)
     return None
 
 
-def _is_missing(cell: object, column: AnyColumn) -> bool:
+def _spellings(column: AnyColumn) -> frozenset[str]:
+    """The cell texts (stripped) that mean missing in ``column``."""
+    values = column.missing.values if column.missing is not None else ("",)
+    return frozenset(v.strip() for v in values)
+
+
+def _is_missing(cell: object, spellings: frozenset[str]) -> bool:
     if cell is None:
         return True
-    spellings = column.missing.values if column.missing is not None else ("",)
-    return isinstance(cell, str) and cell.strip() in {s.strip() for s in spellings}
+    return isinstance(cell, str) and cell.strip() in spellings
 
 
-def _numeric(column: NumericColumn, cells: Sequence[object], findings: Findings,
-             missing: np.ndarray) -> np.ndarray:
-    where, (lo, hi) = f"column {column.name}", column.range
-    out = np.zeros(len(cells))
+def _numeric(column: NumericColumn, cells: Sequence[object], start: int,
+             findings: Findings, missing: np.ndarray) -> np.ndarray:
+    lo, hi = column.range
     zero_missing = column.missing is not None and column.missing.zero_is_missing
-    for i, cell in enumerate(cells):
-        if _is_missing(cell, column):
-            missing[i] = True
-            continue
+    spellings = _spellings(column)
+    outside = f"outside the allowed range [{lo:g}, {hi:g}] {column.unit}".rstrip()
+
+    def judge(cell: object) -> judging.Outcome:
+        if _is_missing(cell, spellings):
+            return None
         value = _number(cell)
         if value is None:
-            findings.add(where, rules.WRONG_TYPE, "not a number", _row(i))
-        elif not math.isfinite(value):
-            findings.add(where, rules.NON_FINITE, "NaN or infinite", _row(i))
-        elif zero_missing and value == 0.0:
-            missing[i] = True
-        elif not lo <= value <= hi:
-            findings.add(where, rules.OUT_OF_RANGE,
-                         f"outside the allowed range [{lo:g}, {hi:g}] {column.unit}".rstrip(),
-                         _row(i))
-        else:
-            out[i] = column.scale(value)
+            return rules.WRONG_TYPE, "not a number"
+        if not math.isfinite(value):
+            return rules.NON_FINITE, "NaN or infinite"
+        if zero_missing and value == 0.0:
+            return None
+        if not lo <= value <= hi:
+            return rules.OUT_OF_RANGE, outside
+        return column.scale(value)
+
+    out = judging.judge_all(cells, judge, f"column {column.name}", start, findings, missing)
     if column.missing is not None:
         out[missing] = column.scale(float(column.missing.impute))
     return out[:, None]
 
 
-def _categorical(column: CategoricalColumn, cells: Sequence[object], findings: Findings,
-                 missing: np.ndarray) -> np.ndarray:
-    out = np.zeros((len(cells), len(column.levels)))
+def _categorical(column: CategoricalColumn, cells: Sequence[object], start: int,
+                 findings: Findings, missing: np.ndarray) -> np.ndarray:
     index = {level: j for j, level in enumerate(column.levels)}
-    for i, cell in enumerate(cells):
-        if _is_missing(cell, column):
-            missing[i] = True
-            continue
+    spellings = _spellings(column)
+    unknown = f"not one of the levels {list(column.levels)}"
+
+    def judge(cell: object) -> judging.Outcome:
+        if _is_missing(cell, spellings):
+            return None
         text = _text(cell)
         if text is None:
-            findings.add(f"column {column.name}", rules.WRONG_TYPE, "not text", _row(i))
-        elif text not in index:
-            findings.add(f"column {column.name}", rules.UNKNOWN_LEVEL,
-                         f"not one of the levels {list(column.levels)}", _row(i))
-        else:
-            out[i, index[text]] = 1.0
+            return rules.WRONG_TYPE, "not text"
+        if text not in index:
+            return rules.UNKNOWN_LEVEL, unknown
+        return index[text]
+
+    level = judging.judge_all(cells, judge, f"column {column.name}", start, findings, missing)
     if column.missing is not None and column.missing.impute is not None:
-        out[missing, index[column.missing.impute]] = 1.0
+        level[missing] = index[column.missing.impute]
+    out = np.zeros((len(cells), len(column.levels)))
+    rows = np.flatnonzero(level >= 0)
+    out[rows, level[rows].astype(np.int64)] = 1.0
     return out
 
 
-def _boolean(column: BooleanColumn, cells: Sequence[object], findings: Findings,
-             missing: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(cells))
-    for i, cell in enumerate(cells):
-        if _is_missing(cell, column):
-            missing[i] = True
-            continue
+def _boolean(column: BooleanColumn, cells: Sequence[object], start: int,
+             findings: Findings, missing: np.ndarray) -> np.ndarray:
+    spellings = _spellings(column)
+    unknown = (f"not a spelling of true {list(column.true_values)} or false "
+               f"{list(column.false_values)}")
+
+    def judge(cell: object) -> judging.Outcome:
+        if _is_missing(cell, spellings):
+            return None
         if isinstance(cell, bool):
-            out[i] = float(cell)
-            continue
+            return float(cell)
         text = _text(cell)
         if text in column.true_values:
-            out[i] = 1.0
-        elif text not in column.false_values:
-            findings.add(f"column {column.name}", rules.UNKNOWN_LEVEL,
-                         f"not a spelling of true {list(column.true_values)} or false "
-                         f"{list(column.false_values)}", _row(i))
+            return 1.0
+        if text in column.false_values:
+            return 0.0
+        return rules.UNKNOWN_LEVEL, unknown
+
+    out = judging.judge_all(cells, judge, f"column {column.name}", start, findings, missing)
+    out[out < 0] = 0.0
     if column.missing is not None:
         out[missing] = float(column.missing.impute)
     return out[:, None]
@@ -154,17 +156,37 @@ _ENCODERS: dict[type, Callable[..., np.ndarray]] = {
     NumericColumn: _numeric, CategoricalColumn: _categorical, BooleanColumn: _boolean}
 
 
-def _encode_column(column: AnyColumn, cells: Sequence[object], findings: Findings
-                   ) -> tuple[np.ndarray, float]:
+@dataclass(frozen=True)
+class Sinks:
+    """Where one column's problems are recorded, by kind, so that a table checked in chunks
+    gives the report of the table checked whole (each kind's problems in row order)."""
+
+    values: Findings
+    missing: Findings
+    scaling: Findings
+
+    def all(self) -> tuple[Findings, ...]:
+        """In report order."""
+        return self.values, self.missing, self.scaling
+
+
+def _encode_column(column: AnyColumn, cells: Sequence[object], start: int, sinks: Sinks
+                   ) -> tuple[np.ndarray, int]:
+    """The column's features (float32) and its count of missing cells."""
     missing = np.zeros(len(cells), dtype=bool)
-    block = _ENCODERS[type(column)](column, cells, findings, missing)
+    block = _ENCODERS[type(column)](column, cells, start, sinks.values, missing)
     if missing.any() and column.missing is None:
         for i in np.flatnonzero(missing).tolist():
-            findings.add(f"column {column.name}", rules.MISSING_VALUE,
-                         "the task declares no missing-value handling for this column", _row(i))
+            sinks.missing.add(f"column {column.name}", rules.MISSING_VALUE,
+                              "the task declares no missing-value handling for this column",
+                              _row(start + i))
     if column.missing is not None and column.missing.indicator:
         block = np.hstack([block, missing[:, None].astype(float)])
-    return block, float(missing.mean()) if len(cells) else 0.0
+    block = block.astype(np.float32)
+    for i in np.flatnonzero(~np.isfinite(block).all(axis=1)).tolist():
+        sinks.scaling.add(f"column {column.name}", rules.NON_FINITE,
+                          "the task's scaling gives a non-finite feature", _row(start + i))
+    return block, int(missing.sum())
 
 
 def class_of(cell: object, classes: Sequence[ClassSpec]) -> int | None:
@@ -179,44 +201,60 @@ def class_of(cell: object, classes: Sequence[ClassSpec]) -> int | None:
     return None
 
 
-def _labels(task: TabularTask, cells: Sequence[object], findings: Findings) -> np.ndarray:
-    where = f"label column {task.label.column}"
-    y = np.zeros(len(cells), dtype=np.int64)
+def _labels(task: TabularTask, cells: Sequence[object], start: int, findings: Findings
+            ) -> np.ndarray:
     names = [c.name for c in task.label.classes]
-    for i, cell in enumerate(cells):
-        k = class_of(cell, task.label.classes)
+    unknown = f"not a label value of the classes {names}"
+
+    def judge(cell: object) -> judging.Outcome:
         if cell is None or (isinstance(cell, str) and not cell.strip()):
-            findings.add(where, rules.MISSING_VALUE, "a record without a label", _row(i))
-        elif k is None:
-            findings.add(where, rules.UNKNOWN_CLASS,
-                         f"not a label value of the classes {names}", _row(i))
-        else:
-            y[i] = k
-    return y
+            return rules.MISSING_VALUE, "a record without a label"
+        k = class_of(cell, task.label.classes)
+        return (rules.UNKNOWN_CLASS, unknown) if k is None else k
+
+    unused = np.zeros(len(cells), dtype=bool)
+    k = judging.judge_all(cells, judge, f"label column {task.label.column}", start, findings,
+                          unused)
+    k[k < 0] = 0
+    return k.astype(np.int64)
 
 
-def encode_table(task: TabularTask, table: RawTable, findings: Findings) -> EncodedTable | None:
-    """Check every column and cell; the encoded table, or None if any problem was found."""
+def check_columns(task: TabularTask, columns: Sequence[str], findings: Findings) -> None:
+    """Record every column the task declares that the file lacks, and every column the file
+    holds that the task neither declares nor ignores."""
     assert task.label.column is not None  # a tabular task names its label (schema)
     declared = [c.name for c in task.columns] + [task.label.column]
     for name in declared:
-        if name not in table.cells:
+        if name not in columns:
             findings.add(f"column {name}", rules.MISSING_COLUMN, "the task declares it; the "
                          "file does not hold it")
     allowed = set(declared) | set(task.ignore_columns)
-    for name in table.columns:
+    for name in columns:
         if name not in allowed:
             findings.add(f"column {name}", rules.EXTRA_COLUMN, "the task does not declare it "
                          "(list identifiers under ignore_columns)")
-    if findings:
-        return None
-    blocks, rates = [], {}
+
+
+@dataclass(frozen=True)
+class EncodedChunk:
+    """One chunk's features (float32), class indices and missing cells per column."""
+
+    x: np.ndarray
+    y: np.ndarray
+    missing: dict[str, int]
+
+
+def encode_chunk(task: TabularTask, chunk: RawTable, sinks: dict[str, Sinks], label: Findings
+                 ) -> EncodedChunk:
+    """Check and encode every cell of a chunk whose columns fit (:func:`check_columns`); its
+    problems go to each column's ``sinks`` and the label's to ``label``."""
+    assert task.label.column is not None
+    blocks, missing = [], {}
     for column in task.columns:
-        block, rates[column.name] = _encode_column(column, table.cells[column.name], findings)
+        block, missing[column.name] = _encode_column(column, chunk.cells[column.name],
+                                                     chunk.start, sinks[column.name])
         blocks.append(block)
-    y = _labels(task, table.cells[task.label.column], findings)
-    if findings:
-        return None
-    x = np.hstack(blocks).astype(np.float32) if table.rows else np.zeros(
-        (0, len(task.feature_names())), np.float32)
-    return EncodedTable(x=x, y=y, missing_rates=rates)
+    y = _labels(task, chunk.cells[task.label.column], chunk.start, label)
+    x = np.hstack(blocks) if chunk.rows else np.zeros((0, len(task.feature_names())),
+                                                      np.float32)
+    return EncodedChunk(x=x, y=y, missing=missing)

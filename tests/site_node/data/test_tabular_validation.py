@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from policies.task import TabularTask
+from policies.task_loader import LoadedTask
 from site_node.data import DataRefused, load_site_data
 from site_node.data import report as rules
 from tests.site_node.data.synthetic import csv_cell, table, task, write_table
@@ -173,3 +175,46 @@ def test_missing_markers_zero_and_label_values_follow_the_task(tmp_path: Path) -
     cols["readmitted"][2] = "9"  # an integer label value of "transferred", written as text
     data = load_site_data(task(tmp_path), write_table(tmp_path / "site.csv", cols))
     assert data.num_train + data.num_test == 30
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("text", ["5_5", "٥", "５", "1_0"])
+def test_numbers_float_reads_but_ascii_does_not_are_refused(tmp_path: Path, fmt: str,
+                                                            text: str) -> None:
+    """A numeric cell (a CSV's text, a Parquet string column) is ASCII decimal or refused."""
+    path = write_table(tmp_path / f"site{fmt}", _text_column("lactate", 2, text)(table(40)))
+    with pytest.raises(DataRefused) as info:
+        load_site_data(task(tmp_path), path)
+    assert [(p.where, p.rule, p.at) for p in info.value.report.problems] == [
+        ("column lactate", rules.WRONG_TYPE, ("row 3",))]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_label_in_unicode_digits_is_no_class(tmp_path: Path, fmt: str) -> None:
+    """``9`` labels "transferred"; ``٩`` and ``９`` (float() reads both as 9) do not."""
+    cols = table(40)
+    cols["readmitted"][2], cols["readmitted"][5] = "٩", "９"
+    with pytest.raises(DataRefused) as info:
+        load_site_data(task(tmp_path), write_table(tmp_path / f"site{fmt}", cols))
+    assert [(p.where, p.rule, p.at) for p in info.value.report.problems] == [
+        ("label column readmitted", rules.UNKNOWN_CLASS, ("row 3", "row 6"))]
+
+
+def test_a_non_finite_encoded_feature_is_refused_naming_column_and_row(tmp_path: Path) -> None:
+    """Defence in depth behind ``task check``: a task whose scaling overflows (built here without
+    validation) turns every cell, 1e306 as well as 1.0, into an infinite feature; the site
+    refuses it, naming the column and the rows."""
+    loaded = task(tmp_path)
+    assert isinstance(loaded.task, TabularTask)
+    lactate = loaded.task.columns[0].model_copy(update={"range": (0, 1e308), "gain": 1000,
+                                                        "missing": None})
+    wide = loaded.task.model_copy(update={"columns": (lactate, *loaded.task.columns[1:])})
+    cols = table(40)
+    cols["lactate"] = [1.0] * 40
+    cols["lactate"][3] = 1e306
+    path = write_table(tmp_path / "site.csv", cols)
+    with pytest.raises(DataRefused) as info:
+        load_site_data(LoadedTask(wide, loaded.source, loaded.sha256), path)
+    assert [(p.where, p.rule, p.at) for p in info.value.report.problems] == [
+        ("column lactate", rules.NON_FINITE, tuple(f"row {i + 1}" for i in range(5)))]
+    assert info.value.report.problems[0].count == 40
