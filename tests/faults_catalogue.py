@@ -202,6 +202,38 @@ CATALOGUE: dict[str, list[str]] = {
         r"tests/site_node/test_flower_compat\.py::test_(masking_installs|the_client_app_installs)",
         r"tests/consortium/test_flower_compat\.py::test_(install_masking|the_server_paces)",
     ],
+    "Task scalings that overflow a float refused; non-finite features refused at the site": [
+        r"tests/policies/test_task_scaling\.py::",
+        r"tests/site_node/data/test_tabular_validation\.py::test_a_non_finite_encoded_feature",
+    ],
+    "Numbers are ASCII decimal only (5_5, ٥٥, ５５ are not 55)": [
+        r"tests/policies/test_task_numbers\.py::",
+        r"tests/site_node/data/test_tabular_validation\.py::test_(numbers_float_reads"
+        r"|a_label_in_unicode_digits)",
+    ],
+    "Files checked from their headers before decoding (npz sizes, decompression bombs, disguised "
+    "formats)": [
+        r"tests/site_node/data/test_npz_headers\.py::",
+        r"tests/site_node/data/test_image_headers\.py::",
+    ],
+    "Large tables checked in chunks: bounded memory, progress, the same report": [
+        r"tests/site_node/data/test_table_chunks\.py::",
+        r"tests/site_node/data/test_check_data_progress\.py::",
+        r"tests/site_node/data/test_tabular_properties\.py::test_(chunks|text_cells)",
+    ],
+    "The deployed mode runs from an installed wheel, never from a checkout": [
+        r"tests/deployment/test_app_bundle\.py::",
+        r"tests/integration/test_installed\.py::",
+    ],
+    "Server and nodes read one set of run-config keys (a demo of another example)": [
+        r"tests/deployment/test_run_config\.py::",
+    ],
+    "A busy dashboard port is refused before anything starts, naming --port": [
+        r"tests/deployment/test_dashboard_command\.py::test_a_busy_port",
+    ],
+    "Refusals name the fix (a policy that does not fit the sites, shares above min_sites)": [
+        r"tests/deployment/test_error_hints\.py::",
+    ],
 }
 
 
