@@ -13,6 +13,7 @@ import streamlit as st
 
 from consortium.errors import StoreError
 from consortium.store.records import (
+    ENGINE_LOCAL,
     MODE_DEMO,
     RUN_ABANDONED,
     RUN_COMPLETED,
@@ -20,6 +21,7 @@ from consortium.store.records import (
     RUN_INTERRUPTED,
     RUN_RUNNING,
     RUN_STOPPED,
+    RunRecord,
     RunStatus,
 )
 from dashboard import data
@@ -135,8 +137,7 @@ def run_header(rd: data.RunData) -> None:
         st.caption(f"Stop reason: {run.stop_reason}")
     if run.status == data.KILLED:
         st.warning("This run is recorded as running but the process running it is gone (killed "
-                   "or crashed). Continue it with `consortium run --resume --run "
-                   f"{run.run_id}`.", icon=":material/heart_broken:")
+                   "or crashed). " + _after_kill(run), icon=":material/heart_broken:")
     if run.status == RUN_RUNNING:
         done = len(rd.rounds)
         planned = max(run.rounds_planned, done, 1)
@@ -145,6 +146,14 @@ def run_header(rd: data.RunData) -> None:
                     text=f"Live: round {done + 1} of {planned} in progress "
                          f"(previous step finished {_when(since)}); refreshes every "
                          f"{LIVE_EVERY_S:g} s")
+
+
+def _after_kill(run: RunRecord) -> str:
+    """What the coordinator can do with a killed run."""
+    if run.engine == ENGINE_LOCAL:
+        return ("It is a site's local-only run of a comparison, which is never resumed: run "
+                "`consortium compare` again (a resume would mark it abandoned).")
+    return f"Continue it with `consortium run --resume --run {run.run_id}`."
 
 
 def live(body: Callable[[data.RunData], None]) -> None:

@@ -300,3 +300,16 @@ def test_a_run_whose_process_was_killed_is_shown_as_killed_not_live(live_store: 
     shown = texts(at)
     assert "killed" in shown
     assert "consortium run --resume --run run-live" in shown
+
+
+def test_a_killed_local_only_run_is_not_offered_a_resume(live_store: Path) -> None:
+    """A comparison's local-only run is never resumed (a resume marks it abandoned): the page
+    says to run the comparison again instead."""
+    import socket
+
+    with RunStore(live_store) as store, store.db.transaction() as conn:
+        conn.execute("UPDATE runs SET owner=?, engine='local'",
+                     (f"{socket.gethostname()}:999999999",))
+    shown = texts(run_page(live_store, "overview"))
+    assert "killed" in shown and "consortium compare" in shown
+    assert "--resume" not in shown
