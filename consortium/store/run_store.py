@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from consortium.errors import StoreError
@@ -159,6 +160,15 @@ class RunStore:
         if not rows:
             raise StoreError(f"no checkpoint for run {run_id!r} round {rnd}")
         return bytes(rows[0]["model"]), str(rows[0]["sha256"])
+
+    def checkpoints(self, run_id: str) -> Iterator[tuple[int, bytes, str]]:
+        """Every checkpoint of a run, by round: (round, ``.npz`` bytes, SHA-256), read one at a
+        time."""
+        rounds = self.db.query("SELECT round FROM checkpoints WHERE run_id=? ORDER BY round",
+                               (run_id,))
+        for row in rounds:
+            model, sha = self.checkpoint(run_id, int(row["round"]))
+            yield int(row["round"]), model, sha
 
     def last_checkpoint(self, run_id: str) -> tuple[int, bytes, str] | None:
         """The latest checkpoint of a run: (round, ``.npz`` bytes, SHA-256), if any."""

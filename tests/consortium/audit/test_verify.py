@@ -121,8 +121,11 @@ def test_a_log_rewritten_under_another_key_fails_only_when_the_key_is_pinned(
         log = AuditLog(store.db, key=other.signing_key())
         for s in SITES:
             registry.enrol(log, s, audited.site_keys[s].public_key(), mode="deployment")
-        RunAudit(log, run_record(loaded)).start()
-    verify_store(forged / "runs.sqlite")  # self-consistent
+        run = run_record(loaded)
+        with store.db.transaction():
+            store.start_run(run)
+            RunAudit(log, run).start()
+    verify_store(forged / "runs.sqlite")  # self-consistent, its signed head included
     genuine = open_home(audited.home).signing_key().public_key()
     with pytest.raises(SignatureInvalid, match="seq=1"):
         verify_store(forged / "runs.sqlite", consortium_key=genuine)
