@@ -176,8 +176,11 @@ def check_run_rows(store: RunStore, start: AuditEntry, policy: Mapping[str, Any]
     if unrecorded:
         raise RowNotCovered(f"rounds of run {run_id}: the log signs round(s) {unrecorded}, but "
                             "the table holds no row for them (deleted)")
-    _check_checkpoints(store, run_id, {rnd: payload(e).get(CHECKPOINT_SHA256)
-                                       for rnd, e in entries.items()})
+    try:
+        _check_checkpoints(store, run_id, {rnd: payload(e).get(CHECKPOINT_SHA256)
+                                           for rnd, e in entries.items()})
+    except StoreError as exc:
+        raise RowNotCovered(f"checkpoints rows of run {run_id}: {exc}") from None
 
 
 def check_orphans(store: RunStore, started: set[str]) -> None:

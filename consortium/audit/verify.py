@@ -108,13 +108,6 @@ __all__ = ["EpsilonCheck", "Progress", "SecurityEvent", "VerificationResult", "c
 
 def _consortium_key(entries: list[AuditEntry], pinned: Ed25519PublicKey | None
                     ) -> Ed25519PublicKey:
-    if entries and entries[0].kind == ENROLMENT and pinned is not None:
-        enrolled = _payload(entries[0]).get("fingerprint")
-        if enrolled != fingerprint(pinned):
-            raise SignatureInvalid(
-                f"audit_log entry seq=1: the log enrolled consortium key {str(enrolled)[:16]}…, "
-                f"not the pinned key {fingerprint(pinned)[:16]}… (a store of another "
-                "consortium, or a log rewritten under another key)")
     if pinned is not None:
         return pinned
     if entries and entries[0].kind == ENROLMENT:
@@ -127,6 +120,23 @@ def _consortium_key(entries: list[AuditEntry], pinned: Ed25519PublicKey | None
     raise ChainBroken("the audit log does not begin by enrolling the consortium key")
 
 
+def _chain(entries: list[AuditEntry], key: Ed25519PublicKey, pinned: bool) -> None:
+    """:func:`verify_chain`; a pinned key the log did not enroll is named as such."""
+    try:
+        verify_chain(entries, key)
+    except SignatureInvalid:
+        try:
+            enrolled = entries[0].payload.get("fingerprint") if pinned else None
+        except ValueError:
+            enrolled = None
+        if enrolled is not None and enrolled != fingerprint(key):
+            raise SignatureInvalid(
+                f"audit_log entry seq=1: the log enrolled consortium key {str(enrolled)[:16]}…, "
+                f"not the pinned key {fingerprint(key)[:16]}… (a store of another consortium, "
+                "or a log rewritten under another key)") from None
+        raise
+
+
 def verify_chain(entries: list[AuditEntry], key: Ed25519PublicKey) -> None:
     """Check sequence, links, hashes and signatures of every entry (raises on the first)."""
     prev = GENESIS
@@ -136,6 +146,10 @@ def verify_chain(entries: list[AuditEntry], key: Ed25519PublicKey) -> None:
             raise ChainBroken(f"{where}: expected seq {i}: an entry is missing or reordered")
         if e.prev_hash != prev:
             raise ChainBroken(f"{where}: prev_hash does not link to entry {i - 1}")
+        if not all(isinstance(v, str) for v in (e.kind, e.created_at, e.payload_json,
+                                                e.entry_hash, e.signature)) or \
+                not isinstance(e.run_id, str | None):
+            raise ChainBroken(f"{where}: a column holds a value of the wrong type (altered)")
         digest = entry_hash(e.seq, e.run_id, e.kind, e.created_at, e.payload_json, e.prev_hash)
         if digest != e.entry_hash:
             raise ChainBroken(f"{where}: content does not match its hash (altered)")
@@ -241,7 +255,7 @@ def verify_store(path: Path | str, *, run_id: str | None = None,
         log, store = AuditLog(db), RunStore(db)
         entries = log.entries()
         key = _consortium_key(entries, consortium_key)
-        verify_chain(entries, key)
+        _chain(entries, key, consortium_key is not None)
         tell("chain", len(entries), len(entries))
         result = VerificationResult(entries=len(entries), consortium_fingerprint=fingerprint(key))
         _check_end(path, head, require_head, entries, key, result)

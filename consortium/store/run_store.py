@@ -159,7 +159,7 @@ class RunStore:
                              (run_id, rnd))
         if not rows:
             raise StoreError(f"no checkpoint for run {run_id!r} round {rnd}")
-        return bytes(rows[0]["model"]), str(rows[0]["sha256"])
+        return _blob(rows[0]["model"], run_id, rnd), str(rows[0]["sha256"])
 
     def checkpoints(self, run_id: str) -> Iterator[tuple[int, bytes, str]]:
         """Every checkpoint of a run, by round: (round, ``.npz`` bytes, SHA-256), read one at a
@@ -176,11 +176,19 @@ class RunStore:
                              "ORDER BY round DESC LIMIT 1", (run_id,))
         if not rows:
             return None
-        return int(rows[0]["round"]), bytes(rows[0]["model"]), str(rows[0]["sha256"])
+        rnd = int(rows[0]["round"])
+        return rnd, _blob(rows[0]["model"], run_id, rnd), str(rows[0]["sha256"])
 
     def table_names(self) -> list[str]:
         """Names of the tables the store holds."""
         return self.db.table_names()
+
+
+def _blob(model: object, run_id: str, rnd: int) -> bytes:
+    if not isinstance(model, bytes):
+        raise StoreError(f"checkpoint of run {run_id!r} round {rnd}: the model is not a blob "
+                         f"({type(model).__name__})")
+    return model
 
 
 def _site_values(s: SiteRoundRecord) -> tuple[object, ...]:
