@@ -11,8 +11,8 @@ and PLD are both numerically tight accountants and agree to well within :data:`T
 Verification recomputes ε for every receipt of a store, so both are cached: RDP composes
 linearly, so the per-step RDP curve of each distinct (σ, q) is computed once (``dp_accounting``
 itself) and a history is the sum of ``steps`` times those curves, converted to ε by
-``dp_accounting``'s own ``compute_epsilon``; PLD is memoised by the history up to each round, so
-sites and runs with the same mechanisms are composed once.
+``dp_accounting``'s own ``compute_epsilon``; and both memoise ε by the history up to each round,
+so sites and runs with the same mechanisms are accounted once.
 
 No torch, no Opacus, no Flower.
 """
@@ -41,10 +41,15 @@ PRV_EPS_ERROR = 0.01
 #: The RDP orders Opacus uses, so both sides optimise over the same orders.
 RDP_ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))
 PLD_DISCRETIZATION = 1e-4
-#: How many PLD prefixes to remember (each a float; the keys are the histories).
-_PLD_CACHE_SIZE = 65536
-#: ε by (history up to a round, δ), for :class:`PldRecomputation`.
-_PLD_EPSILONS: dict[tuple[tuple[Round, ...], float], float] = {}
+#: How many recomputed ε to remember (keyed by accountant, history up to a round, and δ).
+_CACHE_SIZE = 65536
+_EPSILONS: dict[tuple[str, tuple[Round, ...], float], float] = {}
+
+
+def _remember(key: tuple[str, tuple[Round, ...], float], eps: float) -> None:
+    if len(_EPSILONS) >= _CACHE_SIZE:
+        _EPSILONS.clear()
+    _EPSILONS[key] = eps
 
 
 class AccountingError(Exception):
@@ -101,15 +106,19 @@ class RdpRecomputation(Accountant):
 
     def cumulative_epsilons(self, history: Sequence[Round], delta: float) -> list[float]:
         total = np.zeros(len(RDP_ORDERS))
-        out = []
-        for sigma, q, steps in history:
-            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-                raise AccountingError(f"cannot account σ={sigma}, q={q}, steps={steps}: steps "
-                                      "must be a non-negative integer")
-            total = total + steps * np.asarray(_unit_rdp(float(sigma), float(q)))
-            with _quiet():
-                eps, _ = compute_epsilon(RDP_ORDERS, total, delta)
-            out.append(float(eps))
+        out: list[float] = []
+        prefix: tuple[Round, ...] = ()
+        with _quiet():
+            for sigma, q, steps in history:
+                if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+                    raise AccountingError(f"cannot account σ={sigma}, q={q}, steps={steps}: "
+                                          "steps must be a non-negative integer")
+                total = total + steps * np.asarray(_unit_rdp(float(sigma), float(q)))
+                prefix = (*prefix, (float(sigma), float(q), steps))
+                key = (self.name, prefix, delta)
+                if key not in _EPSILONS:
+                    _remember(key, float(compute_epsilon(RDP_ORDERS, total, delta)[0]))
+                out.append(_EPSILONS[key])
         return out
 
 
@@ -128,17 +137,15 @@ class PldRecomputation(Accountant):
         acc: PLDAccountant | None = None
         composed = 0
         for i in range(len(rounds)):
-            key = (rounds[: i + 1], delta)
-            if key not in _PLD_EPSILONS:
+            key = (self.name, rounds[: i + 1], delta)
+            if key not in _EPSILONS:
                 acc = acc or PLDAccountant(value_discretization_interval=PLD_DISCRETIZATION)
                 for rnd in rounds[composed: i + 1]:
                     _compose(acc, rnd)
                 composed = i + 1
-                if len(_PLD_EPSILONS) >= _PLD_CACHE_SIZE:
-                    _PLD_EPSILONS.clear()
                 with _quiet():
-                    _PLD_EPSILONS[key] = float(acc.get_epsilon(delta))
-            out.append(_PLD_EPSILONS[key])
+                    _remember(key, float(acc.get_epsilon(delta)))
+            out.append(_EPSILONS[key])
         return out
 
 

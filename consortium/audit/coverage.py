@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any
 
 from consortium.audit.figures import CHECKPOINT_SHA256, RECORD, SITES, same, value
@@ -42,6 +42,8 @@ _ALWAYS = ("engine", "mode", "policy_sha256", "policy_json", "rounds_planned")
 #: The site_rounds columns a site's signed receipt states.
 _PRIVACY = ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "max_grad_norm",
             "accountant")
+_ROUND_FIELDS = tuple(f.name for f in fields(RoundRecord) if f.name != "sites")
+_SITE_FIELDS = tuple(f.name for f in fields(SiteRoundRecord) if f.name != "site")
 _DATA_TABLES = ("runs", "rounds", "site_rounds", "checkpoints", "receipts")
 
 
@@ -100,10 +102,10 @@ def _check_site(run_id: str, rnd: int, site: SiteRoundRecord, signed: object,
     where = f"run {run_id} round {rnd} site {site.site}"
     if not isinstance(signed, dict):
         raise RowNotCovered(f"site_rounds row of {where}: the signed round names no such site")
-    for f in fields(SiteRoundRecord):
-        if f.name != "site" and not same(signed.get(f.name), getattr(site, f.name)):
-            raise _differs("site_rounds", where, f.name, getattr(site, f.name),
-                           signed.get(f.name))
+    for column in _SITE_FIELDS:
+        if not same(signed.get(column), getattr(site, column)):
+            raise _differs("site_rounds", where, column, getattr(site, column),
+                           signed.get(column))
     if receipt is None:
         if any(getattr(site, c) is not None for c in _PRIVACY):
             raise RowNotCovered(f"site_rounds row of {where}: privacy figures but no verified "
@@ -124,9 +126,8 @@ def _check_round(run_id: str, row: RoundRecord, entry: AuditEntry,
         raise RowNotCovered(f"rounds row of {where}: its round entry seq={entry.seq} carries no "
                             "signed figures (written before round figures were signed), so "
                             "the row cannot be verified")
-    stored = asdict(row)
-    del stored["sites"]
-    for column, v in stored.items():
+    for column in _ROUND_FIELDS:
+        v = getattr(row, column)
         if not same(record.get(column), v):
             raise _differs("rounds", where, column, v, record.get(column))
     names = {s.site for s in row.sites}
