@@ -82,8 +82,12 @@ def corrupt(genuine: Path, tmp_path: Path, target: tuple[str, str, str, type],
             conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         select = f"SELECT {column} FROM {table} WHERE {where} ORDER BY rowid"
         before = conn.execute(select).fetchall()
-        conn.execute(f"UPDATE {table} SET {column}=? WHERE {where}", (value,))
-        changed = conn.execute(select).fetchall() != before
+        try:
+            conn.execute(f"UPDATE {table} SET {column}=? WHERE {where}", (value,))
+        except sqlite3.IntegrityError:  # the schema refuses it (NaN is NULL in a NOT NULL column)
+            changed = False
+        else:
+            changed = conn.execute(select).fetchall() != before
     conn.close()
     assume(changed)  # SQLite stored the value as it was (e.g. '0.8' in a REAL column)
     return store
