@@ -4,15 +4,30 @@ the table, run, round, site and column (issue 14)."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from consortium.audit.log import AuditLog
+from consortium.audit.registry import KeyRegistry
+from consortium.audit.trail import RunAudit
 from consortium.audit.verify import verify_store
 from consortium.errors import RowNotCovered
+from consortium.home import open_home
 from consortium.run import rounds as rr
-from tests.consortium.audit_fixture import RUN_ID, AuditedRun, write_audited_run
+from consortium.run.attribution import FitJudgement
+from consortium.store.run_store import RunStore
+from policies.loader import LoadedPolicy
+from tests.consortium.audit_fixture import (
+    RUN_ID,
+    AuditedRun,
+    make_receipt,
+    run_record,
+    trained,
+    write_audited_run,
+)
 
 
 @pytest.fixture
@@ -88,3 +103,33 @@ def test_a_swapped_checkpoint_is_named(with_checkpoints: AuditedRun) -> None:
     with pytest.raises(RowNotCovered, match=r"signed rounds \[2\] have a checkpoint"):
         verify_store(with_checkpoints.store)
 
+
+
+def test_non_finite_figures_are_signed_as_the_store_keeps_them(
+    audited: AuditedRun, loaded: LoadedPolicy
+) -> None:
+    """A site that reported no accuracy (NaN: SQLite stores NULL) and an infinite loss."""
+    with RunStore(audited.store) as store:
+        log = AuditLog(store.db, key=open_home(audited.home).signing_key())
+        reg = KeyRegistry.from_entries(log.entries())
+        run = run_record(loaded, run_id="run-nan", rounds=1)
+        audit = RunAudit(log, run)
+        with store.db.transaction():
+            store.start_run(run)
+            audit.start()
+        signed = make_receipt("hungary", 1, loaded.sha256, run_id="run-nan").sign(
+            audited.site_keys["hungary"])
+        judgement = FitJudgement(trained=[trained(signed, reg.active("hungary"))])  # type: ignore[arg-type]
+        evals = [rr.EvalFigure(site="hungary", loss=math.inf, accuracy=math.nan,
+                               num_examples=50)]
+        record = rr.make_round(1, judgement=judgement, evals=evals, started_at=rr.utc_now(),
+                               duration_s=1.0, policy_sha256=loaded.sha256, failure=None)
+        with store.db.transaction():
+            store.record_round("run-nan", record)
+            audit.round(1, judgement, failures=0, status=record.status, reason=None,
+                        record=record)
+    verify_store(audited.store, run_id="run-nan")
+    edit(audited.store, "UPDATE site_rounds SET loss=0.5 WHERE run_id='run-nan'")
+    with pytest.raises(RowNotCovered, match=r"round 1 site hungary: column loss is 0\.5, but the "
+                                            r"signed log says 'inf'"):
+        verify_store(audited.store, run_id="run-nan")
