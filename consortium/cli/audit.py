@@ -31,6 +31,12 @@ EXIT_BROKEN, EXIT_SECURITY = 1, 3
 
 RunOpt = Annotated[str | None, typer.Option(
     "--run", help="Run id (verify: every run; report: the latest).")]
+HeadOpt = Annotated[Path | None, typer.Option(
+    "--head", help="The log's signed head file (default: the one beside the store, e.g. "
+                   "runs-audit-head.json in the consortium home).")]
+NoHeadOpt = Annotated[bool, typer.Option(
+    "--no-head", help="Accept a store without a signed head (one found is still checked): "
+                      "entries cut off the log's end then go undetected.")]
 
 
 def _print_result(result: VerificationResult) -> None:
@@ -84,13 +90,8 @@ def verify(
     consortium_key: Annotated[Path | None, typer.Option(
         "--consortium-key", help="Pin this consortium public key (PEM) (default: the consortium "
                                  "home's key, if the home has one).")] = None,
-    head: Annotated[Path | None, typer.Option(
-        "--head", help="The log's signed head file (default: the one beside the store, e.g. "
-                       "runs-audit-head.json in the consortium home).")] = None,
-    no_head: Annotated[bool, typer.Option(
-        "--no-head", help="Accept a store without a signed head (one found is still "
-                          "checked): entries cut off the log's end then go undetected.")
-    ] = False,
+    head: HeadOpt = None,
+    no_head: NoHeadOpt = False,
 ) -> None:
     """Check the hash chain and its signed head, every signature, every store row against the
     log, every ε and ceiling, and security events."""
@@ -126,11 +127,13 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="Directory for the HTML and JSON report.")],
     store: StoreOpt = None,
     run: RunOpt = None,
+    head: HeadOpt = None,
+    no_head: NoHeadOpt = False,
 ) -> None:
     """Write the auditor's report of a run as self-contained HTML and JSON."""
     from consortium.audit.report import build_report, write_report
 
-    data = build_report(store_path(store), run)
+    data = build_report(store_path(store), run, head=head, require_head=not no_head)
     html_path, json_path = write_report(data, out)
     v = data["verification"]
     status = "verified" if v["ok"] else f"VERIFICATION FAILED ({v['error_kind']})"

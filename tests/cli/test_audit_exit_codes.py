@@ -95,6 +95,11 @@ def test_without_a_head_it_exits_1_unless_no_head_is_given(
                                           "--no-head"], capsys, monkeypatch)
     assert outcome.code == 0, outcome.output
     assert "WARNING: no signed audit head was checked" in outcome.output
+    report = ["audit", "report", "--store", str(run.store), "--out", str(tmp_path / "r")]
+    failed = invoke(main, "consortium", report, capsys, monkeypatch)
+    assert failed.code == 1 and "VERIFICATION FAILED (HeadMissing)" in failed.output
+    accepted = invoke(main, "consortium", [*report, "--no-head"], capsys, monkeypatch)
+    assert accepted.code == 0, accepted.output
 
 
 def test_the_homes_key_is_pinned_by_default(tmp_path: Path, capsys: pytest.CaptureFixture[str],
