@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consortium.audit import accountant as ia
 from consortium.audit import registry, verify
+from consortium.audit.head import head_path
 from consortium.audit.log import AuditLog
 from consortium.audit.registry import EnrolledKey, KeyRegistry
 from consortium.audit.trail import RunAudit
@@ -178,6 +179,7 @@ def test_a_deleted_receipt_row_is_named(audited: AuditedRun) -> None:
 def test_one_changed_byte_in_the_file_fails(audited: AuditedRun, tmp_path: Path) -> None:
     copy = tmp_path / "copy.sqlite"
     shutil.copy(audited.store, copy)
+    shutil.copy(head_path(audited.store), head_path(copy))  # its signed head too
     data = bytearray(copy.read_bytes())
     at = data.index(b'"epsilon":') + len(b'"epsilon":') + 2  # a digit of a receipt's ε
     data[at] = ord("0") if data[at] != ord("0") else ord("1")
