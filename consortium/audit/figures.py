@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
+from enum import Enum
 from typing import Any
 
 from consortium.store.records import RoundRecord
@@ -21,7 +22,10 @@ RECORD, SITES, CHECKPOINT_SHA256 = "record", "sites", "checkpoint_sha256"
 
 
 def value(x: object) -> object:
-    """A stored value as signed: NaN as None, infinities as strings, other values as they are."""
+    """A stored value as signed: NaN as None, infinities as strings, an enum member (a status)
+    as its value, other values as they are."""
+    if isinstance(x, Enum):
+        return value(x.value)
     if isinstance(x, float) and not math.isfinite(x):
         return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
     return x

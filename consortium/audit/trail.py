@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from consortium.audit.figures import round_figures
+from consortium.audit.figures import round_figures, value
 from consortium.audit.log import AuditLog
 from consortium.run.attribution import FitJudgement, Rejection, Trained
 from consortium.store.records import RoundRecord, RunRecord
@@ -78,7 +78,7 @@ class RunAudit:
             self.log.security_event(run_id, f"reply rejected: {rej.reason}", round=rnd,
                                     node_id=rej.node_id, claimed_site=rej.claimed_site)
         self.log.append(ROUND if reason is None else ROUND_FAILED, {
-            "round": rnd, "status": status,
+            "round": rnd, "status": value(status),
             "sites_with_receipt": sorted(t.site for t in judgement.trained),
             "receipts_resent": sorted(t.site for t in judgement.resent),
             "refusals": dict(sorted(judgement.refusals.items())),
@@ -94,4 +94,4 @@ class RunAudit:
 
     def finish(self, status: str, reason: str) -> None:
         """Log why the run stopped."""
-        self.log.append(RUN_STOP, {"status": status, "reason": reason}, self.run.run_id)
+        self.log.append(RUN_STOP, {"status": value(status), "reason": reason}, self.run.run_id)

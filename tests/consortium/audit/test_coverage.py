@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from enum import Enum
 from pathlib import Path
 
 import pytest
 
+from consortium.audit.figures import same, value
 from consortium.audit.log import AuditLog
 from consortium.audit.registry import KeyRegistry
 from consortium.audit.trail import RunAudit
@@ -133,3 +135,13 @@ def test_non_finite_figures_are_signed_as_the_store_keeps_them(
     with pytest.raises(RowNotCovered, match=r"round 1 site hungary: column loss is 0\.5, but the "
                                             r"signed log says 'inf'"):
         verify_store(audited.store, run_id="run-nan")
+
+
+def test_a_status_enum_is_compared_by_its_value() -> None:
+    """Statuses may become enums with the same string values: signed and compared by value."""
+
+    class Status(Enum):
+        OK = "ok"
+
+    assert value(Status.OK) == "ok" and same("ok", Status.OK) and not same("failed", Status.OK)
+    assert value(math.nan) is None and value(-math.inf) == "-inf" and same(1, 1.0)
