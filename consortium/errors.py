@@ -72,6 +72,21 @@ class CeilingPassed(AuditVerificationError):
     """A site's ε passed a ceiling."""
 
 
+class LogTruncated(AuditVerificationError):
+    """The audit log does not reach its signed head (entries were cut off its end), or a
+    finished run lacks its signed run-stop."""
+
+
+class HeadMissing(AuditVerificationError):
+    """No signed head to check the log's end against: truncation cannot be excluded."""
+
+
+class RowNotCovered(AuditVerificationError):
+    """A run store row (runs, rounds, site_rounds, receipts, checkpoints) is not covered by,
+    or differs from, what the signed log records; the message names table, run, round, site
+    and column."""
+
+
 class SecurityEventsFound(AuditVerificationError):
     """The trail is intact but records security events (a rejected reply or receipt, a site
     that trained without a valid receipt): the run's privacy claims are incomplete.

@@ -6,7 +6,9 @@ kind, created_at, payload_json, prev_hash``; ``prev_hash`` is the previous entry
 zeros for the first), and the consortium's Ed25519 key signs the 32 hash bytes. ``receipts``
 indexes every accepted site receipt with the entry that holds it. Both tables are append-only
 (triggers). The first entry enrols the consortium key, and a log is only ever appended to with
-that key: a home with another key is refused.
+that key: a home with another key is refused. After each transaction that appended commits, the
+log's signed head is rewritten beside the store (:mod:`consortium.audit.head`), so that cutting
+entries off the end is detected.
 
 Writes join the caller's transaction (:meth:`Database.transaction`), so a round's receipts and
 entries commit together with the round itself.
@@ -23,6 +25,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from consortium.audit.head import head_path, write_head
 from consortium.errors import AuditLogError
 from consortium.store.database import Database
 from policies import canonical as canonical_json
@@ -71,6 +74,7 @@ class StoredReceipt:
     receipt_json: str
     signature: str
     key_fingerprint: str
+    epsilon: float
     log_seq: int
 
     def signed(self) -> SignedReceipt:
@@ -140,7 +144,23 @@ class AuditLog:
             sig = self.key.sign(bytes.fromhex(digest)).hex()
             conn.execute("INSERT INTO audit_log VALUES (?,?,?,?,?,?,?,?)",
                          (seq, run_id, kind, created, text, prev, digest, sig))
+            self.db.after_commit("audit-head", self._write_head)
         return AuditEntry(seq, run_id, kind, created, text, prev, digest, sig)
+
+    def _write_head(self) -> None:
+        """Sign the committed log's head and write it beside the store."""
+        assert self.key is not None
+        first = self.db.query("SELECT entry_hash FROM audit_log WHERE seq=1")
+        last = self.db.query("SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        if not first or not last:
+            return
+        path = head_path(self.db.path)
+        try:
+            write_head(path, self.key, store=self.db.path, genesis=str(first[0]["entry_hash"]),
+                       seq=int(last[0]["seq"]), entry_hash=str(last[0]["entry_hash"]))
+        except OSError as exc:
+            raise AuditLogError(f"the audit log of {self.db.path} was written, but its signed "
+                                f"head {path} could not be: {exc}") from exc
 
     def store_receipt(self, run_id: str, signed: SignedReceipt, key_fingerprint: str
                       ) -> AuditEntry:

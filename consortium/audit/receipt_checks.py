@@ -2,17 +2,19 @@
 
 Each receipt logged for the run must be identical in the ``receipts`` table and in its audit
 entry, canonical, signed by the key its site had enrolled *when the receipt was logged*, and about
-that run, round and site, under the run's policy hash and task hash. A version-1 receipt
+that run, round and site, under the run's policy hash and task hash, with the receipt's ε in its
+row's ``epsilon`` column (what the export shows). A version-1 receipt
 (written before tasks existed, with no task hash) is accepted only in a run whose run-start entry
 records no task either; in a run with a task it cannot say which task it trained, and is refused.
 """
 
 from __future__ import annotations
 
+from consortium.audit.figures import same
 from consortium.audit.log import RECEIPT, AuditEntry, AuditLog, StoredReceipt
 from consortium.audit.payload import payload
 from consortium.audit.registry import KeyRegistry
-from consortium.errors import ReceiptInvalid, SignatureInvalid, UnknownSiteKey
+from consortium.errors import ReceiptInvalid, RowNotCovered, SignatureInvalid, UnknownSiteKey
 from site_node.protocol.errors import InvalidReceiptSignature, ReceiptError
 from site_node.protocol.receipt import Receipt, SignedReceipt
 
@@ -52,6 +54,10 @@ def _one_receipt(e: AuditEntry, row: StoredReceipt, registry: KeyRegistry, polic
     r = signed.receipt
     if (r.run_id, r.round, r.site) != (row.run_id, row.round, row.site) or r.run_id != e.run_id:
         raise ReceiptInvalid(f"{where}: receipt names another run, round or site")
+    if not same(r.epsilon, row.epsilon):
+        raise RowNotCovered(f"receipts row of run {r.run_id} round {r.round} site {r.site}: "
+                            f"column epsilon is {row.epsilon!r}, but its signed receipt says "
+                            f"{r.epsilon!r}")
     if r.policy_sha256 != policy_sha:
         raise ReceiptInvalid(f"{where}: policy hash {r.policy_sha256[:16]}… is not the "
                              f"run's {policy_sha[:16]}…")

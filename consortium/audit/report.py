@@ -60,10 +60,11 @@ THREAT_MODEL: dict[str, Any] = {
 }
 
 
-def _verification(path: Path, run_id: str) -> tuple[dict[str, Any], VerificationResult | None]:
+def _verification(path: Path, run_id: str, head: Path | None, require_head: bool
+                  ) -> tuple[dict[str, Any], VerificationResult | None]:
     base: dict[str, Any] = {"tolerance": ia.TOLERANCE, "security_events": []}
     try:
-        result = verify_store(path, run_id=run_id)
+        result = verify_store(path, run_id=run_id, head=head, require_head=require_head)
     except SecurityEventsFound as exc:
         partial = exc.result if isinstance(exc.result, VerificationResult) else None
         events = [{"seq": s.seq, "reason": s.reason}
@@ -73,7 +74,8 @@ def _verification(path: Path, run_id: str) -> tuple[dict[str, Any], Verification
     except AuditVerificationError as exc:
         return {**base, "ok": False, "error_kind": type(exc).__name__, "error": str(exc)}, None
     return {**base, "ok": True, "error_kind": None, "error": None, "entries": result.entries,
-            "checks": len(result.checks)}, result
+            "checks": len(result.checks), "head": result.head_path,
+            "head_seq": result.head_seq}, result
 
 
 def _receipt_rows(stored: list[StoredReceipt], result: VerificationResult | None
@@ -136,8 +138,10 @@ def _enrolled(entries: list[AuditEntry]) -> list[EnrolledKey]:
         return []  # verification names the malformed enrolment
 
 
-def build_report(path: Path | str, run_id: str | None = None) -> dict[str, Any]:
-    """The auditor's report of one run (the latest when ``run_id`` is None).
+def build_report(path: Path | str, run_id: str | None = None, *, head: Path | None = None,
+                 require_head: bool = True) -> dict[str, Any]:
+    """The auditor's report of one run (the latest when ``run_id`` is None); ``head`` and
+    ``require_head`` as for :func:`~consortium.audit.verify.verify_store`.
 
     Raises
     ------
@@ -158,7 +162,7 @@ def build_report(path: Path | str, run_id: str | None = None) -> dict[str, Any]:
         enrolled = _enrolled(entries)
         first = _loads(entries[0].payload_json) if entries else {}
         consortium_fp = first.get("fingerprint") if isinstance(first, dict) else None
-    verification, result = _verification(path, run_id)
+    verification, result = _verification(path, run_id, head, require_head)
     receipts = _receipt_rows(stored, result)
     sites = sorted({r["site"] for r in receipts} | set(run["sites"]))
     return {

@@ -156,7 +156,8 @@ class LocalRun:
         with store.db.transaction():
             store.record_round(self.plan.run_id, record, checkpoint=blob,
                                checkpoint_sha256=digest)
-            audit.round(rnd, judgement, failures=0, status=record.status, reason=failure)
+            audit.round(rnd, judgement, failures=0, status=record.status, reason=failure,
+                        record=record, checkpoint_sha256=digest)
         if self.on_round is not None:
             self.on_round(record)
         return record, weights

@@ -324,7 +324,8 @@ class ConsortiumWorkflow:
             store.record_round(self.plan.run_id, record, checkpoint=blob,
                                checkpoint_sha256=digest)
             audit.round(rnd, judgement, failures=fit.failures if fit else 0,
-                        status=record.status, reason=failure, eval_rejections=eval_rejections)
+                        status=record.status, reason=failure, eval_rejections=eval_rejections,
+                        record=record, checkpoint_sha256=digest)
         log.info("round %d %s (%.1fs) mean accuracy %s", rnd, record.status,
                  record.duration_s, record.accuracy_mean)
         if self.on_round is not None:

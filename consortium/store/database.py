@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from consortium.errors import StoreError
@@ -130,6 +131,8 @@ class Database:
             raise StoreError(f"cannot open run store {self.path}: {exc}") from exc
         self._transactions = sqlite_file.Transactions(
             self.conn, lambda exc: StoreError(f"write to run store {self.path} failed: {exc}"))
+        self._depth = 0
+        self._after_commit: dict[str, Callable[[], None]] = {}
         self.version = self._check_version()
         if not readonly:
             self._create_or_migrate()
@@ -165,11 +168,35 @@ class Database:
                               "('schema_version', ?)", (str(SCHEMA_VERSION),))
         self.version = SCHEMA_VERSION
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """One transaction; nested uses join the outermost (all commit or none)."""
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; nested uses join the outermost (all commit or none). Once the
+        outermost commits, the callbacks registered with :meth:`after_commit` run."""
         if self.readonly:
             raise StoreError(f"run store {self.path} is open read-only")
-        return self._transactions()
+        outer = self._depth == 0
+        self._depth += 1
+        try:
+            with self._transactions() as conn:
+                yield conn
+        except BaseException:
+            if outer:
+                self._after_commit.clear()
+            raise
+        finally:
+            self._depth -= 1
+        if outer:
+            callbacks, self._after_commit = self._after_commit, {}
+            for callback in callbacks.values():
+                callback()
+
+    def after_commit(self, name: str, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the current transaction commits (never if it rolls back);
+        a later registration under the same ``name`` replaces an earlier one."""
+        if self._depth == 0:
+            callback()
+        else:
+            self._after_commit[name] = callback
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         """Run a read query; raises :class:`StoreError`."""

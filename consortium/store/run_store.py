@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
@@ -196,7 +197,16 @@ class RunStore:
                              (run_id, rnd))
         if not rows:
             raise StoreError(f"no checkpoint for run {run_id!r} round {rnd}")
-        return bytes(rows[0]["model"]), str(rows[0]["sha256"])
+        return _blob(rows[0]["model"], run_id, rnd), str(rows[0]["sha256"])
+
+    def checkpoints(self, run_id: str) -> Iterator[tuple[int, bytes, str]]:
+        """Every checkpoint of a run, by round: (round, ``.npz`` bytes, SHA-256), read one at a
+        time."""
+        rounds = self.db.query("SELECT round FROM checkpoints WHERE run_id=? ORDER BY round",
+                               (run_id,))
+        for row in rounds:
+            model, sha = self.checkpoint(run_id, int(row["round"]))
+            yield int(row["round"]), model, sha
 
     def last_checkpoint(self, run_id: str) -> tuple[int, bytes, str] | None:
         """The latest checkpoint of a run: (round, ``.npz`` bytes, SHA-256), if any."""
@@ -204,11 +214,19 @@ class RunStore:
                              "ORDER BY round DESC LIMIT 1", (run_id,))
         if not rows:
             return None
-        return int(rows[0]["round"]), bytes(rows[0]["model"]), str(rows[0]["sha256"])
+        rnd = int(rows[0]["round"])
+        return rnd, _blob(rows[0]["model"], run_id, rnd), str(rows[0]["sha256"])
 
     def table_names(self) -> list[str]:
         """Names of the tables the store holds."""
         return self.db.table_names()
+
+
+def _blob(model: object, run_id: str, rnd: int) -> bytes:
+    if not isinstance(model, bytes):
+        raise StoreError(f"checkpoint of run {run_id!r} round {rnd}: the model is not a blob "
+                         f"({type(model).__name__})")
+    return model
 
 
 def _site_values(s: SiteRoundRecord) -> tuple[object, ...]:

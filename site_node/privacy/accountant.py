@@ -2,9 +2,12 @@
 
 Training, the ledger, admission, the consortium's budget projection, receipts and every command
 call :func:`epsilon`: ε is composed over a sequence of :class:`Mechanism` events by a real Opacus
-accountant (PRV: loaded through its public ``load_state_dict``; RDP: Opacus' own RDP analysis,
-``compute_rdp`` and ``get_privacy_spent``, with the per-step curve of each (σ, q) cached, which
-is what Opacus' ``RDPAccountant`` computes); ε values are never added.
+accountant, one implementation of the one accountant interface
+(:class:`site_node.protocol.accounting.Accountant`) per accountant name, created by
+:func:`create_accountant` as Opacus' ``create_accountant`` does: :class:`OpacusPrv` (Opacus' PRV
+accountant, loaded through its public ``load_state_dict``) and :class:`OpacusRdp` (Opacus' own
+RDP analysis, ``compute_rdp`` and ``get_privacy_spent``, with the per-step curve of each (σ, q)
+cached, which is what Opacus' ``RDPAccountant`` computes); ε values are never added.
 Every figure is stated at a δ the caller passes and prints with it.
 """
 
@@ -15,9 +18,11 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from opacus.accountants import RDPAccountant, create_accountant
+from opacus.accountants import RDPAccountant
+from opacus.accountants import create_accountant as create_opacus_accountant
 from opacus.accountants.analysis import rdp as rdp_analysis
 
+from site_node.protocol.accounting import Accountant, Round, registry
 from site_node.protocol.mechanism import ACCOUNTANTS, Mechanism
 
 #: The orders Opacus' RDP accountant optimises over.
@@ -52,6 +57,39 @@ def _rdp_epsilon(history: list[tuple[float, float, int]], delta: float) -> float
     return float(eps)
 
 
+class OpacusRdp(Accountant):
+    """Opacus' RDP analysis (what its ``RDPAccountant`` computes), per-step curves cached."""
+
+    name = "rdp"
+
+    def epsilon(self, history: Sequence[Round], delta: float) -> float:
+        return _rdp_epsilon(list(history), delta) if history else 0.0
+
+
+class OpacusPrv(Accountant):
+    """Opacus' PRV accountant, its history loaded through ``load_state_dict``."""
+
+    name = "prv"
+
+    def epsilon(self, history: Sequence[Round], delta: float) -> float:
+        if not history:
+            return 0.0
+        acc = create_opacus_accountant(self.name)
+        acc.load_state_dict({"mechanism": acc.mechanism(), "history": list(history)})
+        return float(acc.get_epsilon(delta=delta))
+
+
+#: The implementations, by accountant name.
+ACCOUNTANT_CLASSES = registry(OpacusRdp, OpacusPrv)
+
+
+def create_accountant(name: str) -> Accountant:
+    """The site's accountant of that name; raises ``ValueError`` for an unknown one."""
+    if name not in ACCOUNTANT_CLASSES:
+        raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got {name!r}")
+    return ACCOUNTANT_CLASSES[name]()
+
+
 def epsilon(events: Sequence[Mechanism], *, delta: float, accountant: str) -> float:
     """ε at ``delta`` after every event, composed in order (0.0 for no event).
 
@@ -61,14 +99,7 @@ def epsilon(events: Sequence[Mechanism], *, delta: float, accountant: str) -> fl
         If δ is not in (0, 1) or the accountant is unknown.
     """
     _check(delta, accountant)
-    if not events:
-        return 0.0
-    history = _merged(events)
-    if accountant == "rdp":
-        return _rdp_epsilon(history, delta)
-    acc = create_accountant(accountant)
-    acc.load_state_dict({"mechanism": acc.mechanism(), "history": history})
-    return float(acc.get_epsilon(delta=delta))
+    return create_accountant(accountant).epsilon(_merged(events), delta)
 
 
 def _merged(events: Sequence[Mechanism]) -> list[tuple[float, float, int]]:

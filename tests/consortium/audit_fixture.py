@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consortium.audit import registry
@@ -121,20 +122,26 @@ def trained(signed: SignedReceipt, key: EnrolledKey) -> Trained:
 
 
 def write_round(store: RunStore, audit: RunAudit, rnd: int, judgement: FitJudgement,
-                *, failure: str | None = None) -> None:
-    """Record one round as the workflow does: round, receipts and entries in one transaction."""
+                *, failure: str | None = None, checkpoint: bool = False) -> None:
+    """Record one round as the workflow does: round, receipts and entries in one transaction
+    (with a checkpoint of a small model, if asked)."""
     evals = [rr.EvalFigure(site=t.site, loss=0.5, accuracy=0.8, num_examples=50)
              for t in judgement.trained] if failure is None else []
     record = rr.make_round(rnd, judgement=judgement, evals=evals, started_at=rr.utc_now(),
                            duration_s=1.0, policy_sha256=audit.run.policy_sha256,
                            failure=failure)
+    blob, digest = (rr.checkpoint_bytes([np.full(3, float(rnd))]) if checkpoint
+                    else (None, None))
     with store.db.transaction():
-        store.record_round(audit.run.run_id, record)
-        audit.round(rnd, judgement, failures=0, status=record.status, reason=failure)
+        store.record_round(audit.run.run_id, record, checkpoint=blob, checkpoint_sha256=digest)
+        audit.round(rnd, judgement, failures=0, status=record.status, reason=failure,
+                    record=record, checkpoint_sha256=digest)
 
 
-def write_audited_run(tmp: Path, *, mode: str = MODE_DEPLOYMENT) -> AuditedRun:
-    """Run store + audit log of a completed run whose every receipt is genuine."""
+def write_audited_run(tmp: Path, *, mode: str = MODE_DEPLOYMENT,
+                      checkpoints: bool = False) -> AuditedRun:
+    """Run store + audit log of a completed run whose every receipt is genuine (with a
+    checkpoint per round, if asked)."""
     home = tmp / "home"
     store_path = home / "runs.sqlite"
     loaded = load_policy()
@@ -151,7 +158,7 @@ def write_audited_run(tmp: Path, *, mode: str = MODE_DEPLOYMENT) -> AuditedRun:
             judgement = FitJudgement(trained=[
                 trained(make_receipt(s, rnd, loaded.sha256).sign(keys[s]), enrolled[s])
                 for s in SITES])
-            write_round(store, audit, rnd, judgement)
+            write_round(store, audit, rnd, judgement, checkpoint=checkpoints)
         with store.db.transaction():
             store.finish_run(RUN_ID, status=RUN_COMPLETED, reason="completed all planned rounds",
                              finished_at=rr.utc_now())

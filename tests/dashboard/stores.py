@@ -207,7 +207,8 @@ def write_audited_run(
             ok += record.status == ROUND_OK
             with store.db.transaction():
                 store.record_round(run_id, record)
-                audit.round(rnd, judgement, failures=0, status=record.status, reason=failure)
+                audit.round(rnd, judgement, failures=0, status=record.status, reason=failure,
+                            record=record)
         status, reason = ((RUN_COMPLETED, "completed all planned rounds") if ok
                           else (RUN_FAILED, "no round completed"))
         with store.db.transaction():

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from consortium.audit.head import head_path
 from consortium.audit.log import AuditLog
 from consortium.audit.report import build_report, write_report
 from consortium.audit.verify import verify_store
-from consortium.errors import AuditVerificationError, SecurityEventsFound
+from consortium.errors import AuditVerificationError, HeadMissing, SecurityEventsFound
 from consortium.store.records import MODE_DEMO, RUN_COMPLETED
 from consortium.store.run_store import RunStore
 from site_node.protocol.keys import fingerprint, load_public_key_file
@@ -71,13 +72,14 @@ def test_the_store_is_private(simulated: SimulatedRun) -> None:
 def test_one_changed_byte_fails_verification(simulated: SimulatedRun, tmp_path: Path) -> None:
     copy = tmp_path / "copy.sqlite"
     shutil.copy(simulated.store, copy)
+    shutil.copy(head_path(simulated.store), head_path(copy))  # its signed head too
     data = bytearray(copy.read_bytes())
     at = data.index(b'"epsilon":') + len(b'"epsilon":') + 2  # a digit of a receipt's ε
     data[at] = ord("0") if data[at] != ord("0") else ord("1")
     copy.write_bytes(bytes(data))
     with pytest.raises(AuditVerificationError) as err:
         verify_store(copy)
-    assert not isinstance(err.value, SecurityEventsFound)
+    assert not isinstance(err.value, SecurityEventsFound | HeadMissing)
 
 
 def test_report_opens_and_shows_every_site_and_round(simulated: SimulatedRun,

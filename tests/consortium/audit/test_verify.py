@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consortium.audit import accountant as ia
 from consortium.audit import registry, verify
+from consortium.audit.head import head_path
 from consortium.audit.log import AuditLog
 from consortium.audit.registry import EnrolledKey, KeyRegistry
 from consortium.audit.trail import RunAudit
@@ -121,8 +122,11 @@ def test_a_log_rewritten_under_another_key_fails_only_when_the_key_is_pinned(
         log = AuditLog(store.db, key=other.signing_key())
         for s in SITES:
             registry.enrol(log, s, audited.site_keys[s].public_key(), mode="deployment")
-        RunAudit(log, run_record(loaded)).start()
-    verify_store(forged / "runs.sqlite")  # self-consistent
+        run = run_record(loaded)
+        with store.db.transaction():
+            store.start_run(run)
+            RunAudit(log, run).start()
+    verify_store(forged / "runs.sqlite")  # self-consistent, its signed head included
     genuine = open_home(audited.home).signing_key().public_key()
     with pytest.raises(SignatureInvalid, match="seq=1"):
         verify_store(forged / "runs.sqlite", consortium_key=genuine)
@@ -175,6 +179,7 @@ def test_a_deleted_receipt_row_is_named(audited: AuditedRun) -> None:
 def test_one_changed_byte_in_the_file_fails(audited: AuditedRun, tmp_path: Path) -> None:
     copy = tmp_path / "copy.sqlite"
     shutil.copy(audited.store, copy)
+    shutil.copy(head_path(audited.store), head_path(copy))  # its signed head too
     data = bytearray(copy.read_bytes())
     at = data.index(b'"epsilon":') + len(b'"epsilon":') + 2  # a digit of a receipt's ε
     data[at] = ord("0") if data[at] != ord("0") else ord("1")
