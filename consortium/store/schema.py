@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, TypeVar
 
 from consortium.errors import StoreError
@@ -76,12 +77,12 @@ class Table:
     stored: Mapping[str, Stored] = field(default_factory=dict)
     nested: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def fields(self) -> tuple[str, ...]:
         """The record's stored fields, in declaration order."""
         return tuple(f.name for f in fields(self.record) if f.name not in self.nested)
 
-    @property
+    @cached_property
     def columns(self) -> tuple[str, ...]:
         """The column of each stored field, in the same order (without :attr:`keys`)."""
         return tuple(self.stored[f].column if f in self.stored else f for f in self.fields)
