@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import fields
+from typing import get_args, get_type_hints
 
 import pandas as pd
 
@@ -17,7 +19,9 @@ from consortium.store.records import (
     ComparisonRecord,
     RoundRecord,
     RunRecord,
+    SiteRoundRecord,
 )
+from consortium.store.schema import ROUNDS, SITE_ROUNDS
 from dashboard.config import ordered_sites, site_name
 
 #: Participation states of a site in a round, in legend order.
@@ -27,16 +31,17 @@ DROPPED_OUT = "dropped out"
 ROUND_FAILED_LABEL = "round failed"
 PARTICIPATION_STATES = (TOOK_PART, EVALUATED_ONLY, DROPPED_OUT, ROUND_FAILED_LABEL)
 
-_ROUND_COLUMNS = [
-    "round", "status", "started_at", "finished_at", "duration_s", "accuracy_mean",
-    "accuracy_weighted", "loss_mean", "loss_weighted", "failure_reason", "policy_sha256",
-    "sites_trained",
-]
-_SITE_COLUMNS = [
-    "round", "site", "site_name", "accuracy", "loss", "num_examples", "num_train_examples",
-    "epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "max_grad_norm",
-    "accountant", "trained", "refusal",
-]
+#: Display columns derived from the records: how many sites trained in a round, a site's name.
+SITES_TRAINED = "sites_trained"
+SITE_NAME = "site_name"
+
+_ROUND_FIELDS = ROUNDS.fields
+_ROUND_COLUMNS = [*_ROUND_FIELDS, SITES_TRAINED]
+_SITE_FIELDS = SITE_ROUNDS.fields
+_SITE_COLUMNS = ["round", "site", SITE_NAME, *(f for f in _SITE_FIELDS if f != "site")]
+#: The float fields of a site's figures (``float64`` columns, ``NaN`` where ``None``).
+_SITE_FLOATS = [f.name for f in fields(SiteRoundRecord)
+                if float in get_args(get_type_hints(SiteRoundRecord)[f.name])]
 
 
 def runs_frame(runs: Sequence[RunRecord], rounds: dict[str, list[RoundRecord]]) -> pd.DataFrame:
@@ -80,8 +85,8 @@ def rounds_frame(rounds: Sequence[RoundRecord]) -> pd.DataFrame:
     """One row per recorded round, with how many sites trained in it."""
     rows = [
         {
-            **{c: getattr(r, c) for c in _ROUND_COLUMNS if c != "sites_trained"},
-            "sites_trained": sum(s.trained for s in r.sites),
+            **{c: getattr(r, c) for c in _ROUND_FIELDS},
+            SITES_TRAINED: sum(s.trained for s in r.sites),
         }
         for r in rounds
     ]
@@ -94,16 +99,14 @@ def sites_frame(rounds: Sequence[RoundRecord]) -> pd.DataFrame:
     rows = [
         {
             "round": r.round,
-            "site_name": site_name(s.site),
-            **{c: getattr(s, c) for c in _SITE_COLUMNS if c not in ("round", "site_name")},
+            SITE_NAME: site_name(s.site),
+            **{c: getattr(s, c) for c in _SITE_FIELDS},
         }
         for r in rounds
         for s in r.sites
     ]
     frame = pd.DataFrame(rows, columns=_SITE_COLUMNS)
-    numeric = ["accuracy", "loss", "epsilon", "delta", "noise_multiplier", "sample_rate",
-               "max_grad_norm"]
-    return frame.astype({c: "float64" for c in numeric} | {"round": "int64", "trained": bool})
+    return frame.astype({c: "float64" for c in _SITE_FLOATS} | {"round": "int64", "trained": bool})
 
 
 def run_sites(run: RunRecord, sites: pd.DataFrame) -> list[str]:

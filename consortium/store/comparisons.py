@@ -8,28 +8,18 @@ written before comparisons existed (schema 2, opened read-only) simply holds non
 
 from __future__ import annotations
 
-import json
-
 from consortium.store.database import Database
 from consortium.store.records import ComparisonCell, ComparisonRecord
-
-_CELL_COLUMNS = ("site", "scope", "model", "class_index", "class_name", "correct", "total",
-                 "site_train_count")
+from consortium.store.schema import COMPARISON_RESULTS, COMPARISONS
 
 
 def record_comparison(db: Database, comparison: ComparisonRecord) -> None:
     """Write a comparison and its table in one transaction."""
     c = comparison
     with db.transaction() as conn:
-        conn.execute("INSERT INTO comparisons(comparison_id, created_at, task_sha256, "
-                     "federated_run_id, local_runs_json) VALUES (?,?,?,?,?)",
-                     (c.comparison_id, c.created_at, c.task_sha256, c.federated_run_id,
-                      json.dumps(c.local_runs, sort_keys=True)))
-        conn.executemany(
-            f"INSERT INTO comparison_results(comparison_id, {', '.join(_CELL_COLUMNS)}) "
-            f"VALUES ({','.join('?' * (len(_CELL_COLUMNS) + 1))})",
-            [(c.comparison_id, x.site, x.scope, x.model, x.class_index, x.class_name, x.correct,
-              x.total, x.site_train_count) for x in c.cells])
+        conn.execute(COMPARISONS.insert_sql(), COMPARISONS.values(c))
+        conn.executemany(COMPARISON_RESULTS.insert_sql(),
+                         [(c.comparison_id, *COMPARISON_RESULTS.values(x)) for x in c.cells])
 
 
 def comparisons(db: Database, run_id: str | None = None) -> list[ComparisonRecord]:
@@ -37,20 +27,18 @@ def comparisons(db: Database, run_id: str | None = None) -> list[ComparisonRecor
     federated run or as a site's local run)."""
     if "comparisons" not in db.table_names():
         return []
-    rows = db.query("SELECT comparison_id, created_at, task_sha256, federated_run_id, "
-                    "local_runs_json FROM comparisons ORDER BY created_at DESC")
+    rows = db.query(f"SELECT {COMPARISONS.select_list()} FROM comparisons "
+                    "ORDER BY created_at DESC")
     out = []
     for row in rows:
-        local = json.loads(row["local_runs_json"])
-        if run_id is not None and run_id != row["federated_run_id"] \
-                and run_id not in local.values():
+        where = f"comparison {row['comparison_id']}"
+        values = COMPARISONS.field_values(row, where)
+        if run_id is not None and run_id != values["federated_run_id"] \
+                and run_id not in values["local_runs"].values():
             continue
-        cells = db.query(f"SELECT {', '.join(_CELL_COLUMNS)} FROM comparison_results WHERE "
-                         "comparison_id=? ORDER BY site, scope, model, class_index",
+        cells = db.query(f"SELECT {COMPARISON_RESULTS.select_list()} FROM comparison_results "
+                         "WHERE comparison_id=? ORDER BY site, scope, model, class_index",
                          (row["comparison_id"],))
-        out.append(ComparisonRecord(
-            comparison_id=row["comparison_id"], created_at=row["created_at"],
-            task_sha256=row["task_sha256"], federated_run_id=row["federated_run_id"],
-            local_runs=dict(local),
-            cells=tuple(ComparisonCell(**{k: c[k] for k in _CELL_COLUMNS}) for c in cells)))
+        out.append(ComparisonRecord(**values, cells=tuple(
+            ComparisonCell(**COMPARISON_RESULTS.field_values(c, where)) for c in cells)))
     return out

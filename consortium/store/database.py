@@ -4,7 +4,9 @@ The run tables (:mod:`consortium.store.run_store`) and the audit tables
 (:mod:`consortium.audit.log`) live in one file and share one :class:`Database`, so that a round,
 its receipts and its audit entries commit in one transaction (:meth:`Database.transaction`).
 The schema and its version are defined here; a store written by a newer version is refused
-before anything is trained, an older one is migrated when opened for writing.
+before anything is trained, an older one is migrated when opened for writing. The columns of the
+run tables are the fields of their records (:mod:`consortium.store.schema`): a new field needs its
+column here and in a migration, which ``tests/consortium/store/test_schema.py`` checks.
 """
 
 from __future__ import annotations

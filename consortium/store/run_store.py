@@ -8,47 +8,28 @@ none of it. The database runs in WAL mode, so the dashboard can read while a run
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from collections.abc import Iterator
-from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
 
 from consortium.errors import RunTaken, StoreError
 from consortium.store.database import Database
 from consortium.store.records import (
-    MODE_DEPLOYMENT,
     RUN_RUNNING,
-    RUN_STATUSES,
     RoundRecord,
-    RoundStatus,
-    RunMode,
     RunRecord,
     RunStatus,
     SiteRoundRecord,
 )
+from consortium.store.schema import ROUNDS, RUNS, SITE_ROUNDS, Table
 
 log = logging.getLogger(__name__)
 
-_E = TypeVar("_E", bound=StrEnum)
-
-_SITE_COLUMNS = (
-    "site", "accuracy", "loss", "num_examples", "num_train_examples", "epsilon", "delta",
-    "noise_multiplier", "sample_rate", "steps", "max_grad_norm", "accountant", "trained",
-    "refusal",
-)
-_ROUND_COLUMNS = (
-    "round", "status", "started_at", "finished_at", "duration_s", "accuracy_mean",
-    "accuracy_weighted", "loss_mean", "loss_weighted", "failure_reason", "policy_sha256",
-)
-_RUN_COLUMNS = (
-    "run_id", "started_at", "status", "engine", "policy_sha256", "policy_json", "delta",
-    "epsilon_ceiling", "rounds_planned", "seed", "sites_json", "secagg_json", "mode",
-    "finished_at", "stop_reason", "owner", "example_site_policies", "task_sha256", "task_json",
-    "data_fingerprints_json",
-)
+#: The columns of each table, derived from its record (:mod:`consortium.store.schema`).
+_SITE_COLUMNS = SITE_ROUNDS.columns
+_ROUND_COLUMNS = ROUNDS.columns
+_RUN_COLUMNS = RUNS.columns
 
 
 class RunStore:
@@ -65,14 +46,13 @@ class RunStore:
     def __init__(self, source: Path | str | Database, *, readonly: bool = False) -> None:
         self.db = source if isinstance(source, Database) else Database(source, readonly=readonly)
         self.path = self.db.path
-        self._columns = {t: self._existing(t) for t in ("runs", "site_rounds")}
+        self._columns = {t.name: self._existing(t.name) for t in (RUNS, SITE_ROUNDS)}
 
     def _existing(self, table: str) -> set[str]:
         return {str(r["name"]) for r in self.db.query(f"PRAGMA table_info({table})")}
 
-    def _select(self, table: str, columns: tuple[str, ...]) -> str:
-        have = self._columns.get(table)
-        return ", ".join(c if have is None or c in have else f"NULL AS {c}" for c in columns)
+    def _select(self, table: Table) -> str:
+        return table.select_list(self._columns.get(table.name))
 
     def close(self) -> None:
         """Close the database connection."""
@@ -89,32 +69,15 @@ class RunStore:
     def start_run(self, run: RunRecord) -> None:
         """Record a new run as live."""
         with self.db.transaction() as conn:
-            conn.execute(
-                f"INSERT INTO runs({', '.join(_RUN_COLUMNS)}) VALUES "
-                f"({','.join('?' * len(_RUN_COLUMNS))})",
-                (run.run_id, run.started_at, run.status, run.engine, run.policy_sha256,
-                 run.policy_json, run.delta, run.epsilon_ceiling, run.rounds_planned, run.seed,
-                 json.dumps(list(run.sites)), run.secagg_json, run.mode, run.finished_at,
-                 run.stop_reason, run.owner, int(run.example_site_policies), run.task_sha256,
-                 run.task_json, _json_or_none(run.data_fingerprints)),
-            )
+            conn.execute(RUNS.insert_sql(), RUNS.values(run))
 
     def record_round(self, run_id: str, rnd: RoundRecord, *, checkpoint: bytes | None = None,
                      checkpoint_sha256: str | None = None) -> None:
         """Write one round, its site figures and (optionally) its checkpoint atomically."""
         with self.db.transaction() as conn:
-            conn.execute(
-                f"INSERT INTO rounds(run_id, {', '.join(_ROUND_COLUMNS)}) "
-                f"VALUES ({','.join('?' * (len(_ROUND_COLUMNS) + 1))})",
-                (run_id, rnd.round, rnd.status, rnd.started_at, rnd.finished_at, rnd.duration_s,
-                 rnd.accuracy_mean, rnd.accuracy_weighted, rnd.loss_mean, rnd.loss_weighted,
-                 rnd.failure_reason, rnd.policy_sha256),
-            )
-            conn.executemany(
-                f"INSERT INTO site_rounds(run_id, round, {', '.join(_SITE_COLUMNS)}) "
-                f"VALUES ({','.join('?' * (len(_SITE_COLUMNS) + 2))})",
-                [(run_id, rnd.round, *_site_values(s)) for s in rnd.sites],
-            )
+            conn.execute(ROUNDS.insert_sql(), (run_id, *ROUNDS.values(rnd)))
+            conn.executemany(SITE_ROUNDS.insert_sql(),
+                             [(run_id, rnd.round, *SITE_ROUNDS.values(s)) for s in rnd.sites])
             if checkpoint is not None:
                 conn.execute(
                     "INSERT INTO checkpoints(run_id, round, sha256, model) VALUES (?,?,?,?)",
@@ -159,13 +122,13 @@ class RunStore:
 
     def list_runs(self) -> list[RunRecord]:
         """All runs, newest first."""
-        rows = self.db.query(f"SELECT {self._select('runs', _RUN_COLUMNS)} FROM runs "
+        rows = self.db.query(f"SELECT {self._select(RUNS)} FROM runs "
                              "ORDER BY started_at DESC")
         return [_run_from_row(r) for r in rows]
 
     def get_run(self, run_id: str) -> RunRecord:
         """One run by id; raises :class:`StoreError` if there is none."""
-        rows = self.db.query(f"SELECT {self._select('runs', _RUN_COLUMNS)} FROM runs "
+        rows = self.db.query(f"SELECT {self._select(RUNS)} FROM runs "
                              "WHERE run_id=?", (run_id,))
         if not rows:
             raise StoreError(f"no run {run_id!r} in {self.path}")
@@ -181,12 +144,12 @@ class RunStore:
     def rounds(self, run_id: str) -> list[RoundRecord]:
         """Every recorded round of a run, in order, with its site figures."""
         site_rows = self.db.query(
-            f"SELECT round, {self._select('site_rounds', _SITE_COLUMNS)} FROM site_rounds "
+            f"SELECT round, {self._select(SITE_ROUNDS)} FROM site_rounds "
             "WHERE run_id=? ORDER BY round, site", (run_id,))
         by_round: dict[int, list[SiteRoundRecord]] = {}
         for row in site_rows:
-            by_round.setdefault(int(row["round"]), []).append(_site_from_row(row))
-        rows = self.db.query(f"SELECT {', '.join(_ROUND_COLUMNS)} FROM rounds WHERE run_id=? "
+            by_round.setdefault(int(row["round"]), []).append(_site_from_row(run_id, row))
+        rows = self.db.query(f"SELECT {self._select(ROUNDS)} FROM rounds WHERE run_id=? "
                              "ORDER BY round", (run_id,))
         return [_round_from_row(run_id, r, tuple(by_round.get(int(r["round"]), [])))
                 for r in rows]
@@ -229,66 +192,16 @@ def _blob(model: object, run_id: str, rnd: int) -> bytes:
     return model
 
 
-def _site_values(s: SiteRoundRecord) -> tuple[object, ...]:
-    return (s.site, s.accuracy, s.loss, s.num_examples, s.num_train_examples, s.epsilon,
-            s.delta, s.noise_multiplier, s.sample_rate, s.steps, s.max_grad_norm, s.accountant,
-            int(s.trained), s.refusal)
-
-
-def _site_from_row(row: sqlite3.Row) -> SiteRoundRecord:
-    values = {c: row[c] for c in _SITE_COLUMNS}
-    values["trained"] = bool(values["trained"])
-    return SiteRoundRecord(**values)
-
-
-def _stored(kind: type[_E], value: object, allowed: tuple[_E, ...], where: str) -> _E:
-    """A status or mode read from a row, as its enum; anything else is a :class:`StoreError`."""
-    if not isinstance(value, str) or value not in allowed:
-        raise StoreError(f"{where}: unknown {kind.__name__} {value!r} in the run store "
-                         f"(expected one of {', '.join(allowed)})")
-    return kind(value)
+def _site_from_row(run_id: str, row: sqlite3.Row) -> SiteRoundRecord:
+    where = f"run {run_id} round {row['round']} site {row['site']}"
+    return SiteRoundRecord(**SITE_ROUNDS.field_values(row, where))
 
 
 def _round_from_row(run_id: str, row: sqlite3.Row,
                     sites: tuple[SiteRoundRecord, ...]) -> RoundRecord:
-    values = {c: row[c] for c in _ROUND_COLUMNS}
-    values["status"] = _stored(RoundStatus, values["status"], tuple(RoundStatus),
-                               f"run {run_id} round {values['round']}")
+    values = ROUNDS.field_values(row, f"run {run_id} round {row['round']}")
     return RoundRecord(**values, sites=sites)
 
 
-def _json_or_none(value: dict[str, str] | None) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True)
-
-
-def _fingerprints(row: sqlite3.Row) -> dict[str, str] | None:
-    text = row["data_fingerprints_json"]
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-        if not isinstance(value, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise ValueError("not a map of site ids to fingerprints")
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise StoreError(f"run {row['run_id']}: its stored data fingerprints are unreadable: "
-                         f"{exc}") from None
-    return value
-
-
 def _run_from_row(row: sqlite3.Row) -> RunRecord:
-    values = {c: row[c] for c in _RUN_COLUMNS if c not in ("sites_json",
-                                                           "data_fingerprints_json")}
-    values["data_fingerprints"] = _fingerprints(row)
-    where = f"run {row['run_id']}"
-    values["status"] = _stored(RunStatus, values["status"], RUN_STATUSES, where)
-    values["mode"] = _stored(RunMode, values["mode"] or MODE_DEPLOYMENT, tuple(RunMode), where)
-    values["example_site_policies"] = bool(values["example_site_policies"])
-    try:
-        sites = json.loads(row["sites_json"])
-        if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
-            raise ValueError("not a list of site ids")
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise StoreError(f"run {row['run_id']}: its stored site list is unreadable: "
-                         f"{exc}") from None
-    return RunRecord(**values, sites=tuple(sites))
+    return RunRecord(**RUNS.field_values(row, f"run {row['run_id']}"))

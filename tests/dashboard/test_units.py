@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import ast
 import sys
+from dataclasses import fields
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 import pytest
 
 from consortium.cli.run import streamlit_command
 from consortium.home import HOME_ENV
-from consortium.store.records import RoundRecord, RunRecord
+from consortium.store.records import RoundRecord, RunRecord, SiteRoundRecord
 from dashboard import config, frames
 from tests.dashboard.stores import SITES, site_record
 
@@ -89,6 +91,19 @@ def test_a_refusing_site_did_not_train_and_keeps_its_reason() -> None:
     state = dict(zip(part["site"], part["participation"], strict=True))
     assert state["hungary"] == "did not train" and state["cleveland"] == "took part"
     assert frames.rounds_frame([rnd])["sites_trained"].tolist() == [1]
+
+
+def test_the_frames_show_every_stored_field_of_a_round_and_a_site() -> None:
+    rounds = [_round(1)]
+    shown = frames.rounds_frame(rounds)
+    assert [c for c in shown.columns if c != "sites_trained"] == [
+        f.name for f in fields(RoundRecord) if f.name != "sites"]
+    sites = frames.sites_frame(rounds)
+    assert set(sites.columns) == {"round", "site_name", *(f.name for f in fields(SiteRoundRecord))}
+    hints = get_type_hints(SiteRoundRecord)
+    for f in fields(SiteRoundRecord):
+        if float in get_args(hints[f.name]):  # a float figure: NaN where a site has none
+            assert sites[f.name].dtype == "float64", f.name
 
 
 def test_parse_json() -> None:
