@@ -234,6 +234,27 @@ CATALOGUE: dict[str, list[str]] = {
     "Refusals name the fix (a policy that does not fit the sites, shares above min_sites)": [
         r"tests/deployment/test_error_hints\.py::",
     ],
+    "The audit log's end cannot be cut off unnoticed (signed head, signed run-stop)": [
+        r"tests/consortium/audit/test_truncation\.py::",
+        r"tests/cli/test_audit_exit_codes\.py::test_(a_log_cut|without_a_head)",
+    ],
+    "Every store row the export and the dashboard show is covered by the signed log": [
+        r"tests/consortium/audit/test_coverage\.py::",
+        r"tests/consortium/store/test_corrupt_store_fuzz\.py::",
+    ],
+    "The consortium key is pinned to the home's by default": [
+        r"tests/cli/test_audit_exit_codes\.py::test_the_homes_key_is_pinned",
+        r"tests/consortium/audit/test_verify\.py::test_(verification_pins|a_log_rewritten)",
+    ],
+    "The auditor's ε recomputation: one accountant interface, cached, identical to "
+    "dp_accounting": [
+        r"tests/consortium/audit/test_accountant\.py::test_(both_sides|the_cached_rdp"
+        r"|the_pld_recomputation)",
+    ],
+    "Run store columns agree with the records (new and migrated stores); corrupt JSON refused": [
+        r"tests/consortium/store/test_schema\.py::test_(each_run_table|the_agreement_check"
+        r"|a_comparison_with_unreadable)",
+    ],
 }
 
 
