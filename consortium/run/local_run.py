@@ -29,6 +29,7 @@ from consortium.run import rounds as rr
 from consortium.run.attribution import Attribution, FitJudgement, Reply, RoundContext, judge_fit
 from consortium.run.demo import enrol_demo_sites
 from consortium.run.plan import RunPlan
+from consortium.run.recorder import RoundOutcome, RunRecorder
 from consortium.store.owner import this_process
 from consortium.store.records import (
     ENGINE_LOCAL,
@@ -115,26 +116,21 @@ class LocalRun:
             enrol_demo_sites(audit_log, [self.site], self.plan.run_id)
             attribution = Attribution(KeyRegistry.from_entries(audit_log.entries()),
                                       (self.site,), demo=True)
-            run = self._record()
-            audit = RunAudit(audit_log, run)
-            with store.db.transaction():
-                store.start_run(run)
-                audit.start()
+            recorder = RunRecorder(store, RunAudit(audit_log, self._record()),
+                                   on_round=self.on_round)
+            recorder.start()
             reason = f"{rounds} round(s) done"
             for rnd in range(1, rounds + 1):
-                record, weights = self._round(rnd, weights, store, audit, attribution)
+                record, weights = self._round(rnd, weights, recorder, attribution)
                 if record.status != ROUND_OK:
                     status, reason = RUN_FAILED, record.failure_reason or "round failed"
                     break
                 ok += 1
-            with store.db.transaction():
-                store.finish_run(self.plan.run_id, status=status, reason=reason,
-                                 finished_at=rr.utc_now())
-                audit.finish(status, reason)
+            recorder.finish(status, reason)
         log.info("local run %s of site %s: %s (%s)", self.plan.run_id, self.site, status, reason)
         return LocalOutcome(self.site, self.plan.run_id, status, ok, weights)
 
-    def _round(self, rnd: int, weights: list[np.ndarray], store: RunStore, audit: RunAudit,
+    def _round(self, rnd: int, weights: list[np.ndarray], recorder: RunRecorder,
                attribution: Attribution) -> tuple[RoundRecord, list[np.ndarray]]:
         started_at, t0 = rr.utc_now(), timeit.default_timer()
         config = self.plan.fit_config(rnd)
@@ -149,15 +145,7 @@ class LocalRun:
             acc = emetrics.get(wire.ACCURACY)
             evals = [rr.EvalFigure(self.site, loss, float(acc) if isinstance(
                 acc, int | float) else float("nan"), n_test)]
-        record = rr.make_round(rnd, judgement=judgement, evals=evals, started_at=started_at,
-                               duration_s=timeit.default_timer() - t0,
-                               policy_sha256=self.plan.policy_sha256, failure=failure)
-        blob, digest = rr.checkpoint_bytes(weights) if failure is None else (None, None)
-        with store.db.transaction():
-            store.record_round(self.plan.run_id, record, checkpoint=blob,
-                               checkpoint_sha256=digest)
-            audit.round(rnd, judgement, failures=0, status=record.status, reason=failure,
-                        record=record, checkpoint_sha256=digest)
-        if self.on_round is not None:
-            self.on_round(record)
+        record = recorder.round(RoundOutcome(
+            round=rnd, judgement=judgement, started_at=started_at, t0=t0, failure=failure,
+            model=weights if failure is None else None, evals=evals))
         return record, weights

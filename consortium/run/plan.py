@@ -27,6 +27,7 @@ from site_node.demo import run_example, run_policy_path
 from site_node.instruction import Instruction, Scalar
 from site_node.privacy.accountant import noise_for_target
 from site_node.protocol import run_config as run_config_keys
+from site_node.protocol.mechanism import Mechanism
 
 MAX_SEED = 2**32 - 1
 
@@ -71,6 +72,13 @@ class RunPlan:
     def fit_config(self, rnd: int) -> dict[str, Scalar]:
         """The instruction as the round's config record."""
         return self.instruction(rnd).to_config()
+
+    def mechanism(self) -> Mechanism:
+        """One round's DP-SGD mechanism at every site under the consortium policy."""
+        dp = self.loaded.policy.dp
+        return Mechanism(noise_multiplier=self.noise_multiplier,
+                         sample_rate=float(dp.sample_rate), steps=dp.steps_per_round,
+                         max_grad_norm=float(dp.max_grad_norm), accountant=dp.accountant)
 
     def secagg_json(self) -> str:
         """The SecAgg+ parameters in force, as JSON for the run store."""

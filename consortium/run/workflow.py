@@ -7,11 +7,11 @@ for its node and checked (:mod:`consortium.run.attribution`), and the unmasked a
 the new global model only if no reply was rejected, at least ``min_sites`` sites trained, and it
 is finite and within the clipping range. Otherwise the round is recorded as failed and the
 previous model stays. Every round, completed or failed, is written with its receipts and audit
-entries in one transaction. Before each round the budget projection may stop the run. Before
-the first round (and the next round of a resumed run) every site is asked whether it would
-admit the run (:mod:`consortium.run.preflight`): if fewer than ``min_sites`` would, the run
-stops before anyone trains; later, once fewer than ``min_sites`` members have not finally
-refused the run, it stops instead of asking the others to train further rounds.
+entries in one transaction (:mod:`consortium.run.recorder`, which a site's local-only run uses
+too). Before each round :mod:`consortium.run.gate` may stop the run: the budget projection,
+the preflight before the first round (every site asked whether it would admit the run: if
+fewer than ``min_sites`` would, the run stops before anyone trains), and, later, fewer than
+``min_sites`` members that have not finally refused the run.
 """
 
 from __future__ import annotations
@@ -43,16 +43,14 @@ from consortium.run.attribution import (
     judge_fit,
 )
 from consortium.run.convergence import (
-    STOP_BUDGET,
     STOP_ROUNDS_DONE,
     ConvergenceCheck,
-    budget_allows,
 )
 from consortium.run.demo import check_demo_keys, enrol_demo_sites
+from consortium.run.gate import RoundGate
 from consortium.run.grid import PacedGrid
 from consortium.run.plan import RunPlan
-from consortium.run.preflight import decide, shortfall
-from consortium.run.preflight_query import ask
+from consortium.run.recorder import RoundOutcome, RunRecorder
 from consortium.run.resume import ResumePoint
 from consortium.run.strategy import ConsortiumStrategy, FitRound
 from consortium.store.owner import this_process
@@ -69,7 +67,6 @@ from consortium.store.records import (
 )
 from consortium.store.run_store import RunStore
 from site_node.protocol import wire
-from site_node.protocol.mechanism import Mechanism
 
 log = logging.getLogger(__name__)
 HALTED = "secure aggregation halted (too few sites answered a SecAgg+ stage)"
@@ -120,7 +117,7 @@ class ConsortiumWorkflow:
         self.outcome: RunOutcome | None = None
         self.done: list[RoundRecord] = list(resume.rounds) if resume else []
         #: Sites whose refusal is final for the run, and why (they train no further round).
-        self.finally_refused: dict[str, str] = {}
+        self.gate = RoundGate(plan, first=resume.next_round if resume else 1)
 
     def __call__(self, grid: Grid, context: Context) -> None:
         """Execute the run (Flower calls this with a LegacyContext)."""
@@ -133,57 +130,49 @@ class ConsortiumWorkflow:
             audit_log = AuditLog(store.db, key=open_home().signing_key())
             attribution = self._attribution(audit_log)
             with store.db.transaction():
-                audit = self._open_run(store, audit_log, engine)
-            self._execute(paced, context, store, audit, attribution)
+                recorder = self._open_run(store, audit_log, engine)
+            self._execute(paced, context, recorder, attribution)
         finally:
             store.close()
 
-    def _execute(self, grid: PacedGrid, context: LegacyContext, store: RunStore, audit: RunAudit,
+    def _execute(self, grid: PacedGrid, context: LegacyContext, rec: RunRecorder,
                  attribution: Attribution) -> None:
         thread, f_stop, c_done = compat.start_update_client_manager_thread(
             grid, context.client_manager)
         c_done.wait()
         try:
             compat.default_init_params_workflow(grid, context)
-            self.outcome = self._rounds(grid, context, store, audit, attribution)
+            self.outcome = self._rounds(grid, context, rec, attribution)
         except RunInterrupted as exc:
             self.outcome = self._interrupted(str(exc))
         except BaseException as exc:
             status = RUN_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RUN_FAILED
             reason = "interrupted" if status == RUN_INTERRUPTED else f"error: {exc!r}"
-            self._finish(store, audit, status, reason)
+            rec.finish(status, reason)
             raise
         finally:
             f_stop.set()
             thread.join()
-        self._finish(store, audit, self.outcome.status, self.outcome.reason)
+        rec.finish(self.outcome.status, self.outcome.reason)
 
-    def _open_run(self, store: RunStore, audit_log: AuditLog, engine: str) -> RunAudit:
+    def _open_run(self, store: RunStore, audit_log: AuditLog, engine: str) -> RunRecorder:
         """Record the run's start with this process as its owner (a resumed run was claimed
         by this process, with its signed entry, before anything started)."""
         if self.resume is None:
-            run = self._run_record(engine)
-            store.start_run(run)
-            audit = RunAudit(audit_log, run)
-            audit.start()
-            return audit
+            recorder = RunRecorder(store, RunAudit(audit_log, self._run_record(engine)),
+                                   on_round=self.on_round)
+            recorder.start()
+            return recorder
         run = store.get_run(self.plan.run_id)  # claimed by this process, with its entry
         if (run.status, run.owner) != (RUN_RUNNING, this_process()):
             raise ConsortiumError(f"run {run.run_id} is {run.status} under process {run.owner}, "
                                   "not claimed by this one (consortium.run.resume.claim)")
-        return RunAudit(audit_log, run)
+        return RunRecorder(store, RunAudit(audit_log, run), on_round=self.on_round)
 
     def _interrupted(self, reason: str) -> RunOutcome:
         ok = sum(r.status == ROUND_OK for r in self.done)
         log.warning("run %s interrupted: %s", self.plan.run_id, reason)
         return RunOutcome(self.plan.run_id, RUN_INTERRUPTED, reason, ok, len(self.done) - ok)
-
-    def _finish(self, store: RunStore, audit: RunAudit, status: RunStatus,
-                reason: str) -> None:
-        with store.db.transaction():
-            store.finish_run(self.plan.run_id, status=status, reason=reason,
-                             finished_at=rr.utc_now())
-            audit.finish(status, reason)
 
     def _attribution(self, audit_log: AuditLog) -> Attribution:
         sites = self.plan.loaded.policy.sites
@@ -212,13 +201,7 @@ class ConsortiumWorkflow:
             data_fingerprints=self.plan.data_fingerprints,
         )
 
-    def _mechanism(self) -> Mechanism:
-        dp = self.plan.loaded.policy.dp
-        return Mechanism(noise_multiplier=self.plan.noise_multiplier,
-                         sample_rate=float(dp.sample_rate), steps=dp.steps_per_round,
-                         max_grad_norm=float(dp.max_grad_norm), accountant=dp.accountant)
-
-    def _rounds(self, grid: PacedGrid, context: LegacyContext, store: RunStore, audit: RunAudit,
+    def _rounds(self, grid: PacedGrid, context: LegacyContext, rec: RunRecorder,
                 attribution: Attribution) -> RunOutcome:
         p = self.plan.loaded.policy
         conv = ConvergenceCheck(p.convergence.target_accuracy, p.convergence.patience,
@@ -231,16 +214,15 @@ class ConsortiumWorkflow:
         status, reason = RUN_COMPLETED, STOP_ROUNDS_DONE
         first = self.resume.next_round if self.resume else 1
         for rnd in range(first, self.plan.rounds + 1):
-            why = self._stop_before(rnd, first=first, grid=grid, store=store, audit=audit,
-                                    attribution=attribution)
+            why = self.gate.stop_before(rnd, grid=grid, rec=rec, attribution=attribution)
             if why is not None:
                 status, reason = RUN_STOPPED, why
                 break
             cfg[compat.Key.CURRENT_ROUND] = rnd
             try:
-                record = self._one_round(rnd, grid, context, store, audit, attribution)
+                record = self._one_round(rnd, grid, context, rec, attribution)
             except RunInterrupted:
-                audit.interrupted(rnd)
+                rec.audit.interrupted(rnd)
                 raise
             done.append(record)
             stop = conv.observe(record.accuracy_mean) if record.status == ROUND_OK else None
@@ -249,42 +231,10 @@ class ConsortiumWorkflow:
                 break
         ok = sum(r.status == ROUND_OK for r in done)
         if done and ok == 0:
-            stopped = f"; {reason}" if status == RUN_STOPPED and self.finally_refused else ""
+            stopped = f"; {reason}" if status == RUN_STOPPED and self.gate.finally_refused else ""
             status, reason = RUN_FAILED, "no round completed" + stopped
         log.info("run %s %s: %s", self.plan.run_id, status, reason)
         return RunOutcome(self.plan.run_id, status, reason, ok, len(done) - ok)
-
-    def _stop_before(self, rnd: int, *, first: int, grid: PacedGrid, store: RunStore,
-                     audit: RunAudit, attribution: Attribution) -> str | None:
-        """Why the run must stop before round ``rnd`` (None: it goes on)."""
-        p = self.plan.loaded.policy
-        allowed, eps = budget_allows(mechanism=self._mechanism(), rounds_attempted=rnd - 1,
-                                     delta=p.delta, ceiling=p.epsilon_ceiling)
-        if not allowed:
-            return (f"{STOP_BUDGET}: round {rnd} could bring a site to ε={eps:.4f} > "
-                    f"{p.epsilon_ceiling}")
-        if rnd == first:
-            return self._preflight(rnd, grid, store, audit, attribution)
-        return shortfall(members=p.sites, finally_refused=self.finally_refused,
-                         min_sites=p.min_sites)
-
-    def _preflight(self, rnd: int, grid: PacedGrid, store: RunStore, audit: RunAudit,
-                   attribution: Attribution) -> str | None:
-        """Ask every site whether it would admit the run from round ``rnd``; log the answers."""
-        p = self.plan.loaded.policy
-        answers, rejections = ask(grid, instruction=self.plan.fit_config(rnd),
-                                  attribution=attribution, min_sites=p.min_sites,
-                                  timeout=p.secagg.timeout_s)
-        result = decide(rnd=rnd, members=p.sites, min_sites=p.min_sites, answers=answers,
-                        rejections=rejections)
-        self.finally_refused |= {s: result.refusals[s] for s in result.final}
-        with store.db.transaction():
-            audit.preflight(result)
-        log.info("preflight before round %d: %d of %d site(s) would admit the run%s", rnd,
-                 len(result.admitting), len(p.sites),
-                 "".join(f"; {s} refuses: {r}" for s, r in result.refusals.items()))
-        return result.stop_reason or shortfall(
-            members=p.sites, finally_refused=self.finally_refused, min_sites=p.min_sites)
 
     def _failure(self, fit: FitRound | None, judgement: FitJudgement) -> str | None:
         policy = self.plan.loaded.policy
@@ -298,8 +248,8 @@ class ConsortiumWorkflow:
                     f"min_sites={policy.min_sites}{refused}")
         return rr.aggregate_problem(fit.aggregate, float(policy.secagg.clipping_range))
 
-    def _one_round(self, rnd: int, grid: Grid, context: LegacyContext, store: RunStore,
-                   audit: RunAudit, attribution: Attribution) -> RoundRecord:
+    def _one_round(self, rnd: int, grid: Grid, context: LegacyContext, rec: RunRecorder,
+                   attribution: Attribution) -> RoundRecord:
         strategy = context.strategy
         assert isinstance(strategy, ConsortiumStrategy)
         started_at, t0 = rr.utc_now(), timeit.default_timer()
@@ -307,30 +257,19 @@ class ConsortiumWorkflow:
         fit = strategy.fits.get(rnd)
         ctx = RoundContext(self.plan.run_id, rnd, self.plan.policy_sha256, self.plan.task.sha256)
         judgement = judge_fit(fit.replies, attribution, ctx) if fit else FitJudgement()
-        self.finally_refused |= {s: judgement.refusals[s] for s in judgement.final}
+        self.gate.finally_refused |= {s: judgement.refusals[s] for s in judgement.final}
         failure = self._failure(fit, judgement)
         evals: list[rr.EvalFigure] = []
         eval_rejections: list[Rejection] = []
-        if failure is None and fit is not None and fit.aggregate is not None:
-            compat.set_global_weights(context, fit.aggregate)
+        model = fit.aggregate if failure is None and fit is not None else None
+        if model is not None:
+            compat.set_global_weights(context, model)
             compat.default_evaluate_workflow(grid, context)
             evals, eval_rejections = self._evaluations(strategy, rnd, attribution)
-        record = rr.make_round(rnd, judgement=judgement, evals=evals, started_at=started_at,
-                               duration_s=timeit.default_timer() - t0,
-                               policy_sha256=self.plan.policy_sha256, failure=failure)
-        blob, digest = (rr.checkpoint_bytes(fit.aggregate) if failure is None and fit
-                        and fit.aggregate is not None else (None, None))
-        with store.db.transaction():
-            store.record_round(self.plan.run_id, record, checkpoint=blob,
-                               checkpoint_sha256=digest)
-            audit.round(rnd, judgement, failures=fit.failures if fit else 0,
-                        status=record.status, reason=failure, eval_rejections=eval_rejections,
-                        record=record, checkpoint_sha256=digest)
-        log.info("round %d %s (%.1fs) mean accuracy %s", rnd, record.status,
-                 record.duration_s, record.accuracy_mean)
-        if self.on_round is not None:
-            self.on_round(record)
-        return record
+        return rec.round(RoundOutcome(
+            round=rnd, judgement=judgement, started_at=started_at, t0=t0, failure=failure,
+            model=model, evals=evals, failures=fit.failures if fit else 0,
+            eval_rejections=eval_rejections))
 
     @staticmethod
     def _evaluations(strategy: ConsortiumStrategy, rnd: int, attribution: Attribution

@@ -20,10 +20,11 @@ from consortium.audit import registry
 from consortium.audit.log import AuditLog
 from consortium.audit.trail import RunAudit
 from consortium.home import open_home
-from consortium.run import workflow as workflow_mod
+from consortium.run import gate as gate_mod
 from consortium.run.attribution import Attribution, Reply
 from consortium.run.plan import RunPlan, make_plan
 from consortium.run.preflight import Answer
+from consortium.run.recorder import RunRecorder
 from consortium.run.strategy import ConsortiumStrategy, EvalReply, FitRound
 from consortium.run.workflow import ConsortiumWorkflow, RunOutcome
 from consortium.store.records import RoundRecord
@@ -63,7 +64,7 @@ class Harness:
         #: The sites' preflight answers (None: every site admits); the rounds it was asked for.
         self.answers: list[Answer] | None = None
         self.preflights: list[int] = []
-        monkeypatch.setattr(workflow_mod, "ask", self._ask, raising=False)
+        monkeypatch.setattr(gate_mod, "ask", self._ask)
         self.store = RunStore(self.plan.store_path)
         self.log = AuditLog(self.store.db, key=open_home().signing_key())
         for s in self.sites:
@@ -72,9 +73,8 @@ class Harness:
         self.attribution: Attribution = self.workflow._attribution(self.log)
         run = self.workflow._run_record("simulation")
         self.audit = RunAudit(self.log, run)
-        with self.store.db.transaction():
-            self.store.start_run(run)
-            self.audit.start()
+        self.recorder = RunRecorder(self.store, self.audit)
+        self.recorder.start()
         self.strategy = ConsortiumStrategy(
             min_sites=self.plan.loaded.policy.min_sites,
             initial_parameters=ndarrays_to_parameters(INITIAL), fit_config=self.plan.fit_config)
@@ -129,13 +129,13 @@ class Harness:
         self.next_fit = None if replies is None else FitRound(
             replies=replies, aggregate=NEW if aggregate is None else aggregate)
         return self.workflow._one_round(rnd, FakeGrid(), self.context,  # type: ignore[arg-type]
-                                        self.store, self.audit, self.attribution)
+                                        self.recorder, self.attribution)
 
     def run(self, script: Callable[[int], list[Reply]] | None = None) -> RunOutcome:
         """The whole round loop (preflight included), each round's replies from ``script``."""
         self.script = script
         return self.workflow._rounds(FakeGrid(), self.context,  # type: ignore[arg-type]
-                                     self.store, self.audit, self.attribution)
+                                     self.recorder, self.attribution)
 
     def global_weights(self) -> list[np.ndarray]:
         return flower_compat.global_weights(self.context)

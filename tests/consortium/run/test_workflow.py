@@ -158,7 +158,7 @@ def test_a_crash_while_recording_leaves_no_part_of_the_round(
 
 def test_a_run_where_no_round_completes_ends_failed(harness: Harness) -> None:
     h = harness
-    outcome = h.workflow._rounds(None, h.context, h.store, h.audit,  # type: ignore[arg-type]
+    outcome = h.workflow._rounds(None, h.context, h.recorder,  # type: ignore[arg-type]
                                  h.attribution)
     assert outcome.status == RUN_FAILED and outcome.reason == "no round completed"
     assert (outcome.rounds_ok, outcome.rounds_failed) == (0, h.plan.rounds)
@@ -170,7 +170,7 @@ def test_the_budget_projection_stops_the_run_before_a_round(
 ) -> None:
     h = make_harness(policy_path=policy_variant(
         tmp_path, ("target_epsilon: 1.0", "noise_multiplier: 0.3")))
-    outcome = h.workflow._rounds(None, h.context, h.store, h.audit,  # type: ignore[arg-type]
+    outcome = h.workflow._rounds(None, h.context, h.recorder,  # type: ignore[arg-type]
                                  h.attribution)
     assert outcome.status == RUN_STOPPED and outcome.reason.startswith("epsilon ceiling")
     assert h.fit_calls == 0 and h.count("rounds") == 0
