@@ -9,53 +9,37 @@ example) fingerprints every site's data when a run starts, records the fingerpri
 data an earlier run of the store trained as another site's), and refuses to resume a run whose
 site's data changed.
 
-The fingerprint is the SHA-256 of the file's bytes; of a folder (an image folder), the SHA-256
-over its files in sorted relative-path order, each as its relative path then its bytes (with
-their lengths, so that no two folders share a stream). Files are read in chunks.
+The fingerprint is the site's own (:mod:`site_node.data.fingerprint`): the SHA-256 of the
+file's bytes, or of an image folder's files framed by their relative paths and sizes.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from consortium.errors import PlanError
 from consortium.store.records import RunRecord
+from site_node.data.fingerprint import data_fingerprint
+from site_node.errors import DataError
 
-_CHUNK = 1 << 20
 #: How many hex digits of a fingerprint a message shows.
 SHORT = 12
 
 
-def _feed(update: Callable[[bytes], object], path: Path) -> None:
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            update(chunk)
-
-
 def fingerprint_path(path: Path) -> str:
-    """The SHA-256 (hex) of a data file, or of a data folder's relative paths and bytes.
+    """The site's data fingerprint (:func:`site_node.data.fingerprint.data_fingerprint`: the
+    one definition, that the site records in its ledger too).
 
     Raises
     ------
     PlanError
         If the path does not exist or cannot be read (the message names it).
     """
-    digest = hashlib.sha256()
     try:
-        if path.is_dir():
-            files = sorted((p for p in path.rglob("*") if p.is_file()),
-                           key=lambda p: p.relative_to(path).as_posix())
-            for f in files:
-                name = f.relative_to(path).as_posix().encode("utf-8")
-                digest.update(b"%d:%s:%d:" % (len(name), name, f.stat().st_size))
-                _feed(digest.update, f)
-        else:
-            _feed(digest.update, path)
-    except OSError as exc:
-        raise PlanError(f"cannot read the data {path} to fingerprint it: {exc}") from None
-    return digest.hexdigest()
+        return data_fingerprint(path)
+    except DataError as exc:
+        raise PlanError(str(exc)) from None
 
 
 def data_fingerprints(data: Mapping[str, Path]) -> dict[str, str]:

@@ -68,7 +68,8 @@ def test_a_folder_keeps_its_files_apart(tmp_path: Path) -> None:
 
 
 def test_unreadable_data_is_named(tmp_path: Path) -> None:
-    with pytest.raises(PlanError, match=f"cannot read the data {tmp_path / 'gone.csv'}"):
+    gone = tmp_path / "gone.csv"
+    with pytest.raises(PlanError, match=f"cannot fingerprint the site's data {gone}"):
         fingerprint_path(tmp_path / "gone.csv")
 
 
