@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -142,17 +143,22 @@ def ensure_signing_key(private_path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def load_signing_key(path: Path) -> Ed25519PrivateKey:
-    """Read an Ed25519 private key file; refuses one readable by group or others."""
-    path = Path(path)
+def _read_private(path: Path, load: Callable[..., object]) -> object:
+    """A private key file read with ``load``; refuses one readable by group or others."""
     try:
         if path.stat().st_mode & 0o077:
             raise KeyFileError(f"{path}: private key is readable by others; chmod 600 it")
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        return load(path.read_bytes(), password=None)
     except FileNotFoundError:
         raise KeyFileError(f"{path}: private key not found") from None
     except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise KeyFileError(f"{path}: cannot read private key: {exc}") from None
+
+
+def load_signing_key(path: Path) -> Ed25519PrivateKey:
+    """Read an Ed25519 private key file; refuses one readable by group or others."""
+    path = Path(path)
+    key = _read_private(path, serialization.load_pem_private_key)
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"{path}: not an Ed25519 private key")
     return key
@@ -209,14 +215,7 @@ def generate_node_key(private_path: Path, public_path_: Path, comment: str) -> N
 def load_node_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
     """Read a node private key (OpenSSH format); refuses one readable by group or others."""
     path = Path(path)
-    try:
-        if path.stat().st_mode & 0o077:
-            raise KeyFileError(f"{path}: private key is readable by others; chmod 600 it")
-        key = serialization.load_ssh_private_key(path.read_bytes(), password=None)
-    except FileNotFoundError:
-        raise KeyFileError(f"{path}: private key not found") from None
-    except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise KeyFileError(f"{path}: cannot read private key: {exc}") from None
+    key = _read_private(path, serialization.load_ssh_private_key)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise KeyFileError(f"{path}: not an ECDSA private key")
     return key
