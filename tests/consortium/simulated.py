@@ -53,6 +53,7 @@ def lying_client_app(sites: Sequence[Any], claims: str) -> Any:
     from flwr.client.mod import secaggplus_mod
 
     from site_node import flower_compat
+    from site_node.client_app import preflight_mod
 
     flower_compat.install_masking()
 
@@ -68,7 +69,8 @@ def lying_client_app(sites: Sequence[Any], claims: str) -> Any:
         cls = LyingSite if pid == 0 else SiteClient
         return cls(sites[pid]).to_client()
 
-    return ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
+    # The preflight is answered honestly (node 0 lies only in its training reply).
+    return ClientApp(client_fn=client_fn, mods=[preflight_mod(sites), secaggplus_mod])
 
 
 def main() -> None:

@@ -48,11 +48,13 @@ def test_the_rejection_is_a_security_event(impostor: SimulatedRun) -> None:
     assert any(p["claimed_site"] == "hungary" for p in security)
     (failed,) = [e.payload for e in entries if e.kind == "round-failed"]
     assert failed["rejected"] == len(security)
-    # A node is bound to a site only once its reply is accepted, so whichever answered first,
-    # the liar alone is rejected (as a second claim of hungary, or for its cleveland receipt)
-    # and the real hungary's receipt is accepted.
+    # A node is bound to a site once an answer of it is accepted: its honest preflight answer
+    # bound node 0 to cleveland, so the liar alone is rejected (for claiming hungary, or, had
+    # it not answered the preflight, as a second claim of hungary or for its cleveland
+    # receipt) and the real hungary's receipt is accepted.
     (event,) = security
-    assert ("already speaks for" in event["reason"]
+    assert ("is enrolled as site 'cleveland' but its reply claims 'hungary'" in event["reason"]
+            or "already speaks for" in event["reason"]
             or "receipt names (site, run, round, policy, task, examples) ('cleveland'"
             in event["reason"])
     assert "hungary" in failed["sites_with_receipt"]
