@@ -11,6 +11,7 @@ left alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import pytest
 
 from consortium.cli import main as consortium_main
 from consortium.deployment import superlink
+from consortium.deployment.local import LocalDeployment
 from consortium.deployment.setup import init_deployment
 from consortium.home import open_home
 from site_node.cli import main as site_main
@@ -218,3 +220,39 @@ def test_serve_detach_then_stop_a_real_superlink(tmp_path: Path) -> None:
     finally:
         if (home / superlink.PID_FILE).exists():  # the test failed: leave nothing running
             _cli("stop", "--home", str(home), "--grace", "1")
+
+
+def _site_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The ``site-node`` command line in a process of its own, as a site admin types it."""
+    code = "from site_node.cli import main; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=180, check=False, env=processes.tool_env({"COLUMNS": "200"}))
+
+
+@pytest.mark.slow
+def test_stop_a_real_detached_supernode_and_its_launcher(tmp_path: Path) -> None:
+    with LocalDeployment(tmp_path, sites=["hungary"]) as dep:
+        dep.serve()
+        dep.enroll_all()
+        home = dep.site_homes["hungary"]
+        settings = dep.settings("hungary")
+        started = _site_cli("start", "--home", str(home.root), "--superlink", settings.superlink,
+                            "--ca-cert", str(settings.ca_cert), "--data", str(settings.data_path),
+                            "--task", str(settings.task_path), "--port",
+                            str(settings.runtime_port), "--detach")
+        assert started.returncode == 0, started.stderr  # a refused start stops what it began
+        assert "site-node stop --home" in started.stdout
+        status = home.read_status()
+        tree = [psutil.Process(int(str(status[k]))) for k in ("pid", "launcher_pid")]
+        try:
+            tree += processes.descendants(tree[0].pid) + processes.descendants(tree[1].pid)
+            stopped = _site_cli("stop", "--home", str(home.root))
+            assert stopped.returncode == 0, stopped.stderr
+            assert f"SuperNode (pid {tree[0].pid})" in stopped.stdout
+            assert f"ClientApp launcher (pid {tree[1].pid}" in stopped.stdout
+            assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)
+            assert home.read_status()["state"] == "stopped"
+        finally:
+            for p in tree:  # a failed test leaves nothing running
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
