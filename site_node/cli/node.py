@@ -19,8 +19,7 @@ import typer
 from rich.console import Console
 
 from site_node.deployment import units
-from site_node.deployment.detached import stop_node
-from site_node.deployment.processes import alive
+from site_node.deployment.detached import node_running, stop_node
 from site_node.deployment.supernode import NodeSettings, explain, start
 from site_node.errors import NodeStartError, SiteHomeError
 from site_node.home import (
@@ -203,7 +202,7 @@ def status(
     site = _status_home(home, demo_site)
     info = site.read_status()
     state = str(info.get("state", "never started"))
-    if state == "connected" and not alive(info.get("pid")):
+    if state == "connected" and not node_running(site):
         state = "stopped (process gone)"
     console.print(f"site      {site.site_id}  ({site.root})")
     console.print(f"state     {state}  superlink={info.get('superlink', '-')}"

@@ -80,6 +80,12 @@ def _records(home: SiteHome, info: dict[str, object]) -> list[tuple[str, stoppin
     return found
 
 
+def node_running(home: SiteHome) -> bool:
+    """Whether the SuperNode ``status.json`` records still runs (and is still that process)."""
+    found = _records(home, home.read_status())
+    return bool(found) and stopping.why_not(found[0][1]) is None
+
+
 def stop_node(home: SiteHome, *, grace_s: float = 10.0) -> StopReport:
     """Stop the node ``status.json`` records for ``home`` and every helper it started.
 

@@ -6,6 +6,7 @@ SuperNode's log only knows Flower's numeric run id, which no coordinator command
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,13 @@ def test_status_of_an_unknown_demo_site_or_two_homes_is_refused(
     both = site_node(capsys, monkeypatch, "status", "--demo-site", "cleveland", "--home",
                      str(tmp_path))
     assert both.code == 1 and "not both" in both.err
+
+
+def test_status_of_a_node_whose_pid_another_program_now_holds_says_gone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    home = init_site_home(tmp_path / "s", "hungary")
+    home.write_status(state="connected", pid=os.getpid())  # this test runner: not a SuperNode
+    result = site_node(capsys, monkeypatch, "status", "--home", str(home.root))
+    assert result.code == 0, result.output
+    assert "state     stopped (process gone)" in result.out
