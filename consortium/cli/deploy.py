@@ -1,8 +1,9 @@
-"""Coordinator commands of the deployed mode: ``init``, ``serve``, ``enroll``, ``sites``,
-``revoke`` and ``submit``.
+"""Coordinator commands of the deployed mode: ``init``, ``serve``, ``stop``, ``unit``,
+``enroll``, ``sites``, ``revoke`` and ``submit``.
 
 Logic lives in :mod:`consortium.deployment`; these commands only parse options and print.
-Errors propagate to the ``consortium`` app's one handler.
+Errors propagate to the ``consortium`` app's one handler. ``consortium stop`` exits
+:data:`NOT_RUNNING` (3) when no SuperLink it started detached is running.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from consortium.deployment import membership, submit, superlink
 from consortium.deployment.setup import DEFAULT_PORT, Deployment, init_deployment, load_deployment
 from consortium.home import open_home
 from consortium.store.records import RoundRecord
+from site_node.deployment import units
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
+#: ``consortium stop``'s exit code when no detached SuperLink was running.
+NOT_RUNNING = 3
 
 
 def _deployment(home: Path | None) -> Deployment:
@@ -90,13 +94,59 @@ def serve(
     home: HomeOpt = None,
     insecure: Annotated[bool, typer.Option(
         "--insecure", help="DANGER: plaintext, no node authentication.")] = False,
+    detach: Annotated[bool, typer.Option(
+        help="Return once it listens; leave it running (`consortium stop` stops it).")] = False,
 ) -> None:
-    """Run the SuperLink with TLS and node authentication (foreground; Ctrl-C stops it)."""
+    """Run the SuperLink with TLS and node authentication (foreground, Ctrl-C stops it; or
+    --detach)."""
     if insecure:
         err_console.print(f"[bold red]{superlink.INSECURE_WARNING}[/]")
     dep = _deployment(home)
-    console.print(f"Serving on {dep.bind_host}:{dep.port} (TLS, node auth)")
+    mode = "PLAINTEXT, no node auth" if insecure else "TLS, node auth"
+    if detach:
+        pid = superlink.start_detached(dep, insecure=insecure)
+        console.print(f"Serving on {dep.bind_host}:{dep.port} ({mode}), detached as pid {pid}; "
+                      f"log {dep.home.log_dir / 'superlink.log'}; `consortium stop` stops it")
+        return
+    console.print(f"Serving on {dep.bind_host}:{dep.port} ({mode})")
     raise typer.Exit(code=superlink.run_foreground(dep, insecure=insecure))
+
+
+def stop(
+    home: HomeOpt = None,
+    grace: Annotated[float, typer.Option(
+        help="Seconds to wait after SIGTERM before SIGKILL.", min=0.0, metavar="SECONDS")] = 10.0,
+) -> None:
+    """Stop the SuperLink `consortium serve --detach` started (SIGTERM, then SIGKILL after
+    --grace). Exit code 3 if none was running."""
+    dep = _deployment(home)
+    report = superlink.stop_detached(dep, grace_s=grace)
+    if report.stale:
+        console.print(f"stale record {superlink.pid_file(dep)} removed: {report.stale}",
+                      highlight=False)
+    if report.stopped is None:
+        console.print(f"No detached SuperLink of {dep.home.root} is running.")
+        raise typer.Exit(code=NOT_RUNNING)
+    console.print(f"Stopped {report.stopped.describe()}", highlight=False)
+
+
+def unit(
+    home: HomeOpt = None,
+    user: Annotated[str | None, typer.Option(
+        help="User the service runs as (default: you); it must own the home.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Write the unit here (e.g. /etc/systemd/system/consortium-superlink.service); "
+        "default: print it.")] = None,
+) -> None:
+    """Write a systemd unit that runs `consortium serve` (restart on failure, journal)."""
+    dep = _deployment(home)
+    unit_def = superlink.service_unit(dep, user=user or units.current_user())
+    written = units.write_unit(units.unit_file(unit_def), output)
+    if written is None:
+        typer.echo(units.unit_file(unit_def), nl=False)  # the file itself, never wrapped
+    else:
+        console.print(f"Wrote {written}; then: systemctl daemon-reload && "
+                      f"systemctl enable --now {written.stem}")
 
 
 def submit_cmd(
@@ -139,6 +189,6 @@ def round_line(rec: RoundRecord) -> str:
 
 def register_commands(app: typer.Typer) -> None:
     """Add the coordinator's deployment commands to the ``consortium`` app."""
-    for fn in (init, enroll, sites, revoke, serve):
+    for fn in (init, enroll, sites, revoke, serve, stop, unit):
         app.command(fn.__name__)(fn)
     app.command("submit")(submit_cmd)

@@ -5,20 +5,28 @@ registered through its Control API with Flower's own CLI (``flwr supernode regis
 the connection that :mod:`consortium.deployment.setup` wrote to ``FLWR_HOME/config.toml``;
 the SuperLink must
 be running for that. Its state lives in ``superlink.db`` so registrations survive restarts.
+
+``consortium serve --detach`` records the SuperLink it leaves running in ``superlink.pid``
+(process id, creation time, and its ``--database`` path as the command-line mark); ``consortium
+stop`` stops only a process that still matches that record (see
+:mod:`site_node.deployment.stopping`). :func:`service_unit` is the systemd unit of
+``consortium serve``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from consortium.deployment import certificates
 from consortium.deployment.setup import Deployment
 from consortium.errors import SuperLinkError
 from consortium.home import HOME_ENV
-from site_node.deployment import processes
+from site_node.deployment import processes, stopping, units
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +35,7 @@ INSECURE_WARNING = (
     " Model updates, metrics and privacy figures travel unencrypted and any process can join."
     " Never use this outside a throwaway test on one machine. !!!"
 )
+PID_FILE = "superlink.pid"
 
 
 def server_env(dep: Deployment) -> dict[str, str]:
@@ -114,6 +123,73 @@ def run_foreground(dep: Deployment, insecure: bool = False) -> int:
         log.warning(INSECURE_WARNING)
     proc = subprocess.Popen(command(dep, insecure), env=server_env(dep))
     return processes.wait_foreground(proc)
+
+
+def pid_file(dep: Deployment) -> Path:
+    """Where ``consortium serve --detach`` records the SuperLink it left running."""
+    return dep.home.root / PID_FILE
+
+
+def _mark(dep: Deployment) -> str:
+    return str(dep.home.database)
+
+
+def start_detached(dep: Deployment, insecure: bool = False) -> int:
+    """Start the SuperLink in the background, record it in ``superlink.pid``; its pid."""
+    proc = start(dep, insecure)
+    rec = stopping.record(proc.pid, mark=_mark(dep))
+    tmp = pid_file(dep).with_suffix(".tmp")
+    tmp.write_text(json.dumps(rec.as_dict()) + "\n", encoding="utf-8")
+    os.replace(tmp, pid_file(dep))
+    log.info("SuperLink detached as pid %d (%s)", proc.pid, pid_file(dep))
+    return proc.pid
+
+
+@dataclass(frozen=True)
+class StopReport:
+    """What :func:`stop_detached` did: what it stopped (None: nothing ran), and why a record
+    was not acted on."""
+
+    stopped: stopping.Stopped | None
+    stale: str | None
+
+
+def _read_record(dep: Deployment) -> stopping.ProcessRecord | None:
+    try:
+        data = json.loads(pid_file(dep).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise SuperLinkError(f"{pid_file(dep)} is unreadable ({exc}); check for a SuperLink "
+                             "yourself (nothing was signalled)") from None
+    rec = stopping.from_mapping(data) if isinstance(data, dict) else None
+    if rec is None:
+        raise SuperLinkError(f"{pid_file(dep)} holds no process id; nothing was signalled")
+    return stopping.ProcessRecord(pid=rec.pid, created=rec.created, mark=_mark(dep))
+
+
+def stop_detached(dep: Deployment, *, grace_s: float = 10.0) -> StopReport:
+    """Stop the SuperLink ``superlink.pid`` records (and its ServerApps), if it is still that
+    process; the record is removed once nothing it names runs."""
+    rec = _read_record(dep)
+    if rec is None:
+        return StopReport(stopped=None, stale=None)
+    reason = stopping.why_not(rec)
+    proc = stopping.find(rec) if reason is None else None
+    if proc is None:
+        pid_file(dep).unlink(missing_ok=True)
+        return StopReport(stopped=None, stale=reason or f"pid {rec.pid} has exited")
+    stopped = stopping.stop_tree([proc], names={proc.pid: "SuperLink"}, grace_s=grace_s)
+    pid_file(dep).unlink(missing_ok=True)
+    return StopReport(stopped=stopped, stale=None)
+
+
+def service_unit(dep: Deployment, *, user: str) -> units.Unit:
+    """The systemd unit that runs ``consortium serve`` for ``dep`` (TLS and node auth)."""
+    command = (str(units.console_script("consortium")), "serve", "--home", str(dep.home.root))
+    return units.Unit(description=f"Hospital consortium SuperLink ({dep.home.root})",
+                      command=command, user=user, working_directory=dep.home.root,
+                      environment={HOME_ENV: str(dep.home.root)})
 
 
 def flwr_cli(

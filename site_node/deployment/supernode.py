@@ -22,7 +22,7 @@ from pathlib import Path
 from policies.errors import PolicyError
 from policies.task_loader import load_task
 from site_node.data import DataRefused, load_site_data
-from site_node.deployment import preflight, processes
+from site_node.deployment import detached, preflight, processes
 from site_node.errors import NodeStartError, PreflightError
 from site_node.home import SiteHome
 from site_node.settings import NodeSettings as SiteSettings
@@ -222,7 +222,8 @@ def start(home: SiteHome, settings: NodeSettings, timeout_s: float = 60.0) -> Ru
     env = processes.tool_env({"FLWR_HOME": str(home.flwr_home)})
     proc = processes.spawn(command(home, settings), home.log_file, env=env)
     node = RunningNode(proc)
-    home.write_status(state="starting", pid=proc.pid, superlink=settings.superlink)
+    home.write_status(state="starting", superlink=settings.superlink,
+                      **detached.node_fields(home, proc.pid))
     try:
         node_id = _wait_admitted(proc, home.log_file, offset, timeout_s)
         if node_id is None:
@@ -237,6 +238,7 @@ def start(home: SiteHome, settings: NodeSettings, timeout_s: float = 60.0) -> Ru
         raise
     node.node_id = node_id
     launcher_pid = node.launcher.pid if node.launcher else None
-    home.write_status(state="connected", node_id=node_id, reason=None, launcher_pid=launcher_pid)
+    home.write_status(state="connected", node_id=node_id, reason=None,
+                      **detached.launcher_fields(launcher_pid, node_pid=proc.pid))
     log.info("SuperNode admitted by %s as node %d", settings.superlink, node_id)
     return node

@@ -37,9 +37,11 @@ SITE = _all(site_app)
 def test_the_command_sets_are_the_documented_ones() -> None:
     assert set(CONSORTIUM) == {
         (), ("run",), ("compare",), ("export",), ("dashboard",), ("init",), ("serve",),
-        ("enroll",), ("sites",), ("revoke",), ("submit",), ("policy",), ("policy", "check"),
-        ("task",), ("task", "check"), ("audit",), ("audit", "verify"), ("audit", "report")}
-    assert set(SITE) == {(), ("init",), ("start",), ("status",), ("budget",), ("check-data",)}
+        ("stop",), ("unit",), ("enroll",), ("sites",), ("revoke",), ("submit",), ("policy",),
+        ("policy", "check"), ("task",), ("task", "check"), ("audit",), ("audit", "verify"),
+        ("audit", "report")}
+    assert set(SITE) == {(), ("init",), ("start",), ("stop",), ("unit",), ("status",),
+                         ("budget",), ("check-data",)}
 
 
 @pytest.mark.parametrize("path", CONSORTIUM, ids=lambda p: " ".join(("consortium", *p)))
