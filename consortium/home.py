@@ -9,6 +9,8 @@ Layout (the directory 0700, private files 0600)::
 
     HOME/
       runs.sqlite              the run store, with the audit log and the site key registry
+      runs-audit-head.json     the audit log's signed head (its last entry), written after
+                               every commit: `audit verify` detects a log cut off its end
       consortium-key.pem       the consortium's Ed25519 key: it signs the audit log
       consortium-key.pub.pem     (its public half: give it to auditors out of band)
       consortium.toml          deployment settings (``consortium init``)
@@ -18,6 +20,7 @@ Layout (the directory 0700, private files 0600)::
       tls/superlink.crt .key   the SuperLink's TLS certificate
       flwr/config.toml         FLWR_HOME for the Flower CLI: one SuperLink connection
       superlink.db             the SuperLink's state (node registrations survive restarts)
+      superlink.pid            the SuperLink `serve --detach` left running (`consortium stop`)
       logs/                    logs of the processes the coordinator starts
       app/                     the Flower app as last submitted
 """

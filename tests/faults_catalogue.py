@@ -255,6 +255,18 @@ CATALOGUE: dict[str, list[str]] = {
         r"tests/consortium/store/test_schema\.py::test_(each_run_table|the_agreement_check"
         r"|a_comparison_with_unreadable)",
     ],
+    "A stale pid file never gets a stranger signalled": [
+        r"tests/deployment/test_stop\.py::test_stop_never_signals_",
+        r"tests/deployment/test_stop\.py::test_consortium_stop_with_a_(stale|n_unreadable)_pid_file",
+        r"tests/deployment/test_status\.py::test_status_of_a_node_whose_pid_another_program",
+    ],
+    "Stopping a detached node or SuperLink ends every helper; nothing running is said": [
+        r"tests/deployment/test_stop\.py::test_(stop_ends|stop_with_nothing|consortium_stop_stops"
+        r"|serve_detach_then_stop|stop_a_real_detached)",
+    ],
+    "A service unit never runs without TLS, holds no secrets, and verifies": [
+        r"tests/deployment/test_units\.py::",
+    ],
 }
 
 
