@@ -121,7 +121,7 @@ def _enum(kind: type[_E], allowed: tuple[_E, ...], *,
           default: _E | None = None) -> Callable[[object, str], _E]:
     """Read a status or mode as its enum; anything else is a :class:`StoreError`."""
     def read(value: object, where: str) -> _E:
-        if default is not None and not value:  # NULL in a store older than the column
+        if default is not None and value is None:  # NULL in a store older than the column
             value = default
         if not isinstance(value, str) or value not in allowed:
             raise StoreError(f"{where}: unknown {kind.__name__} {value!r} in the run store "

@@ -99,11 +99,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     base = tmp_path_factory.mktemp("installed")
     wheel = build_wheel(base)
     venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
-                   timeout=120)
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
-                    "install", "--no-deps", "--no-index", "-q", str(wheel)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    # The new environment's own pip, with no setting of the calling one that could redirect it.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PIP_", "_PIP_", "PYTHON", "VIRTUAL_ENV"))}
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps",
+                          "--no-index", "-q", str(wheel)],
+                         env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    assert (venv / "bin" / "consortium").exists(), pip.stdout + pip.stderr
     purelib = Path(subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()"
          "['purelib'])"], check=True, capture_output=True, text=True).stdout.strip())
