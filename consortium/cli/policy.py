@@ -5,6 +5,7 @@ Registered in ``consortium/cli.py`` with ``app.add_typer(policy_app, name="polic
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -12,9 +13,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from policies.drafting import draft_policy
 from policies.effective import EffectivePolicy, effective_policy
 from policies.errors import PolicyError
-from policies.loader import LoadedPolicy, LoadedSitePolicy, load_any_policy, load_policy
+from policies.loader import (
+    LoadedPolicy,
+    LoadedSitePolicy,
+    default_policy_path,
+    load_any_policy,
+    load_policy,
+)
 
 policy_app = typer.Typer(
     help="Validate consortium and site privacy policies.", no_args_is_help=True
@@ -98,3 +106,55 @@ def check(
         return
     console.print(f"consortium policy {consortium.source}: sha256 {consortium.sha256}")
     console.print(_table(consortium, policies))
+
+
+def _write_new(path: Path, text: str, *, force: bool) -> None:
+    """Write ``text`` to ``path`` whole or not at all (temporary file, then rename)."""
+    if path.exists() and not force:
+        raise PolicyError(f"{path}: already exists; give another --output, or --force to "
+                          "replace it")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise PolicyError(f"{path}: cannot write the policy ({exc.strerror})") from None
+
+
+@policy_app.command("new")
+def new(
+    sites: Annotated[str, typer.Option(
+        "--sites",
+        help="The member sites' ids, comma-separated (e.g. clinic-a,clinic-b,clinic-c).")],
+    min_sites: Annotated[int | None, typer.Option(
+        "--min-sites", min=2,
+        help="Sites every round needs (default: every member).")] = None,
+    base: Annotated[Path | None, typer.Option(
+        "--from", help="The reviewed policy to start from (default: the packaged one).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write the policy here (default: print it).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace an existing --output file.")] = False,
+) -> None:
+    """Write a consortium policy for your own member sites, from a reviewed one.
+
+    Only the member list, min_sites and (where the whole numbers no longer fit) SecAgg+'s share
+    counts change; every other value and comment is the base policy's. The draft is validated
+    before anything is written. Review it, then pass it to run, compare or submit with --policy.
+    """
+    source = base or default_policy_path()
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{source}: cannot read the base policy ({exc})") from None
+    members = [s.strip() for s in sites.split(",") if s.strip()]
+    draft = draft_policy(text, load_policy(source), sites=members, min_sites=min_sites,
+                         source=str(output or "the draft policy"))
+    if output is None:
+        typer.echo(draft.text, nl=False)
+        return
+    _write_new(output, draft.text, force=force)
+    console.print(f"wrote {output} (sha256 {draft.policy.sha256[:16]}…) from {source}; "
+                  f"changed: {', '.join(draft.changed)}. Review it, then: consortium run "
+                  f"--policy {output} --task FILE --data SITE=PATH …")

@@ -105,8 +105,8 @@ def resolve_inputs(*, example: str | None = None, task: Path | None = None,
     try:
         fitted = with_sites(base, sites, source)
     except PolicyError as exc:
-        example = (f" (e.g. a copy of {base.source} with min_sites: {len(sites)})"
-                   if base.policy.min_sites > len(sites) else "")
-        raise PolicyError(f"{exc}\nThe {len(sites)} sites given do not fit this policy: give "
-                          f"one that does with --policy FILE{example}") from None
+        raise PolicyError(
+            f"{exc}\nThe {len(sites)} sites given do not fit this policy: write one that does "
+            f"with `consortium policy new --sites {','.join(sites)} --from {base.source} "
+            "--output policy.yaml`, review it, and give it with --policy policy.yaml") from None
     return RunInputs(task=loaded_task, policy=fitted, data=files, example=name)

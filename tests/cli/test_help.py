@@ -38,7 +38,8 @@ def test_the_command_sets_are_the_documented_ones() -> None:
     assert set(CONSORTIUM) == {
         (), ("run",), ("compare",), ("export",), ("dashboard",), ("init",), ("serve",),
         ("stop",), ("unit",), ("enroll",), ("sites",), ("revoke",), ("submit",), ("policy",),
-        ("policy", "check"), ("task",), ("task", "check"), ("audit",), ("audit", "verify"),
+        ("policy", "check"), ("policy", "new"), ("task",), ("task", "check"), ("audit",),
+        ("audit", "verify"),
         ("audit", "report")}
     assert set(SITE) == {(), ("init",), ("start",), ("stop",), ("unit",), ("status",),
                          ("budget",), ("check-data",)}

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from consortium.cli import main as consortium_main
 from consortium.run.inputs import resolve_inputs
 from policies.errors import PolicyError
 from policies.example import load_example
 from policies.loader import parse_policy
+from tests.cli.invoke import invoke
 from tests.policies.policy_data import default_data, with_value
 
 
@@ -28,7 +30,24 @@ def test_three_sites_under_the_default_policy_are_told_to_give_a_policy_that_fit
         resolve_inputs(task=example.task, data=data)
     message = str(err.value)
     assert "min_sites (4) exceeds the number of member sites (3)" in message
-    assert "--policy" in message and "min_sites: 3" in message
+    hint = re.search(r"`consortium policy new (--sites \S+) --from (\S+) --output policy\.yaml`",
+                     message)
+    assert hint is not None, message
+    assert hint.group(1) == "--sites " + ",".join(s for s, _ in [d.split("=", 1) for d in data])
+
+
+def test_the_policy_the_hint_writes_fits_the_sites_given(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    example = load_example("heart-disease")
+    data = [f"{s}={p}" for s, p in list(example.data.items())[:3]]
+    draft = tmp_path / "policy.yaml"
+    done = invoke(consortium_main, "consortium", ["policy", "new", "--sites",
+                  ",".join(example.sites[:3]), "--output", str(draft)], capsys, monkeypatch)
+    assert done.code == 0, done.err
+    inputs = resolve_inputs(task=example.task, data=data, policy=draft)
+    assert inputs.policy.policy.min_sites == 3
+    assert list(inputs.policy.policy.sites) == list(example.sites[:3])
 
 
 def test_shares_above_min_sites_name_the_fractional_form() -> None:
