@@ -21,6 +21,7 @@ from consortium.deployment.setup import DEFAULT_PORT, Deployment, init_deploymen
 from consortium.home import open_home
 from consortium.store.records import RoundRecord
 from site_node.deployment import units
+from site_node.protocol import run_config as keys
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -161,16 +162,39 @@ def submit_cmd(
                                                min=1, metavar="N")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the initial model.", min=0,
                                                   metavar="N")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue an interrupted run (the SuperLink stopped under it) from its "
+        "last completed round, with its own policy, task, rounds and seed.")] = False,
+    run_id: Annotated[str | None, typer.Option(
+        "--run", help="With --resume: the run to continue (default: the latest interrupted).")
+    ] = None,
 ) -> None:
-    """Submit a consortium run to the running SuperLink and follow it round by round."""
+    """Submit a consortium run to the running SuperLink and follow it round by round.
+
+    With --resume, continue an interrupted run instead: a round a site already trained is
+    answered with its kept receipt, never trained or charged again.
+    """
     dep = _deployment(home)
     target = store or dep.home.store
-    config = submit.run_config(target, policy or dep.home.policy, rounds, seed,
-                               submit.new_run_id(), task=task or dep.home.task)
+    if resume:
+        given = [name for name, value in (("--policy", policy), ("--task", task),
+                                          ("--rounds", rounds), ("--seed", seed)) if value]
+        if given:
+            raise typer.BadParameter(f"a resumed run keeps the policy, task, rounds and seed it "
+                                     f"started with; drop {', '.join(given)}",
+                                     param_hint="--resume")
+        config = submit.resume_config(target, run_id)
+    elif run_id is not None:
+        raise typer.BadParameter("--run is only for --resume", param_hint="--run")
+    else:
+        config = submit.run_config(target, policy or dep.home.policy, rounds, seed,
+                                   submit.new_run_id(), task=task or dep.home.task)
+    already = submit.recorded_rounds(target, str(config[keys.RUN_ID])) if resume else 0
     sub = submit.submit(dep, federation or dep.federation, config)
-    console.print(f"Submitted run {sub.run_id} (Flower run {sub.flower_run_id})")
-
-    status = submit.follow(dep, federation or dep.federation, sub,
+    what = f"Resumed run {sub.run_id} after round {already}" if resume else (
+        f"Submitted run {sub.run_id}")
+    console.print(f"{what} (Flower run {sub.flower_run_id})")
+    status = submit.follow(dep, federation or dep.federation, sub, already=already,
                            on_round=lambda rec: console.print(round_line(rec), highlight=False))
     console.print(f"Run {status.replace(':', ': ')}; results in {target} (`consortium export "
                   f"--store {target} --run {sub.run_id}`)", highlight=False)

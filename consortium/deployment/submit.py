@@ -32,8 +32,8 @@ import tomli_w
 
 from consortium.deployment import superlink
 from consortium.deployment.setup import Deployment
-from consortium.errors import DeploymentError, StoreError
-from consortium.store.records import RoundRecord
+from consortium.errors import DeploymentError, StoreError, SuperLinkError
+from consortium.store.records import RUN_INTERRUPTED, RoundRecord, RunRecord
 from consortium.store.run_store import RunStore
 from site_node.deployment import processes
 from site_node.protocol import run_config as keys
@@ -85,6 +85,27 @@ def run_config(store: Path, policy: Path | None, rounds: int | None, seed: int |
         values[keys.NUM_SERVER_ROUNDS] = int(rounds)
     if seed is not None:
         values[keys.SEED] = int(seed)
+    unknown = set(values) - app_config_keys()
+    if unknown:
+        raise DeploymentError(f"the Flower app does not declare run-config keys {unknown}")
+    return values
+
+
+def resume_config(store: Path, run_id: str | None) -> dict[str, object]:
+    """The run config that continues an interrupted run (by default the latest such run): its
+    id, store and ``resume``; its policy, task, rounds and seed are the stored run's. Checked
+    here without writing anything; the ServerApp claims the run (or marks it abandoned).
+
+    Raises
+    ------
+    PlanError
+        If there is no such run, or it is finished, still running or a local-only run.
+    """
+    from consortium.run.resume import resumable  # the run package loads the accountant
+
+    path = Path(store).resolve()
+    values: dict[str, object] = {keys.STORE: str(path), keys.RUN_ID: resumable(path, run_id),
+                                 keys.DEMO: False, keys.RESUME: True}
     unknown = set(values) - app_config_keys()
     if unknown:
         raise DeploymentError(f"the Flower app does not declare run-config keys {unknown}")
@@ -144,40 +165,67 @@ def run_status(dep: Deployment, federation: str, flower_run_id: int) -> str:
     return str(runs[0]["status"]) if isinstance(runs, list) and runs else "unknown"
 
 
-def _recorded(store: Path, run_id: str) -> list[RoundRecord]:
+def _recorded(store: Path, run_id: str) -> tuple[RunRecord | None, list[RoundRecord]]:
     try:
         with RunStore(store, readonly=True) as rs:
-            return rs.rounds(run_id)
+            return rs.get_run(run_id), rs.rounds(run_id)
     except StoreError:
-        return []
+        return None, []
+
+
+def recorded_rounds(store: Path, run_id: str) -> int:
+    """How many rounds of ``run_id`` the store holds (0 if none, or no such run)."""
+    return len(_recorded(store, run_id)[1])
+
+
+def _interrupted(run: RunRecord) -> DeploymentError:
+    return DeploymentError(
+        f"run {run.run_id} was interrupted: {run.stop_reason}. Its recorded rounds stay; once "
+        f"the SuperLink is back, continue it with `consortium submit --resume --run "
+        f"{run.run_id}` (no site is charged twice for a round)")
 
 
 def follow(dep: Deployment, federation: str, sub: Submission, *,
            on_round: Callable[[RoundRecord], None] | None = None,
-           timeout_s: float = 3600.0, poll_s: float = 1.0) -> str:
+           timeout_s: float = 3600.0, poll_s: float = 1.0, lost_s: float = 120.0,
+           already: int = 0) -> str:
     """Report each round as the store records it, until the SuperLink says the run finished.
 
     Raises
     ------
     DeploymentError
-        If the run does not finish in ``timeout_s`` or ends other than completed.
+        If the run does not finish in ``timeout_s``, ends other than completed, or the SuperLink
+        is lost (the run is then recorded as interrupted; the message says how to resume it, or
+        after ``lost_s`` without it, what the store says). ``already``: rounds recorded before
+        (a resumed run's), not reported again.
     """
     deadline = time.monotonic() + timeout_s
-    seen = 0
+    seen, lost_since = already, None
     while True:
-        status = run_status(dep, federation, sub.flower_run_id)
-        rounds = _recorded(sub.store, sub.run_id)
+        try:
+            status = run_status(dep, federation, sub.flower_run_id)
+            lost_since = None
+        except SuperLinkError:
+            status, lost_since = "lost", lost_since or time.monotonic()
+        run, rounds = _recorded(sub.store, sub.run_id)
         for rec in rounds[seen:]:
             if on_round is not None:
                 on_round(rec)
         seen = len(rounds)
         if status.startswith("finished"):
             break
+        if run is not None and run.status == RUN_INTERRUPTED and status in ("lost", "unknown"):
+            raise _interrupted(run)
+        if lost_since is not None and time.monotonic() - lost_since > lost_s:
+            raise DeploymentError(f"lost the SuperLink for {lost_s:.0f} s; run {sub.run_id} "
+                                  f"is {run.status if run else 'not recorded'} in {sub.store}")
         if status == "unknown" or time.monotonic() > deadline:
             raise DeploymentError(f"run {sub.flower_run_id} still {status} after "
                                   f"{timeout_s:.0f} s")
         time.sleep(poll_s)
     if not status.endswith("completed"):
+        if run is not None and run.status == RUN_INTERRUPTED:
+            raise _interrupted(run)
         raise DeploymentError(f"run {sub.flower_run_id} ended as {status!r}; see "
                               f"`flwr log {sub.flower_run_id}` and the run store {sub.store}")
     return status

@@ -24,6 +24,8 @@ marked ``abandoned`` with the reason, in the run store and in the signed audit l
 from __future__ import annotations
 
 import io
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from hashlib import sha256
 from pathlib import Path
@@ -33,7 +35,7 @@ import numpy as np
 from consortium.audit.log import AuditLog
 from consortium.audit.trail import RunAudit
 from consortium.errors import PlanError, StoreError
-from consortium.home import open_home
+from consortium.home import default_store_path, open_home
 from consortium.run.convergence import STOP_ROUNDS_DONE
 from consortium.run.plan import RunPlan, make_plan_from_policy
 from consortium.run.rounds import utc_now
@@ -55,6 +57,9 @@ from consortium.store.run_store import RunStore
 from policies.errors import PolicyError
 from policies.loader import policy_from_canonical
 from policies.task_loader import task_from_canonical
+from site_node.protocol import run_config as run_config_keys
+
+log = logging.getLogger(__name__)
 
 RESUMABLE = (RUN_RUNNING, RUN_INTERRUPTED)
 
@@ -95,6 +100,30 @@ def _choose(store: RunStore, run_id: str | None) -> str:
                 run.status == RUN_RUNNING and owner_gone(run.owner))):
             return run.run_id
     raise PlanError(f"{store.path} holds no interrupted run to resume")
+
+
+def resumable(store_path: Path, run_id: str | None = None) -> str:
+    """The id of the run to resume (``run_id``, or the latest interrupted one), read only.
+
+    Raises
+    ------
+    PlanError
+        If there is no such run, or it is finished, still running or a local-only run.
+    """
+    try:
+        with RunStore(store_path, readonly=True) as store:
+            rid = _choose(store, run_id)
+            run = store.get_run(rid)
+    except StoreError as exc:
+        raise PlanError(str(exc)) from None
+    if run.status not in RESUMABLE:
+        raise PlanError(f"run {rid} is {run.status} and cannot be resumed")
+    if run.status == RUN_RUNNING and not owner_gone(run.owner):
+        raise PlanError(f"run {rid} is still running (process {run.owner}) or its process "
+                        "cannot be checked from this host")
+    if run.engine == ENGINE_LOCAL:
+        raise PlanError(f"run {rid} cannot be resumed: {LOCAL_ONLY}")
+    return rid
 
 
 def _close(store: RunStore, run: RunRecord, *, status: str, reason: str) -> None:
@@ -201,3 +230,42 @@ def claim(plan: RunPlan, point: ResumePoint) -> Closed | None:
                             seen_owner=point.seen_owner, owner=this_process())
             audit.resumed(point.next_round)
     return None
+
+
+def _parsed(run_config: Mapping[str, object]) -> run_config_keys.RunConfig:
+    try:
+        return run_config_keys.parse(run_config)
+    except run_config_keys.RunConfigError as exc:
+        raise PlanError(str(exc)) from None
+
+
+def resuming(run_config: Mapping[str, object]) -> bool:
+    """Whether a Flower run config asks to continue an interrupted run (``resume = true``)."""
+    return _parsed(run_config).resume
+
+
+def resume_in_server(run_config: Mapping[str, object]) -> tuple[RunPlan, ResumePoint | None]:
+    """In the deployed ServerApp: the plan of run ``run-id`` and where it continues, claimed
+    for this process (``None`` as the point: every planned round was recorded and the run was
+    closed instead). Its policy, task, rounds and seed are the stored run's, never the run
+    config's.
+
+    Raises
+    ------
+    PlanError
+        If the run config names no run, or the run cannot be resumed (see :func:`resume_plan`).
+    RunTaken
+        If another process claimed the run first.
+    """
+    config = _parsed(run_config)
+    if config.run_id is None:
+        raise PlanError(f"run config {run_config_keys.RESUME} = true needs "
+                        f"{run_config_keys.RUN_ID}: the run to continue")
+    store = Path(config.store or default_store_path()).expanduser().resolve()
+    plan, point = resume_plan(store, config.run_id)
+    closed = claim(plan, point)
+    if closed is not None:
+        log.info("run %s closed on resume as %s: %s", plan.run_id, closed.status, closed.reason)
+        return plan, None
+    log.info("run %s resumed at round %d", plan.run_id, point.next_round)
+    return plan, point

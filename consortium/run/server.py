@@ -13,7 +13,7 @@ from flwr.serverapp import Grid
 
 from consortium import flower_compat
 from consortium.run.plan import RunPlan, plan_from_run_config
-from consortium.run.resume import ResumePoint
+from consortium.run.resume import ResumePoint, resume_in_server, resuming
 from consortium.run.strategy import ConsortiumStrategy
 from consortium.run.workflow import ConsortiumWorkflow, RunOutcome
 from consortium.store.records import RoundRecord
@@ -70,9 +70,15 @@ def server_app_for(plan: RunPlan | None = None, *,
 
     @app.main()
     def _main(grid: Grid, context: Context) -> None:
-        resolved = plan or plan_from_run_config(context.run_config)
+        resolved, point = plan, resume
+        if resolved is None and resuming(context.run_config):  # `consortium submit --resume`
+            resolved, point = resume_in_server(context.run_config)
+            if point is None:  # every planned round was recorded: closed, nothing to train
+                return
+        elif resolved is None:
+            resolved = plan_from_run_config(context.run_config)
         outcome = run_consortium(grid, context, resolved, on_round=on_round, stop=stop,
-                                 resume=resume)
+                                 resume=point)
         if outcomes is not None and outcome is not None:
             outcomes.append(outcome)
 

@@ -94,6 +94,23 @@ def secagg_workflow(plan: RunPlan) -> SecAggPlusWorkflow:
     )
 
 
+#: Why a run stopped by Flower's own exit (a signal to the ServerApp) is resumable.
+FLOWER_EXIT = ("the ServerApp was stopped (exit code {code}): its SuperLink or SuperExec ended, "
+               "or the run was stopped with `flwr stop`")
+SIGNAL_STOP = "the run's process was stopped ({how})"
+
+
+def ending_of(exc: BaseException) -> tuple[RunStatus, str]:
+    """The status and reason a run ends with when ``exc`` leaves it: Ctrl-C, and Flower's
+    exit on a signal (the SuperLink stopped under its ServerApp), interrupt it (it can be
+    resumed); anything else fails it."""
+    if isinstance(exc, KeyboardInterrupt):
+        return RUN_INTERRUPTED, SIGNAL_STOP.format(how=str(exc) or "Ctrl-C")
+    if isinstance(exc, SystemExit):
+        return RUN_INTERRUPTED, FLOWER_EXIT.format(code=exc.code)
+    return RUN_FAILED, f"error: {exc!r}"
+
+
 class ConsortiumWorkflow:
     """Run one consortium run on a Flower grid.
 
@@ -146,8 +163,7 @@ class ConsortiumWorkflow:
         except RunInterrupted as exc:
             self.outcome = self._interrupted(str(exc))
         except BaseException as exc:
-            status = RUN_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RUN_FAILED
-            reason = "interrupted" if status == RUN_INTERRUPTED else f"error: {exc!r}"
+            status, reason = ending_of(exc)
             rec.finish(status, reason)
             raise
         finally:

@@ -30,11 +30,19 @@ from site_node.settings import NodeSettings as SiteSettings
 log = logging.getLogger(__name__)
 
 ADMITTED_MARK = "SuperNode ID:"
+# Flower's answer when the SuperLink does not activate a key: not enrolled, revoked, or still
+# online there because an earlier process of this node ended without deactivating it (killed,
+# crashed, host lost). The SuperLink marks such a node offline after HEARTBEAT_PATIENCE missed
+# heartbeats; a node admitted before waits that long, retrying, before it gives up.
+NOT_ACTIVATED = "[code: 2004]"
+REJOIN_RETRY_S = 5.0
 _REFUSALS = (
     (
-        "[code: 2004]",
+        NOT_ACTIVATED,
         "the SuperLink refused this node's key: it is not enrolled, or it was revoked. Send "
-        "node.pub and receipt-key.pub.pem to the coordinator (`consortium enroll`).",
+        "node.pub and receipt-key.pub.pem to the coordinator (`consortium enroll`). (A node "
+        "whose earlier process ended without signing off is also refused until the SuperLink "
+        "stops counting it online, about a minute after its last heartbeat.)",
     ),
     ("[code: 2001]", "the SuperLink requires node authentication and no key was given"),
     ("Exit Code: 303", "node authentication needs TLS: give --ca-cert, not --insecure"),
@@ -209,8 +217,18 @@ def _start_launcher(home: SiteHome, settings: NodeSettings, parent: int) -> subp
     return processes.spawn(args, home.root / "launcher.log", env=env)
 
 
+def rejoin_wait_s() -> float:
+    """How long the SuperLink may still count a node online after its last heartbeat."""
+    from flwr.common.constant import HEARTBEAT_DEFAULT_INTERVAL, HEARTBEAT_PATIENCE
+
+    return float(HEARTBEAT_PATIENCE * HEARTBEAT_DEFAULT_INTERVAL + 10)
+
+
 def start(home: SiteHome, settings: NodeSettings, timeout_s: float = 60.0) -> RunningNode:
     """Start the SuperNode in the background and wait until the SuperLink admits it.
+
+    A node this home saw admitted before is retried for up to :func:`rejoin_wait_s` while the
+    SuperLink still counts its earlier, unclean process online.
 
     Raises
     ------
@@ -218,6 +236,31 @@ def start(home: SiteHome, settings: NodeSettings, timeout_s: float = 60.0) -> Ru
         With the reason, if a check fails or the SuperLink refuses the node.
     """
     check(home, settings)
+    admitted_before = home.read_status().get("node_id") is not None
+    deadline = time.monotonic() + rejoin_wait_s()
+    while True:
+        try:
+            return _start_once(home, settings, timeout_s)
+        except _Refused as refused:
+            still_online = admitted_before and NOT_ACTIVATED in refused.output
+            if not still_online or time.monotonic() + REJOIN_RETRY_S > deadline:
+                home.write_status(state="refused", reason=refused.reason)
+                raise NodeStartError(refused.reason) from None
+            log.warning("the SuperLink still counts this node online (an earlier process ended "
+                        "without signing off); trying again in %.0f s", REJOIN_RETRY_S)
+            time.sleep(REJOIN_RETRY_S)
+
+
+class _Refused(Exception):
+    """The SuperNode exited before the SuperLink admitted it."""
+
+    def __init__(self, output: str, reason: str) -> None:
+        super().__init__(reason)
+        self.output = output
+        self.reason = reason
+
+
+def _start_once(home: SiteHome, settings: NodeSettings, timeout_s: float) -> RunningNode:
     offset = home.log_file.stat().st_size if home.log_file.exists() else 0
     env = processes.tool_env({"FLWR_HOME": str(home.flwr_home)})
     proc = processes.spawn(command(home, settings), home.log_file, env=env)
@@ -228,9 +271,7 @@ def start(home: SiteHome, settings: NodeSettings, timeout_s: float = 60.0) -> Ru
         node_id = _wait_admitted(proc, home.log_file, offset, timeout_s)
         if node_id is None:
             output = home.log_file.read_bytes()[offset:].decode(errors="replace")
-            reason = explain(output, insecure=settings.insecure)
-            home.write_status(state="refused", reason=reason)
-            raise NodeStartError(reason)
+            raise _Refused(output, explain(output, insecure=settings.insecure))
         if settings.warm:
             node.launcher = _start_launcher(home, settings, proc.pid)
     except BaseException:

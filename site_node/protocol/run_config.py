@@ -24,9 +24,10 @@ SEED = "seed"  # seed of the initial model
 RUN_ID = "run-id"  # the consortium's run id; empty: a fresh UUID
 DEMO = "demo"  # the local demonstration (server-made site keys); never on by default
 EXAMPLE_SITE_POLICIES = "example-site-policies"  # demonstration only
+RESUME = "resume"  # continue the interrupted run ``run-id`` (its stored policy, task and rounds)
 
 KEYS = frozenset({POLICY, TASK, EXAMPLE, STORE, NUM_SERVER_ROUNDS, SEED, RUN_ID, DEMO,
-                  EXAMPLE_SITE_POLICIES})
+                  EXAMPLE_SITE_POLICIES, RESUME})
 
 
 class RunConfigError(ProtocolError, ValueError):
@@ -46,6 +47,7 @@ class RunConfig:
     run_id: str | None = None
     demo: bool = False
     example_site_policies: bool = False
+    resume: bool = False
 
 
 def _text(values: Mapping[str, object], key: str) -> str | None:
@@ -76,5 +78,5 @@ def parse(values: Mapping[str, object]) -> RunConfig:
         policy=_text(values, POLICY), task=_text(values, TASK), example=_text(values, EXAMPLE),
         store=_text(values, STORE), rounds=values.get(NUM_SERVER_ROUNDS, 0),
         seed=values.get(SEED, 0), run_id=_text(values, RUN_ID), demo=_flag(values, DEMO),
-        example_site_policies=_flag(values, EXAMPLE_SITE_POLICIES),
+        example_site_policies=_flag(values, EXAMPLE_SITE_POLICIES), resume=_flag(values, RESUME),
     )
