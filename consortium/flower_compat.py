@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib
 import logging
 from importlib.metadata import version
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
@@ -127,7 +127,7 @@ class SecAggPlus(SecAggPlusWorkflow):
                 state.failures.append(Exception(msg.error))
                 continue
             config = msg.content.config_records[RECORD_KEY_CONFIGS]
-            total.add(config.pop(SecAggKey.MASKED_PARAMETERS))
+            total.add(cast(list[bytes], config.pop(SecAggKey.MASKED_PARAMETERS)))
             proxy = state.nid_to_proxies[msg.metadata.src_node_id]
             state.legacy_results.append((proxy, recorddict_to_fitres(msg.content, True)))
         state.active_node_ids = {m.metadata.src_node_id for m in msgs if not m.has_error()}
@@ -137,7 +137,7 @@ class SecAggPlus(SecAggPlusWorkflow):
     def unmask_stage(self, grid: Grid, context: LegacyContext, state: Any) -> bool:
         """Collect the shares, reconstruct the secrets, unmask and hand the strategy the
         average (float32)."""
-        rnd = context.state.config_records[MAIN_CONFIGS_RECORD][Key.CURRENT_ROUND]
+        rnd = cast(int, context.state.config_records[MAIN_CONFIGS_RECORD][Key.CURRENT_ROUND])
         active, dead = state.active_node_ids, state.sampled_node_ids - state.active_node_ids
         msgs = list(grid.send_and_receive([_stage_message(nid, RecordDict(), {
             SecAggKey.STAGE: Stage.UNMASK,
@@ -151,7 +151,8 @@ class SecAggPlus(SecAggPlusWorkflow):
                 state.failures.append(Exception(msg.error))
                 continue
             config = msg.content.config_records[RECORD_KEY_CONFIGS]
-            for owner, share in zip(config[SecAggKey.NODE_ID_LIST], config[SecAggKey.SHARE_LIST],
+            owners = cast(list[int], config[SecAggKey.NODE_ID_LIST])
+            for owner, share in zip(owners, cast(list[bytes], config[SecAggKey.SHARE_LIST]),
                                     strict=True):
                 shares[owner].append(share)
         if any(len(s) < state.threshold for s in shares.values()):

@@ -60,7 +60,7 @@ class Instruction:
 
     def to_config(self) -> dict[str, Scalar]:
         """As the instruction's config record."""
-        return {
+        config: dict[str, Scalar] = {
             wire.RUN_ID: self.run_id, wire.ROUND: self.round,
             wire.ROUNDS_PLANNED: self.rounds_planned,
             wire.POLICY_JSON: self.policy.canonical_json,
@@ -71,7 +71,10 @@ class Instruction:
             wire.RECEIPTS_HELD: json.dumps({site: list(rounds)
                                             for site, rounds in self.receipts_held},
                                            sort_keys=True),
-        } | ({} if self.mask_version is None else {wire.MASK_VERSION: self.mask_version})
+        }
+        if self.mask_version is not None:
+            config[wire.MASK_VERSION] = self.mask_version
+        return config
 
 
 def _get(config: Mapping[str, Scalar], key: str, kind: type) -> Scalar:

@@ -61,7 +61,8 @@ def to_npy(array: np.ndarray) -> bytes:
     """``array`` as ``.npy`` bytes (one copy of its data)."""
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
-    return b"".join([header.getvalue(), memoryview(np.ascontiguousarray(array)).cast("B")])
+    data = memoryview(np.ascontiguousarray(array)).cast("B")  # type: ignore[arg-type]
+    return b"".join([header.getvalue(), data])
 
 
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,

@@ -74,7 +74,7 @@ class MaskStream:
         :attr:`dtype`)."""
         if out.dtype != self.dtype or not out.flags.c_contiguous:
             raise ValueError(f"mask buffer must be C-contiguous {self.dtype}, got {out.dtype}")
-        raw = memoryview(out.reshape(-1)).cast("B")
+        raw = memoryview(out.reshape(-1)).cast("B")  # type: ignore[arg-type]
         for start in range(0, len(raw), len(_ZEROS)):
             piece = raw[start:start + len(_ZEROS)]
             self._encryptor.update_into(_ZEROS[:len(piece)], piece)
