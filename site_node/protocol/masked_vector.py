@@ -116,19 +116,19 @@ def mask_update(arrays: Sequence[np.ndarray], *, weight: int, q: Quantisation,
     _apply(head, streams, buf)
     q.reduce(head)
     upload = [to_npy(head)]
-    scale, scaled, noise = weight / q.target_range, np.empty(CHUNK), np.empty(CHUNK)
+    # clip(v·w/T, ±c) shifted by c and scaled by T/2c is clip(v·w/(2c) + T/2, 0, T)
+    scale, offset = weight / (2 * q.clipping_range), q.target_range / 2
+    scaled, noise = np.empty(CHUNK), np.empty(CHUNK)
     rng = np.random.default_rng()
     for array in arrays:
         flat, out = array.reshape(-1), np.empty(array.size, dtype=q.dtype)
         for start in range(0, flat.size, CHUNK):
             part, x = out[start:start + CHUNK], scaled[:min(CHUNK, flat.size - start)]
             np.multiply(flat[start:start + CHUNK], scale, out=x, dtype=np.float64)
-            np.clip(x, -q.clipping_range, q.clipping_range, out=x)
-            x += q.clipping_range
-            x *= q.target_range / (2 * q.clipping_range)
+            x += offset
+            np.clip(x, 0, q.target_range, out=x)
             x += rng.random(out=noise[:x.size])
-            np.floor(x, out=x)
-            np.copyto(part, x, casting="unsafe")  # integers in [0, T]
+            np.copyto(part, x, casting="unsafe")  # truncation is floor here: x >= 0
             _apply(part, streams, buf)
             q.reduce(part)
         upload.append(to_npy(out.reshape(array.shape)))
