@@ -143,7 +143,8 @@ class SiteClient(NumPyClient):
         holds every round of the run whose receipt the consortium holds from it, the incoming
         model, the task (the one it agreed to), its data against the task, SecAgg+'s weight
         limit, the model's shape, and admission (the run's data unchanged, its own policy, the
-        sampling rate, its ε ceilings). An admission refusal is final for the run and says so (``wire.REFUSAL_FINAL``).
+        sampling rate, its ε ceilings). An admission refusal is final for the run and says so
+        (``wire.REFUSAL_FINAL``).
         """
         site = self.settings.site
         try:

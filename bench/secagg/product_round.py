@@ -21,8 +21,8 @@ Rounds: 1 warm-up (Ray start, imports), then the timed rounds (6 at 1M, 2 at 11M
 traced round (not timed)
 in which ``tracemalloc`` records the peak traced allocation of the server's fit round and of
 each site's masked-vector step. Every cell runs ``--repeat`` times (modes interleaved); the
-figures are medians over all its timed rounds. Per cell: round wall time (median of the timed rounds), CPU
-seconds of the whole process tree per round, bytes each site uploads, peak RSS of the driver
+figures are medians over all its timed rounds. Per cell: round wall time, CPU seconds of the
+whole process tree per round, bytes each site uploads, peak RSS of the driver
 (ServerApp) and of the Ray workers, the traced peaks.
 
 Usage::
