@@ -171,3 +171,47 @@ def plot_secagg_ablation(result: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_product_round(result: dict[str, Any], path: Path) -> None:
+    """The product's SecAgg+ round vs plain FedAvg: round time (ratio labelled, goal 2× at
+    1M), bytes each site uploads, and peak memory (driver RSS, traced server round)."""
+    rows = [r for r in result["results"] if "error" not in r]
+    sizes = sorted({r["params"] for r in rows})
+    modes = [m for m in ("plain", "secagg-v1", "secagg-v2") if any(r["mode"] == m for r in rows)]
+    table = {(r["params"], r["mode"]): r for r in rows}
+    colours = {"plain": "#777777", "secagg-v1": "#d62728", "secagg-v2": "#2ca02c"}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    width = 0.8 / len(modes)
+    panels = (
+        (axes[0], "round_median_s", 1.0, "per-round wall time (s, median)"),
+        (axes[1], "upload_bytes_per_site", 1e6, "upload per site and round (MB)"),
+        (axes[2], "server_round_peak_traced_bytes", 1e6,
+         "server fit round, peak traced allocation (MB)"),
+    )
+    for ax, key, scale, title in panels:
+        for j, mode in enumerate(modes):
+            for i, size in enumerate(sizes):
+                r = table.get((size, mode))
+                if r is None or r.get(key) is None:
+                    continue
+                x = i + (j - (len(modes) - 1) / 2) * width
+                ax.bar(x, r[key] / scale, width, color=colours[mode],
+                       label=mode if i == 0 or (size, modes[0]) not in table else None)
+                if key == "round_median_s" and r.get("ratio_vs_plain"):
+                    ax.annotate(f"{r['ratio_vs_plain']:.2f}×", (x, r[key]), ha="center",
+                                va="bottom", fontsize=8)
+        if key == "round_median_s" and (sizes[0], "plain") in table:
+            goal = 2 * table[(sizes[0], "plain")]["round_median_s"]
+            ax.hlines(goal, -0.45, 0.45, colors="black", linestyles="dashed",
+                      label="goal: 2× plain (1M)")
+        ax.set_xticks(range(len(sizes)))
+        ax.set_xticklabels([f"{rows[0]['sites']} sites × {s / 1e6:g}M" for s in sizes])
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+    machine = result["machine"]
+    fig.suptitle(f"SecAgg+ round vs plain FedAvg, Flower {machine['flwr']} simulation, "
+                 f"CPU ({machine['cpu_count']} cores)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -138,16 +138,20 @@ class SiteClient(NumPyClient):
         """One round of DP-SGD, or a refusal (weight 0, reason in clear) before any training.
 
         Before training the site checks, in order: the instruction (policy and task re-validated
-        against their hashes), its receipt key, whether it already trained this round (then it
-        re-sends that round's receipt), that its ledger holds every round of the run whose
-        receipt the consortium holds from it, the incoming model, the task (the one it agreed
-        to), its data against the task, SecAgg+'s weight limit, the model's shape, and admission
-        (the run's data unchanged, its own policy, the sampling rate, its ε ceilings). An
-        admission refusal is final for the run and says so (``wire.REFUSAL_FINAL``).
+        against their hashes), the server's SecAgg+ mask version, its receipt key, whether it
+        already trained this round (then it re-sends that round's receipt), that its ledger
+        holds every round of the run whose receipt the consortium holds from it, the incoming
+        model, the task (the one it agreed to), its data against the task, SecAgg+'s weight
+        limit, the model's shape, and admission (the run's data unchanged, its own policy, the
+        sampling rate, its ε ceilings). An admission refusal is final for the run and says so
+        (``wire.REFUSAL_FINAL``).
         """
         site = self.settings.site
         try:
             instruction = parse_instruction(config)
+            masks_refused = instruction.mask_refusal(site)
+            if masks_refused is not None:
+                raise Refusal(masks_refused)
             guard = SiteGuard(self.settings)
             guard.signing_key()
             earlier = guard.spent_before(instruction)

@@ -1,8 +1,11 @@
 """Every touch of Flower's internals on the site's side, in one place, for Flower 1.42.0.
 
 - :func:`install_masking`: Flower's SecAgg+ client mod derives masks with a weak generator
-  (``pseudo_rand_gen``: Mersenne Twister from a 32-bit fold of the shared secret); replace it
-  with :func:`site_node.protocol.masking.chacha20_masks`.
+  (``pseudo_rand_gen``: Mersenne Twister from a 32-bit fold of the shared secret) and
+  quantises and masks with several full-size int64 copies per neighbour; its masked-vector
+  step is replaced by :func:`collect_masked_vectors` (mask version 2:
+  :mod:`site_node.protocol.masking`, :mod:`site_node.protocol.masked_vector`), the rest of the
+  protocol (keys, shares, unmask) stays Flower's.
 - :func:`run_superexec_with`: the warm launcher hands Flower's SuperExec its own executor
   (Flower picks one from a fixed list) and runs ClientApp tasks with Flower's
   ``run_clientapp``.
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import logging
 import os
 import time
 from pathlib import Path
@@ -41,11 +45,14 @@ from typing import Any
 
 from site_node import telemetry
 from site_node.errors import FlowerVersionError
-from site_node.protocol.masking import chacha20_masks
+from site_node.protocol import masked_vector
+from site_node.protocol.masking import masks
 
 #: The Flower release these patches were written for and tested against.
 FLWR_VERSION = "1.42.0"
 CLIENT_MASK_MODULE = "flwr.client.mod.secure_aggregation.secaggplus_mod"
+
+log = logging.getLogger(__name__)
 
 
 def installed_version() -> str:
@@ -67,18 +74,68 @@ def check_version() -> None:
 
 
 def install_masking() -> None:
-    """Make Flower's SecAgg+ client mod use :func:`chacha20_masks` (idempotent)."""
+    """Make Flower's SecAgg+ client mod quantise and mask with mask version
+    :data:`~site_node.protocol.masking.MASK_VERSION` (idempotent): its masked-vector step
+    becomes :func:`collect_masked_vectors`, and its ``pseudo_rand_gen`` (no longer called)
+    :func:`~site_node.protocol.masking.masks`, so the weak generator is never used."""
     check_version()
     module = importlib.import_module(CLIENT_MASK_MODULE)
-    if not hasattr(module, "pseudo_rand_gen"):
-        raise FlowerVersionError(f"{CLIENT_MASK_MODULE} has no pseudo_rand_gen: review masking")
-    module.pseudo_rand_gen = chacha20_masks  # type: ignore[attr-defined]
+    for name in ("pseudo_rand_gen", "_collect_masked_vectors"):
+        if not hasattr(module, name):
+            raise FlowerVersionError(f"{CLIENT_MASK_MODULE} has no {name}: review masking")
+    module.pseudo_rand_gen = masks  # type: ignore[attr-defined]
+    module._collect_masked_vectors = collect_masked_vectors  # type: ignore[attr-defined]
 
 
 def masking_installed() -> bool:
-    """Whether the client mod uses :func:`chacha20_masks`."""
+    """Whether the client mod masks with this release's mask version."""
     module = importlib.import_module(CLIENT_MASK_MODULE)
-    return getattr(module, "pseudo_rand_gen", None) is chacha20_masks
+    return (getattr(module, "pseudo_rand_gen", None) is masks
+            and getattr(module, "_collect_masked_vectors", None) is collect_masked_vectors)
+
+
+def _store_shares(state: Any, configs: Any) -> list[int]:
+    """Decrypt the neighbours' key shares into ``state`` (as Flower does); their node ids."""
+    from flwr.common.secure_aggregation.crypto.symmetric_encryption import decrypt
+    from flwr.common.secure_aggregation.secaggplus_constants import Key
+    from flwr.common.secure_aggregation.secaggplus_utils import share_keys_plaintext_separate
+
+    srcs, ciphertexts = list(configs[Key.SOURCE_LIST]), list(configs[Key.CIPHERTEXT_LIST])
+    if len(ciphertexts) + 1 < state.threshold:
+        raise ValueError("Not enough available neighbour clients.")
+    for src, ciphertext in zip(srcs, ciphertexts, strict=True):
+        actual, dst, seed_share, sk1_share = share_keys_plaintext_separate(
+            decrypt(state.ss2_dict[src], ciphertext))
+        if (actual, dst) != (src, state.nid):
+            raise ValueError(f"Node {state.nid}: a key share from {src} claims to come from "
+                             f"{actual} for node {dst}")
+        state.rd_seed_share_dict[src] = seed_share
+        state.sk1_share_dict[src] = sk1_share
+    return srcs
+
+
+def collect_masked_vectors(state: Any, configs: Any, num_examples: int,
+                           updated_parameters: Any) -> dict[str, Any]:
+    """Flower's ``secaggplus_mod._collect_masked_vectors`` with mask version 2: the same
+    shares and weights, quantised and masked by :func:`masked_vector.mask_update`."""
+    from flwr.common.secure_aggregation.crypto.symmetric_encryption import generate_shared_key
+    from flwr.common.secure_aggregation.secaggplus_constants import Key
+    from flwr.supercore.primitives.asymmetric import bytes_to_private_key, bytes_to_public_key
+
+    neighbours = _store_shares(state, configs)
+    if num_examples > state.max_weight:
+        log.warning("SecAgg+ weight %s exceeds max_weight %s: the sum may overflow",
+                    num_examples, state.max_weight)
+    sk1 = bytes_to_private_key(state.sk1)
+    pairwise = [(generate_shared_key(sk1, bytes_to_public_key(state.public_keys_dict[n][0])),
+                 1 if state.nid > n else -1) for n in neighbours]
+    q = masked_vector.Quantisation(clipping_range=state.clipping_range,
+                                   target_range=state.target_range, mod_range=state.mod_range)
+    upload = masked_vector.mask_update(
+        [masked_vector.npy_view(t) for t in updated_parameters.tensors],
+        weight=round(num_examples / state.max_weight * state.target_range), q=q,
+        private_seed=state.rd_seed, pairwise=pairwise)
+    return {Key.MASKED_PARAMETERS: upload}
 
 
 #: How long the SuperNode waits before asking the SuperLink again when it had no message.

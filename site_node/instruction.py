@@ -17,7 +17,7 @@ from policies.errors import PolicyError
 from policies.loader import LoadedPolicy, policy_from_canonical
 from policies.task import AnyTask
 from policies.task_loader import LoadedTask, task_from_canonical
-from site_node.protocol import wire
+from site_node.protocol import masking, wire
 from site_node.protocol.errors import InstructionError
 
 Scalar = bool | bytes | float | int | str
@@ -35,10 +35,23 @@ class Instruction:
     noise_multiplier: float
     #: (site, rounds) pairs: the rounds of this run whose receipts the consortium holds per site.
     receipts_held: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    #: The SecAgg+ mask version the server unmasks with (None: the instruction states none).
+    mask_version: int | None = masking.MASK_VERSION
 
     def held_rounds(self, site: str) -> tuple[int, ...]:
         """The rounds of this run for which the consortium holds ``site``'s receipts."""
         return dict(self.receipts_held).get(site, ())
+
+    def mask_refusal(self, site: str) -> str | None:
+        """Why ``site`` must refuse to mask for this instruction (None: the server unmasks
+        with this release's SecAgg+ mask version)."""
+        other = masking.mismatch(self.mask_version)
+        if other is None:
+            return None
+        return (f"site {site} refuses: the consortium unmasks with {other}, this node masks "
+                f"with SecAgg+ mask version {masking.MASK_VERSION}; their masks would not "
+                "cancel (run the same release's masking at every site and at the consortium); "
+                "nothing was trained or spent")
 
     @property
     def model_task(self) -> AnyTask:
@@ -47,7 +60,7 @@ class Instruction:
 
     def to_config(self) -> dict[str, Scalar]:
         """As the instruction's config record."""
-        return {
+        config: dict[str, Scalar] = {
             wire.RUN_ID: self.run_id, wire.ROUND: self.round,
             wire.ROUNDS_PLANNED: self.rounds_planned,
             wire.POLICY_JSON: self.policy.canonical_json,
@@ -59,6 +72,9 @@ class Instruction:
                                             for site, rounds in self.receipts_held},
                                            sort_keys=True),
         }
+        if self.mask_version is not None:
+            config[wire.MASK_VERSION] = self.mask_version
+        return config
 
 
 def _get(config: Mapping[str, Scalar], key: str, kind: type) -> Scalar:
@@ -90,6 +106,13 @@ def _receipts_held(config: Mapping[str, Scalar], planned: int
     return tuple(sorted((site, tuple(sorted(set(rounds)))) for site, rounds in data.items()))
 
 
+def _mask_version(config: Mapping[str, Scalar]) -> int | None:
+    """The optional mask version (absent: a server release before mask versions)."""
+    if wire.MASK_VERSION not in config:
+        return None
+    return int(_get(config, wire.MASK_VERSION, int))
+
+
 def parse_instruction(config: Mapping[str, Scalar]) -> Instruction:
     """Parse and check an instruction.
 
@@ -119,4 +142,5 @@ def parse_instruction(config: Mapping[str, Scalar]) -> Instruction:
         raise InstructionError(str(exc)) from None
     return Instruction(run_id=run_id, round=rnd, rounds_planned=planned, policy=policy,
                        task=task, noise_multiplier=sigma,
-                       receipts_held=_receipts_held(config, planned))
+                       receipts_held=_receipts_held(config, planned),
+                       mask_version=_mask_version(config))

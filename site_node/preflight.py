@@ -2,12 +2,14 @@
 
 Before a run's first round (and before the next round of a resumed run) the server asks every
 member site whether it would admit the run. The site answers with exactly the checks a round
-makes before training (:meth:`site_node.client.SiteClient.fit`): the instruction, its receipt
+makes before training (:meth:`site_node.client.SiteClient.fit`): the instruction, the server's
+SecAgg+ mask version, its receipt
 key, the task, its data against the task, SecAgg+'s weight limit, its own policy merged into
 the consortium's, the expected batch q·N ≥ 1 and its ε ceilings projected over the rest of the
 planned run (:meth:`site_node.privacy.guard.SiteGuard.would_admit`). Nothing is trained,
-spent, reserved or written to the ledger. The reply carries only the site's name, admit or
-refuse, the reason of a refusal in clear and whether that refusal is final for the run.
+spent, reserved or written to the ledger. The reply carries only the site's name, the SecAgg+
+mask version it masks with, admit or refuse, the reason of a refusal in clear and whether that
+refusal is final for the run.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from site_node.errors import FinalRefusal, SiteNodeError
+from site_node.errors import FinalRefusal, Refusal, SiteNodeError
 from site_node.instruction import parse_instruction
 from site_node.privacy.guard import SiteGuard
-from site_node.protocol import wire
+from site_node.protocol import masking, wire
 from site_node.protocol.errors import ProtocolError
 from site_node.settings import NodeSettings
 
@@ -32,6 +34,9 @@ def _check(settings: NodeSettings, config: Mapping[str, Scalar]) -> None:
     from site_node.client import checked_data  # torch loads here, as for a training round
 
     instruction = parse_instruction(config)
+    masks_refused = instruction.mask_refusal(settings.site)
+    if masks_refused is not None:
+        raise Refusal(masks_refused)
     guard = SiteGuard(settings)
     guard.signing_key()
     if guard.spent_before(instruction) is not None:
@@ -42,7 +47,8 @@ def _check(settings: NodeSettings, config: Mapping[str, Scalar]) -> None:
 
 def answer(settings: NodeSettings, config: Mapping[str, Scalar]) -> dict[str, Scalar]:
     """The site's preflight reply to the instruction ``config`` (never raises a site error)."""
-    reply: dict[str, Scalar] = {wire.SITE: settings.site, wire.ADMITS: False}
+    reply: dict[str, Scalar] = {wire.SITE: settings.site, wire.ADMITS: False,
+                                wire.MASK_VERSION: masking.MASK_VERSION}
     try:
         _check(settings, config)
     except FinalRefusal as exc:

@@ -267,6 +267,21 @@ CATALOGUE: dict[str, list[str]] = {
     "A service unit never runs without TLS, holds no secrets, and verifies": [
         r"tests/deployment/test_units\.py::",
     ],
+    "Sites and server that mask with different SecAgg+ mask versions are refused before anyone "
+    "trains, naming the site": [
+        r"tests/consortium/run/test_preflight\.py::test_(a_site_with_another|an_answer_without)"
+        r".*mask_version",
+        r"tests/site_node/test_instruction\.py::test_another_or_no_mask_version",
+        r"tests/site_node/test_(client|preflight)\.py::.*mask version",
+        r"tests/site_node/protocol/test_masking\.py::test_another_or_no_mask_version",
+    ],
+    "SecAgg+ masks: known answer, masks cancel (dropouts too), bounded memory, bad uploads "
+    "refused": [
+        r"tests/site_node/protocol/test_masking\.py::test_(known_answer|masks_are_the_standard"
+        r"|a_stream_read)",
+        r"tests/site_node/protocol/test_masked_vector\.py::",
+        r"tests/consortium/run/test_secure_aggregation\.py::",
+    ],
 }
 
 

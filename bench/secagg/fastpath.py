@@ -7,6 +7,8 @@ Each is small enough for the product to adopt in its own compat module:
   probability equal to the fractional part) in one float64 buffer with in-place operations and
   NumPy's PCG64 generator instead of ~6 temporaries and the legacy Mersenne Twister.
   Patched into the client mod as ``secaggplus_mod.quantize``.
+- :func:`chacha20_masks_v1`: the product's mask version 1 (what the measurements below call
+  "the product's ChaCha20"), kept for before/after comparisons.
 - :func:`chacha20_masks_32`: the product's ChaCha20 masks drawing 4 keystream bytes per element
   when the mask range is at most 2^32 (Flower's ``modulus_range`` must be < 2^32), written
   into one preallocated buffer: half the keystream and no zero-filled input. A different
@@ -33,8 +35,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from site_node.protocol.masking import NONCE
-
+#: The product's mask version 1 (before ``site_node/protocol/masking.py`` became version 2):
+#: kept here so the benchmarks can measure the product as it was.
+NONCE = b"hc-secagg+-mask\x00"
+INFO_V1 = b"hospital-consortium secagg+ mask v1"
 INFO_32 = b"hospital-consortium secagg+ mask v2 (32-bit words)"
 
 _rng = np.random.default_rng()
@@ -58,6 +62,26 @@ def fast_quantize(
         x += _rng.random(x.shape)
         np.floor(x, out=x)
         out.append(x.astype(np.int32))
+    return out
+
+
+def chacha20_masks_v1(
+    seed: bytes, num_range: int, dimensions_list: list[tuple[int, ...]]
+) -> list[np.ndarray]:
+    """The product's mask version 1, verbatim: 8 keystream bytes per element, int64 masks."""
+    if len(seed) < 16:
+        raise ValueError(f"mask seed must have at least 16 bytes, got {len(seed)}")
+    if num_range < 2 or num_range & (num_range - 1) or num_range > 2**63:
+        raise ValueError(f"mask range must be a power of two in [2, 2**63], got {num_range}")
+    sizes = [math.prod(d) for d in dimensions_list]
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=INFO_V1).derive(seed)
+    encryptor = Cipher(algorithms.ChaCha20(key, NONCE), mode=None).encryptor()
+    stream = encryptor.update(bytes(8 * sum(sizes)))
+    values = (np.frombuffer(stream, dtype="<u8") & np.uint64(num_range - 1)).astype(np.int64)
+    out, offset = [], 0
+    for dims, size in zip(dimensions_list, sizes, strict=True):
+        out.append(values[offset : offset + size].reshape(dims).copy())
+        offset += size
     return out
 
 

@@ -29,13 +29,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from fastpath import chacha20_masks_32, fast_quantize
+from fastpath import chacha20_masks_32, chacha20_masks_v1, fast_quantize
 from flwr.app import Context, Message
 from flwr.client import Client, NumPyClient
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 from flwr.common.secure_aggregation.secaggplus_utils import pseudo_rand_gen
-
-from site_node.protocol.masking import chacha20_masks
 
 _mod_module: Any = importlib.import_module("flwr.client.mod.secure_aggregation.secaggplus_mod")
 
@@ -45,7 +43,7 @@ UPDATE_DELTA = np.float32(0.001)
 MaskGen = Callable[[bytes, int, list[tuple[int, ...]]], list[Any]]
 GENERATORS: dict[str, MaskGen] = {
     "flower": pseudo_rand_gen,
-    "chacha20": chacha20_masks,
+    "chacha20": chacha20_masks_v1,  # the product's mask version 1 (before version 2)
     "chacha20-32": chacha20_masks_32,
 }
 

@@ -31,7 +31,9 @@ from consortium.errors import RunInterrupted
 
 log = logging.getLogger(__name__)
 
-FIRST_INTERVAL_S = 0.02
+#: A SecAgg+ round is five exchanges, four of them small (keys, shares): replies come within a
+#: few tens of milliseconds in simulation, so the first pulls come soon and back off from there.
+FIRST_INTERVAL_S = 0.005
 MAX_INTERVAL_S = 0.5
 BACKOFF = 1.5
 

@@ -20,6 +20,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from consortium.run.attribution import Rejection
+from site_node.protocol import masking
 
 STOP_PREFLIGHT = "preflight"
 
@@ -32,6 +33,8 @@ class Answer:
     admits: bool
     reason: str | None = None
     final: bool = False
+    #: The SecAgg+ mask version the site says it masks with (None: it states none).
+    mask_version: int | None = masking.MASK_VERSION
 
 
 @dataclass(frozen=True)
@@ -47,21 +50,41 @@ class PreflightResult:
     stop_reason: str | None = None
 
 
+def _masks_checked(answer: Answer) -> Answer:
+    """``answer``, turned into a refusal naming the versions if the site masks with another
+    SecAgg+ mask version than this server unmasks with."""
+    other = masking.mismatch(answer.mask_version)
+    if other is None:
+        return answer
+    return Answer(site=answer.site, admits=False, mask_version=answer.mask_version,
+                  reason=(f"site {answer.site} masks with {other}, the consortium unmasks with "
+                          f"SecAgg+ mask version {masking.MASK_VERSION} (their masks would not "
+                          "cancel; run the same release's masking at every site and at the "
+                          "consortium)"))
+
+
 def decide(*, rnd: int, members: Sequence[str], min_sites: int, answers: Sequence[Answer],
            rejections: Sequence[Rejection] = ()) -> PreflightResult:
     """The preflight's decision: stop when fewer than ``min_sites`` members would admit.
 
     A member that did not answer (or whose answer was rejected) has not said it would admit:
-    it counts against the run (fail closed).
+    it counts against the run (fail closed). A member that masks with another SecAgg+ mask
+    version than the server's stops the run whatever the others say: its masks would not
+    cancel in anyone's sum.
     """
-    by_site = {a.site: a for a in answers if a.site in members}
+    by_site = {a.site: _masks_checked(a) for a in answers if a.site in members}
     admitting = tuple(s for s in members if s in by_site and by_site[s].admits)
     refusals = {s: by_site[s].reason or "no reason given" for s in members
                 if s in by_site and not by_site[s].admits}
     final = frozenset(s for s in refusals if by_site[s].final)
     silent = tuple(s for s in members if s not in by_site)
     stop = None
-    if len(admitting) < min_sites:
+    masks = [s for s in members if s in by_site and masking.mismatch(by_site[s].mask_version)]
+    if masks:
+        stop = (f"{STOP_PREFLIGHT}: {', '.join(masks)} cannot take part in secure aggregation "
+                f"with this consortium; no site trained or spent anything"
+                + "".join(f"; {s}: {refusals[s]}" for s in masks))
+    elif len(admitting) < min_sites:
         why = "".join(f"; {s} refused: {r}" for s, r in refusals.items())
         why += "".join(f"; {s} did not answer" for s in silent)
         stop = (f"{STOP_PREFLIGHT}: only {len(admitting)} of {len(members)} member site(s) "

@@ -2,8 +2,9 @@
 
 What the answers mean and when the run stops is :mod:`consortium.run.preflight` (no Flower
 there, so the audit trail and the dashboard can import it). The query carries the instruction
-of the round the run would start with; a reply carries only the site's name, admit or refuse,
-the reason in clear and whether the refusal is final (:mod:`site_node.preflight`).
+of the round the run would start with; a reply carries only the site's name, the SecAgg+ mask
+version it masks with, admit or refuse, the reason in clear and whether the refusal is final
+(:mod:`site_node.preflight`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from flwr.app import ConfigRecord, ConfigRecordValues, Message, MessageType, Rec
 from consortium.run.attribution import Attribution, RejectedReply, Rejection, Reply
 from consortium.run.grid import PacedGrid
 from consortium.run.preflight import Answer
-from site_node.protocol import wire
+from site_node.protocol import masking, wire
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ def _answer(reply: Reply, attribution: Attribution) -> Answer:
         raise RejectedReply(f"site {site}: malformed preflight answer ({wire.ADMITS}={admits!r}, "
                             f"{wire.REFUSAL}={reason!r})")
     return Answer(site=site, admits=admits, reason=None if admits else str(reason),
-                  final=metrics.get(wire.REFUSAL_FINAL) is True)
+                  final=metrics.get(wire.REFUSAL_FINAL) is True,
+                  mask_version=masking.stated_version(metrics.get(wire.MASK_VERSION)))
 
 
 def _node_ids(grid: PacedGrid, wanted: int, timeout: float | None) -> list[int]:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 from flwr.app import ConfigRecord, Context
 from flwr.server import LegacyContext
-from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.serverapp import Grid
 
 from consortium import flower_compat as compat
@@ -83,10 +82,10 @@ class RunOutcome:
     rounds_failed: int
 
 
-def secagg_workflow(plan: RunPlan) -> SecAggPlusWorkflow:
-    """Flower's SecAgg+ workflow with the policy's (validated) parameters."""
+def secagg_workflow(plan: RunPlan) -> compat.SecAggPlus:
+    """The SecAgg+ workflow (mask version 2) with the policy's (validated) parameters."""
     s = plan.loaded.policy.secagg
-    return SecAggPlusWorkflow(
+    return compat.SecAggPlus(
         num_shares=s.num_shares, reconstruction_threshold=s.reconstruction_threshold,
         max_weight=s.max_weight, clipping_range=s.clipping_range,
         quantization_range=s.quantization_range, modulus_range=s.modulus_range,

@@ -19,6 +19,9 @@ NOISE_MULTIPLIER = "noise-multiplier"  # the consortium's σ for the planned rou
 #: JSON object: member site -> the rounds of this run for which the consortium holds that site's
 #: verified receipt (the site refuses if its ledger lacks any: another site home?)
 RECEIPTS_HELD = "receipts-held"
+#: The SecAgg+ mask version the server unmasks with (protocol.masking.MASK_VERSION); the site
+#: refuses another. Also in the site's preflight answer: the version the site masks with.
+MASK_VERSION = "secagg-mask-version"
 
 # -- replies, site -> server (legacy FitRes / EvaluateRes metrics) ------------------------------
 SITE = "site"  # the site a reply claims to come from (checked against the node's enrolment)

@@ -1,4 +1,4 @@
-"""The server's Flower patches: ChaCha20 masks in the SecAgg+ server workflow, and a clear
+"""The server's Flower patches: the sites' masks in the SecAgg+ server workflow, and a clear
 refusal on any Flower but the one they were written for."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from consortium import flower_compat
 from consortium.errors import FlowerVersionError
-from site_node.protocol.masking import chacha20_masks
+from site_node.protocol.masking import masks
 
 
 @pytest.fixture
@@ -22,10 +22,11 @@ def unpatched(monkeypatch: pytest.MonkeyPatch) -> object:
     return module
 
 
-def test_install_masking_puts_chacha20_into_the_server_workflow(unpatched: object) -> None:
+def test_install_masking_puts_the_sites_generator_into_the_server_workflow(
+        unpatched: object) -> None:
     assert not flower_compat.masking_installed()
     flower_compat.install_masking()
-    assert unpatched.pseudo_rand_gen is chacha20_masks  # type: ignore[attr-defined]
+    assert unpatched.pseudo_rand_gen is masks  # type: ignore[attr-defined]
     assert flower_compat.masking_installed()
     flower_compat.install_masking()  # idempotent
     assert flower_compat.masking_installed()

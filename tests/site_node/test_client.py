@@ -64,6 +64,9 @@ def assert_refusal(reply: FitReply, incoming: list[np.ndarray], site: str, reaso
     ("no data", "has no data"),
     ("foreign policy", "policy is for site"),
     ("model of another task", "does not fit task heart-disease"),
+    ("another mask version", "the consortium unmasks with SecAgg+ mask version 1, this node "
+                             "masks with SecAgg+ mask version 2"),
+    ("no mask version", "the consortium unmasks with no SecAgg+ mask version"),
 ])
 def test_a_refusal_has_weight_zero_returns_the_model_and_spends_nothing(
     tmp_path: Path, case: str, reason: str
@@ -99,6 +102,10 @@ def test_a_refusal_has_weight_zero_returns_the_model_and_spends_nothing(
         node = replace(settings(home), data_path=None)
     elif case == "model of another task":
         incoming = [np.zeros((3, 33), np.float32), np.zeros(3, np.float32)]
+    elif case == "another mask version":
+        config[wire.MASK_VERSION] = 1
+    elif case == "no mask version":
+        del config[wire.MASK_VERSION]
     reply = SiteClient(node).fit(incoming, config)
     assert_refusal(reply, incoming, "hungary", reason)
     assert ledger_state(home)[0] == 0

@@ -11,7 +11,7 @@ import pytest
 
 from site_node import flower_compat
 from site_node.errors import FlowerVersionError
-from site_node.protocol.masking import chacha20_masks
+from site_node.protocol.masking import masks
 from tests.child import printed_json
 
 
@@ -27,12 +27,13 @@ def test_installed_flower_is_the_version_the_patches_were_written_for() -> None:
 
 @pytest.fixture
 def unpatched(monkeypatch: pytest.MonkeyPatch) -> object:
-    """Flower's client mod with its own mask generator, whatever an earlier test installed
-    in this process (restored afterwards)."""
+    """Flower's client mod with its own mask generator and another masked-vector step,
+    whatever an earlier test installed in this process (restored afterwards)."""
     module = importlib.import_module(flower_compat.CLIENT_MASK_MODULE)
     from flwr.common.secure_aggregation.secaggplus_utils import pseudo_rand_gen
 
     monkeypatch.setattr(module, "pseudo_rand_gen", pseudo_rand_gen)
+    monkeypatch.setattr(module, "_collect_masked_vectors", lambda *args: {})  # not ours
     return module
 
 
@@ -41,7 +42,8 @@ def test_masking_installs_into_flowers_client_mod(unpatched: object) -> None:
     flower_compat.install_masking()
     flower_compat.install_masking()  # idempotent
     assert flower_compat.masking_installed()
-    assert unpatched.pseudo_rand_gen is chacha20_masks  # type: ignore[attr-defined]
+    assert unpatched.pseudo_rand_gen is masks  # type: ignore[attr-defined]
+    assert unpatched._collect_masked_vectors is flower_compat.collect_masked_vectors  # type: ignore[attr-defined]
 
 
 def test_the_client_app_installs_masking_on_import() -> None:
@@ -67,10 +69,11 @@ def test_another_flower_version_is_refused_naming_both(monkeypatch: pytest.Monke
         flower_compat.run_superexec_with(object(), "127.0.0.1:1", None)
 
 
-def test_a_client_mod_without_the_generator_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    module = importlib.import_module(flower_compat.CLIENT_MASK_MODULE)
-    monkeypatch.delattr(module, "pseudo_rand_gen")
-    with pytest.raises(FlowerVersionError, match="no pseudo_rand_gen"):
+@pytest.mark.parametrize("name", ["pseudo_rand_gen", "_collect_masked_vectors"])
+def test_a_client_mod_without_the_patched_function_is_refused(
+        unpatched: object, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.delattr(unpatched, name)
+    with pytest.raises(FlowerVersionError, match=f"no {name}"):
         flower_compat.install_masking()
     assert not flower_compat.masking_installed()
 

@@ -35,7 +35,8 @@ def test_an_instruction_round_trips_through_its_config() -> None:
     assert set(ins.to_config()) == {wire.RUN_ID, wire.ROUND, wire.ROUNDS_PLANNED,
                                     wire.POLICY_JSON, wire.POLICY_SHA256, wire.TASK_JSON,
                                     wire.TASK_SHA256, wire.NOISE_MULTIPLIER,
-                                    wire.RECEIPTS_HELD}
+                                    wire.RECEIPTS_HELD, wire.MASK_VERSION}
+    assert back.mask_version == 2 and back.mask_refusal("hungary") is None
 
 
 @pytest.mark.parametrize("key", [wire.RUN_ID, wire.ROUND, wire.ROUNDS_PLANNED, wire.POLICY_JSON,
@@ -52,7 +53,7 @@ def test_a_missing_field_is_named(key: str) -> None:
     (wire.ROUND, True), (wire.ROUNDS_PLANNED, False), (wire.ROUND, 1.0), (wire.ROUND, "1"),
     (wire.NOISE_MULTIPLIER, True), (wire.NOISE_MULTIPLIER, 2), (wire.RUN_ID, 7),
     (wire.POLICY_JSON, b"{}"), (wire.POLICY_SHA256, 5), (wire.TASK_JSON, 1),
-    (wire.TASK_SHA256, b"x"),
+    (wire.TASK_SHA256, b"x"), (wire.MASK_VERSION, "2"), (wire.MASK_VERSION, True),
 ])
 def test_a_value_of_the_wrong_type_is_named(key: str, value: object) -> None:
     with pytest.raises(InstructionError, match=f"instruction {key}: expected"):
@@ -127,3 +128,17 @@ def test_receipts_held_round_trip_and_default_to_none() -> None:
 def test_a_bad_receipts_held_map_is_named(value: str) -> None:
     with pytest.raises(InstructionError, match=wire.RECEIPTS_HELD):
         parse_instruction(config(**{wire.RECEIPTS_HELD: value}))
+
+
+@pytest.mark.parametrize(("stated", "named"), [(1, "SecAgg+ mask version 1"),
+                                               (None, "no SecAgg+ mask version")])
+def test_another_or_no_mask_version_is_a_refusal_naming_the_site_and_both_versions(
+        stated: int | None, named: str) -> None:
+    cfg = config()
+    if stated is None:
+        del cfg[wire.MASK_VERSION]  # a server release before mask versions
+    else:
+        cfg[wire.MASK_VERSION] = stated
+    reason = parse_instruction(cfg).mask_refusal("hungary")
+    assert reason is not None and reason.startswith("site hungary refuses")
+    assert named in reason and "this node masks with SecAgg+ mask version 2" in reason

@@ -46,7 +46,7 @@ def _spent_lifetime(home: SiteHome, tmp_path: Path) -> Path:
 def test_a_site_that_would_train_admits_and_writes_no_ledger(tmp_path: Path) -> None:
     home = site_home(tmp_path)
     reply = answer(settings(home), instruction().to_config())
-    assert reply == {wire.SITE: "hungary", wire.ADMITS: True}
+    assert reply == {wire.SITE: "hungary", wire.ADMITS: True, wire.MASK_VERSION: 2}
     assert not (home.state_dir / LEDGER_FILE).exists()
 
 
@@ -57,6 +57,9 @@ def test_a_site_that_would_train_admits_and_writes_no_ledger(tmp_path: Path) -> 
     ("no receipt key", "no usable receipt key"),
     ("not a member", "not a member"),
     ("bad instruction", "lacks"),
+    ("another mask version", "site hungary refuses: the consortium unmasks with SecAgg+ mask "
+                             "version 3, this node masks with SecAgg+ mask version 2"),
+    ("no mask version", "the consortium unmasks with no SecAgg+ mask version (a release"),
 ])
 def test_a_predictable_refusal_is_answered_and_nothing_is_written(
         tmp_path: Path, case: str, reason: str) -> None:
@@ -76,8 +79,13 @@ def test_a_predictable_refusal_is_answered_and_nothing_is_written(
                                                   "mayo"])).to_config()
     elif case == "bad instruction":
         del config[wire.ROUND]
+    elif case == "another mask version":
+        config[wire.MASK_VERSION] = 3
+    elif case == "no mask version":
+        del config[wire.MASK_VERSION]
     reply = answer(node, config)
     assert reply[wire.SITE] == "hungary" and reply[wire.ADMITS] is False
+    assert reply[wire.MASK_VERSION] == 2  # the site states its own version either way
     assert reason in str(reply[wire.REFUSAL])
     assert wire.REFUSAL_FINAL not in reply  # only an admission (ε) refusal is final
     assert not (home.state_dir / LEDGER_FILE).exists()

@@ -152,7 +152,7 @@ def test_every_node_is_asked_with_the_round_instruction_and_answers_are_attribut
             return {wire.PREFLIGHT_RECORD: ConfigRecord({wire.SITE: site, wire.ADMITS: "yes"})}
         return {wire.PREFLIGHT_RECORD: ConfigRecord({
             wire.SITE: site, wire.ADMITS: False, wire.REFUSAL: TOO_MANY,
-            wire.REFUSAL_FINAL: True})}
+            wire.REFUSAL_FINAL: True, wire.MASK_VERSION: 2})}
 
     grid = QueryGrid(sorted(site_of), respond)
     answers, rejections = ask(grid, instruction=h.plan.fit_config(1),
@@ -166,7 +166,50 @@ def test_every_node_is_asked_with_the_round_instruction_and_answers_are_attribut
     assert "malformed preflight answer" in reasons[node_of["long_beach"]]
 
 
+@pytest.mark.usefixtures("task_identity")
+def test_an_answer_without_a_mask_version_is_read_as_none(harness: Harness) -> None:
+    """A site release before mask versions admits without stating one."""
+    site_of = {n: s for s, n in harness.nodes.items()}
+
+    def respond(node: int, config: dict[str, Any]) -> dict[str, ConfigRecord] | None:
+        version = {"cleveland": 2, "hungary": 1}.get(site_of[node])
+        extra = {} if version is None else {wire.MASK_VERSION: version}
+        return {wire.PREFLIGHT_RECORD: ConfigRecord({wire.SITE: site_of[node], wire.ADMITS: True,
+                                                     **extra})}
+
+    answers, _ = ask(QueryGrid(sorted(site_of), respond), instruction=harness.plan.fit_config(1),
+                     attribution=harness.attribution, min_sites=4, timeout=5.0)
+    assert {a.site: a.mask_version for a in answers} == {
+        "cleveland": 2, "hungary": 1, "long_beach": None, "switzerland": None}
+
+
+def test_a_site_with_another_or_no_mask_version_stops_the_run_naming_it() -> None:
+    answers = [admit("cleveland"), admit("switzerland"),
+               Answer(site="hungary", admits=True, mask_version=1),
+               Answer(site="long_beach", admits=True, mask_version=None)]
+    result = decide(rnd=1, members=SITES, min_sites=2, answers=answers)  # 2 would be enough
+    assert result.stop_reason is not None and result.stop_reason.startswith(STOP_PREFLIGHT)
+    assert result.admitting == ("cleveland", "switzerland")
+    assert "site hungary masks with SecAgg+ mask version 1, the consortium unmasks with " \
+           "SecAgg+ mask version 2" in result.stop_reason
+    assert "site long_beach masks with no SecAgg+ mask version" in result.stop_reason
+    assert "no site trained or spent anything" in result.stop_reason
+    assert set(result.refusals) == {"hungary", "long_beach"}
+
+
 # -- the round loop ---------------------------------------------------------------------------
+
+
+def test_a_site_with_another_mask_version_is_refused_before_any_site_trains(
+        harness: Harness) -> None:
+    h = harness
+    h.answers = [admit(s) for s in SITES[:3]] + [
+        Answer(site="switzerland", admits=True, mask_version=1)]
+    outcome = h.run()
+    assert outcome.status == RUN_STOPPED and outcome.reason.startswith(STOP_PREFLIGHT)
+    assert "site switzerland masks with SecAgg+ mask version 1" in outcome.reason
+    assert h.preflights == [1] and h.fit_calls == 0
+    assert h.count("rounds") == 0 and h.count("receipts") == 0
 
 def test_a_predictable_refusal_stops_the_run_before_any_site_trains(harness: Harness) -> None:
     h = harness  # min_sites = 4

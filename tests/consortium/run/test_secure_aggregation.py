@@ -1,9 +1,10 @@
 """Secure aggregation is real: the server sees masked vectors, and only their sum unmasks.
 
 Four nodes with known updates run Flower's real SecAgg+ protocol (``secaggplus_mod`` on the
-clients, with the sites' ChaCha20 masks; the consortium's configured ``SecAggPlusWorkflow`` on
-the server, with the same masks) in Flower's simulation engine, and the consortium's strategy
-collects the result. The test taps what the server receives in the masked-vector stage.
+clients, with the sites' mask version 2 installed; the consortium's configured SecAgg+ workflow,
+Flower's with mask version 2's collect and unmask stages, on the server) in Flower's simulation
+engine, and the consortium's strategy collects the result. The test taps what the server
+receives in the masked-vector stage.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from flwr.common import bytes_to_ndarray, ndarrays_to_parameters
 from flwr.common.secure_aggregation.quantization import quantize
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 from flwr.server import LegacyContext, ServerApp, ServerConfig
-from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.server.workflow import DefaultWorkflow
 from flwr.simulation import run_simulation
 
 from consortium import flower_compat as server_compat
@@ -53,7 +54,7 @@ def client_fn(context: Context) -> Client:
     return KnownClient(int(context.node_config["partition-id"])).to_client()
 
 
-class TappedSecAgg(SecAggPlusWorkflow):
+class TappedSecAgg(server_compat.SecAggPlus):
     """The consortium's SecAgg+ workflow, recording what the server receives in stage 2."""
 
     received: ClassVar[list[tuple[int, list[np.ndarray]]]] = []
@@ -117,6 +118,7 @@ def test_server_learns_only_the_weighted_sum() -> None:
         weighted = [a * (q_ratio / base.quantization_range) for a in site_update(pid)]
         plain.append(quantize(weighted, base.clipping_range, base.quantization_range))
     for _, masked in tapped.received:
+        assert all(m.dtype == np.uint32 for m in masked)  # 4 bytes a parameter, not int64's 8
         body = np.concatenate([m.ravel() for m in masked[1:]])  # masked[0] is the weight factor
         for q in plain:
             target = np.concatenate([a.ravel().astype(np.int64) for a in q]) % base.modulus_range
@@ -129,4 +131,50 @@ def test_server_learns_only_the_weighted_sum() -> None:
                 for i in range(len(SHAPES))]
     tol = 4 * 2 * base.clipping_range / base.quantization_range * base.max_weight / min(EXAMPLES)
     for got, want in zip(fit.aggregate, expected, strict=True):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, atol=tol)
+
+
+class DroppingClient(KnownClient):
+    """Site 3 shares its keys, then fails before uploading its masked vector."""
+
+    def fit(self, parameters: list[np.ndarray], config: dict[str, Any]) -> Any:
+        if self.pid == 3:
+            raise RuntimeError("site 3 dropped out")
+        return super().fit(parameters, config)
+
+
+def dropping_client_fn(context: Context) -> Client:
+    site_compat.install_masking()
+    return DroppingClient(int(context.node_config["partition-id"])).to_client()
+
+
+def test_a_site_that_drops_out_after_sharing_keys_is_unmasked_from_the_others() -> None:
+    """The server reconstructs the dropped site's pairwise masks from the survivors' shares
+    (Flower's protocol, with mask version 2's signs and streams) and the sum unmasks."""
+    server_compat.install_masking()
+    base = secagg_workflow(make_plan(rounds=1))
+    strategies: list[ConsortiumStrategy] = []
+    server = ServerApp()
+
+    @server.main()
+    def _main(grid: Any, context: Context) -> None:
+        strategy = ConsortiumStrategy(min_sites=3, initial_parameters=ndarrays_to_parameters(
+            [np.zeros(s, np.float32) for s in SHAPES]), fit_config=lambda rnd: {})
+        strategies.append(strategy)
+        legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=1),
+                               strategy=strategy)
+        DefaultWorkflow(fit_workflow=base, evaluate_workflow=lambda g, c: None)(grid, legacy)
+
+    run_simulation(server_app=server, client_app=ClientApp(client_fn=dropping_client_fn,
+                                                             mods=[secaggplus_mod]),
+                   num_supernodes=4,
+                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
+    fit = strategies[0].fits[1]
+    assert fit.aggregate is not None and len(fit.replies) == 3
+    survivors = range(3)
+    total = sum(EXAMPLES[p] for p in survivors)
+    tol = 3 * 2 * base.clipping_range / base.quantization_range * base.max_weight / min(EXAMPLES)
+    for i, got in enumerate(fit.aggregate):
+        want = sum(site_update(p)[i] * EXAMPLES[p] for p in survivors) / total
         np.testing.assert_allclose(got, want, atol=tol)
