@@ -52,7 +52,8 @@ class BasicBlock(nn.Module):
         out = self.relu1(self.gn1(self.conv1(x)))
         out = self.gn2(self.conv2(out))
         out = out + identity  # NOT in place: `out += identity` breaks Opacus' backward hooks
-        return self.relu2(out)
+        result: torch.Tensor = self.relu2(out)
+        return result
 
 
 def _stem(in_channels: int, width: int, large: bool, groups: int) -> nn.Sequential:
@@ -98,4 +99,5 @@ class ResNet18GN(nn.Module):
         self.fc = nn.Linear(ch, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
+        logits: torch.Tensor = self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
+        return logits
