@@ -118,7 +118,21 @@ class CNNModel(_Frozen):
     groups: StrictInt = Field(4, ge=1, le=64, description="GroupNorm groups (at most).")
 
 
-Model = Annotated[LogisticModel | MLPModel | CNNModel, Field(discriminator="family")]
+class ResNet18Model(_Frozen):
+    """An imaging-size ResNet-18-class network, Opacus-compatible: 4 stages of 2 basic blocks
+    with GroupNorm (no BatchNorm) and out-of-place residual adds; torchvision's 7×7 stem for
+    images of at least 64 pixels, a 3×3 stem below."""
+
+    family: Literal["resnet18"]
+    widths: tuple[Annotated[StrictInt, Field(ge=1, le=1024)], ...] = Field(
+        (64, 128, 256, 512), min_length=4, max_length=4,
+        description="Channels of the 4 stages (ResNet-18: 64, 128, 256, 512).")
+    groups: StrictInt = Field(32, ge=1, le=64, description="GroupNorm groups (at most).")
+
+
+IMAGE_FAMILIES = (CNNModel, ResNet18Model)
+Model = Annotated[LogisticModel | MLPModel | CNNModel | ResNet18Model,
+                  Field(discriminator="family")]
 
 
 class SplitSpec(_Frozen):
@@ -185,8 +199,9 @@ class TabularTask(_Task):
                 raise ValueError(f"{where}: column {name!r} is already declared as "
                                  f"{seen[name]}")
             seen[name] = where
-        if isinstance(self.model, CNNModel):
-            raise ValueError("model.family: cnn is for image tasks (use logistic or mlp)")
+        if isinstance(self.model, IMAGE_FAMILIES):
+            raise ValueError(f"model.family: {self.model.family} is for image tasks (use "
+                             "logistic or mlp)")
         return self
 
     def feature_names(self) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from policies.errors import PolicyError
 from policies.task_loader import LoadedTask, load_task
 from site_node.data import SiteData, load_cached, with_site_indicator
 from site_node.data.fingerprint import cached_fingerprint
+from site_node.device import resolve_device
 from site_node.errors import ConfigError, DataError, FinalRefusal, Refusal, TrainingError
 from site_node.instruction import Instruction, parse_instruction
 from site_node.model import build_model, set_weights
@@ -142,9 +143,9 @@ class SiteClient(NumPyClient):
         already trained this round (then it re-sends that round's receipt), that its ledger
         holds every round of the run whose receipt the consortium holds from it, the incoming
         model, the task (the one it agreed to), its data against the task, SecAgg+'s weight
-        limit, the model's shape, and admission (the run's data unchanged, its own policy, the
-        sampling rate, its ε ceilings). An admission refusal is final for the run and says so
-        (``wire.REFUSAL_FINAL``).
+        limit, the model's shape, admission (the run's data unchanged, its own policy, the
+        sampling rate, its ε ceilings), and that its training device is there on this machine.
+        An admission refusal is final for the run and says so (``wire.REFUSAL_FINAL``).
         """
         site = self.settings.site
         try:
@@ -162,6 +163,7 @@ class SiteClient(NumPyClient):
                 raise Refusal(f"site {site} refuses: the global model it received is not finite")
             data = checked_data(self.settings, instruction)
             _fits_task(parameters, instruction, site)
+            device = resolve_device(self.settings.device, field=f"site {site}: device")
             assert self.settings.data_path is not None  # site_data refused a node without
             admitted = guard.admit(instruction, num_examples=data.num_train,
                                    data_sha256=cached_fingerprint(self.settings.data_path))
@@ -170,7 +172,8 @@ class SiteClient(NumPyClient):
         except (Refusal, InstructionError, ConfigError, DataError, ProtocolError) as exc:
             return self._refuse(parameters, str(exc))
         try:
-            result = train_dp(parameters, data, admitted.plan, instruction.model_task)
+            result = train_dp(parameters, data, admitted.plan, instruction.model_task,
+                              device=device, max_physical_batch=self.settings.max_physical_batch)
         except TrainingError as exc:
             return self._refuse(parameters, f"site {site} refuses: {exc}; nothing was trained, "
                                 "recorded or sent")
@@ -196,5 +199,6 @@ class SiteClient(NumPyClient):
         task = instruction.model_task
         data = with_site_indicator(site_data(self.settings, instruction.task), task,
                                    self.settings.site)
-        loss, accuracy = evaluate(parameters, data.x_test, data.y_test, task)
+        device = resolve_device(self.settings.device, field=f"site {self.settings.site}: device")
+        loss, accuracy = evaluate(parameters, data.x_test, data.y_test, task, device=device)
         return loss, data.num_test, {wire.SITE: self.settings.site, wire.ACCURACY: accuracy}

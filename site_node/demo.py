@@ -15,6 +15,7 @@ from pathlib import Path
 from policies.errors import PolicyError
 from policies.example import DEFAULT_EXAMPLE, Example, load_example
 from policies.loader import example_site_policy_path
+from site_node.device import AUTO
 from site_node.errors import ConfigError
 from site_node.home import SiteHome, demo_site_home, ensure_site_home
 from site_node.protocol.run_config import RunConfig, parse
@@ -27,14 +28,15 @@ def provision(site: str) -> SiteHome:
 
 
 def demo_settings(site: str, *, data_path: Path | None = None,
-                  example_policy: bool = False) -> NodeSettings:
-    """The node settings of a demonstration site (its home must have been provisioned)."""
+                  example_policy: bool = False, device: str = AUTO) -> NodeSettings:
+    """The node settings of a demonstration site (its home must have been provisioned),
+    training on ``device``."""
     home = SiteHome(demo_site_home(site), site)
     policy = example_site_policy_path(site) if example_policy else None
     if policy is not None and not policy.is_file():
         policy = None  # this site has no example policy
     return NodeSettings(site=site, data_path=data_path, state_dir=home.state_dir,
-                        policy_path=policy)
+                        policy_path=policy, device=device)
 
 
 def run_example(run_config: RunConfig) -> Example:

@@ -1,19 +1,22 @@
 """The per-sample gradient mode of Opacus a site trains with, chosen by the site itself.
 
 Opacus computes per-sample gradients in several ways (``grad_sample_mode``): module hooks,
+ghost clipping (per-sample norms without per-sample gradients, two backward passes),
 functorch, or expanded weights. They differ in speed and memory by model and machine
 (``bench/dpsgd/``), and not every mode supports every layer. :func:`choose` tries each
-candidate on a copy of the model, with a made-up batch of the training batch's shape (no
-site record is used), and keeps the fastest one that
+candidate on a copy of the model, on the device that will train, with a made-up batch of the
+training batch's shape (no site record is used), and keeps the fastest one that
 
 - runs one DP-SGD step on that batch and one on an empty batch (Poisson sampling may draw one),
 - and computes per-sample gradient norms that agree with an exact reference (plain autograd,
-  one sample at a time) within :data:`RTOL`.
+  one sample at a time, float64 sums, TF32 off) within the tolerance of the precision the
+  device computes in (:mod:`site_node.precision`): float32 always, and TF32 too where the
+  device trains in TF32.
 
 The choice changes how gradients are computed, never the mechanism: clipping, noise, sampling
-and the accounting are the same in every mode. It is made once per process and model shape
-(:func:`mode_for`), so a round pays for it only the first time. If no mode passes, it raises
-:class:`~site_node.errors.TrainingError` naming each mode's failure.
+and the accounting are the same in every mode. It is made once per process, model shape and
+device (:func:`mode_for`), so a round pays for it only the first time. If no mode passes, it
+raises :class:`~site_node.errors.TrainingError` naming each mode's failure.
 """
 
 from __future__ import annotations
@@ -23,21 +26,21 @@ import logging
 import math
 import time
 import warnings
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, NamedTuple, cast
 
 import torch
 from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from site_node import precision
 from site_node.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
 #: Candidate modes, in order of preference on equal timings ("hooks" is Opacus' default).
-CANDIDATES: tuple[str, ...] = ("hooks", "ew", "functorch")
-#: Largest accepted relative difference between a mode's per-sample norms and the reference.
-RTOL = 1e-3
+CANDIDATES: tuple[str, ...] = ("hooks", "ghost", "ew", "functorch")
 #: Timed DP-SGD steps per candidate (after one untimed step).
 TIMED_STEPS = 3
 _CHECK_SAMPLES = 8
@@ -64,61 +67,114 @@ def max_relative_difference(norms: torch.Tensor, ref: torch.Tensor) -> float:
     return float(((a - b).abs() / b.clamp_min(1e-12)).max())
 
 
-def _private(model: nn.Module, mode: str, batch_size: int
-             ) -> tuple[nn.Module, torch.optim.Optimizer]:
+class Private(NamedTuple):
+    """A model made private in one mode: what a DP-SGD step needs (``criterion`` is Opacus'
+    own in ghost mode, whose ``backward`` runs both passes)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    criterion: Callable[[torch.Tensor, torch.Tensor], Any]
+
+
+def _private(model: nn.Module, mode: str, batch_size: int) -> Private:
     loader = DataLoader(TensorDataset(torch.zeros(batch_size, 1)), batch_size=batch_size)
-    dp_model, dp_opt, _ = PrivacyEngine(accountant="rdp").make_private(
+    made = PrivacyEngine(accountant="rdp").make_private(
         module=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
-        data_loader=loader, noise_multiplier=1.0, max_grad_norm=1.0,
-        poisson_sampling=False, grad_sample_mode=mode)
-    return dp_model, dp_opt
+        data_loader=loader, criterion=nn.CrossEntropyLoss(), noise_multiplier=1.0,
+        max_grad_norm=1.0, poisson_sampling=False, grad_sample_mode=mode)
+    if mode == "ghost":
+        return Private(made[0], made[1], made[2])
+    return Private(made[0], made[1], nn.CrossEntropyLoss())
 
 
-def _step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-          y: torch.Tensor) -> None:
-    optimizer.zero_grad()
-    out = model(x)
-    loss: Any = out.sum() * 0.0 if len(x) == 0 else nn.functional.cross_entropy(out, y)
-    loss.backward()
-    optimizer.step()
+def batch_loss(criterion: Callable[[torch.Tensor, torch.Tensor], Any], out: torch.Tensor,
+               y: torch.Tensor) -> Any:
+    """The loss of one batch; an empty (Poisson) batch gets a zero loss that still takes the
+    noisy step."""
+    return out.sum() * 0.0 if len(y) == 0 else criterion(out, y)
 
 
-def _norms(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-           y: torch.Tensor) -> torch.Tensor:
-    optimizer.zero_grad()
-    loss: Any = nn.functional.cross_entropy(model(x), y)
-    loss.backward()
-    samples: list[torch.Tensor] = [p.grad_sample  # type: ignore[attr-defined]
-                                   for p in model.parameters() if p.requires_grad]
-    optimizer.zero_grad()
-    parts = [g.reshape(len(x), -1).norm(2, dim=1) for g in samples]
-    return cast(torch.Tensor, torch.stack(parts, dim=1).norm(2, dim=1))
+def _step(dp: Private, x: torch.Tensor, y: torch.Tensor) -> None:
+    dp.optimizer.zero_grad()
+    batch_loss(dp.criterion, dp.model(x), y).backward()
+    dp.optimizer.step()
+
+
+def per_sample_norms(dp: Private, mode: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The per-sample gradient norms the mode clips with (no step is taken)."""
+    dp.optimizer.zero_grad()
+    dp.criterion(dp.model(x), y).backward()
+    if mode == "ghost":
+        norms = cast(torch.Tensor, dp.model.per_sample_gradient_norms).detach().clone()
+    else:
+        samples: list[torch.Tensor] = [p.grad_sample  # type: ignore[attr-defined]
+                                       for p in dp.model.parameters() if p.requires_grad]
+        parts = [g.reshape(len(x), -1).norm(2, dim=1) for g in samples]
+        norms = torch.stack(parts, dim=1).norm(2, dim=1).detach()
+    dp.optimizer.zero_grad()
+    return norms
+
+
+def norm_error(norms: torch.Tensor, ref: torch.Tensor, in_precision: precision.Precision
+               ) -> str | None:
+    """Why ``norms`` computed in ``in_precision`` are not the reference's, or None if they
+    agree within that precision's tolerance."""
+    diff = max_relative_difference(norms, ref)
+    limit = precision.tolerance(in_precision)
+    if diff <= limit:
+        return None
+    return (f"per-sample norms disagree with the reference ({diff:.1e} > {limit:.0e} in "
+            f"{in_precision})")
+
+
+def _check(dp: Private, mode: str, x: torch.Tensor, y: torch.Tensor, ref: torch.Tensor,
+           device: torch.device) -> None:
+    with precision.full_float32():
+        seen = [("float32", per_sample_norms(dp, mode, x, y))]
+    trains_in = precision.training_precision(device)
+    if trains_in != "float32":
+        seen.append((trains_in, per_sample_norms(dp, mode, x, y)))
+    for in_precision, norms in seen:
+        why = norm_error(norms, ref, cast(precision.Precision, in_precision))
+        if why is not None:
+            raise ValueError(why)
+
+
+def _now(device: torch.device) -> float:
+    """Process CPU seconds on a CPU (other jobs on the cores do not inflate it); wall seconds
+    after the device finished its queued work on a GPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return time.perf_counter()
+    return time.process_time()
 
 
 def _trial(model: nn.Module, mode: str, x: torch.Tensor, y: torch.Tensor,
            ref: torch.Tensor) -> float:
-    """Median CPU seconds of one DP-SGD step in ``mode``; raises why the mode is unfit."""
-    dp_model, dp_opt = _private(copy.deepcopy(model).train(), mode, len(x))
+    """Median seconds of one DP-SGD step in ``mode``; raises why the mode is unfit."""
+    device = x.device
+    dp = _private(copy.deepcopy(model).train(), mode, len(x))
     n = len(ref)
-    diff = max_relative_difference(_norms(dp_model, dp_opt, x[:n], y[:n]), ref)
-    if not diff <= RTOL:
-        raise ValueError(f"per-sample norms disagree with the reference ({diff:.1e})")
-    _step(dp_model, dp_opt, x[:0], y[:0])  # an empty Poisson batch
-    _step(dp_model, dp_opt, x, y)
+    _check(dp, mode, x[:n], y[:n], ref, device)
+    _step(dp, x[:0], y[:0])  # an empty Poisson batch
+    _step(dp, x, y)
     times = []
     for _ in range(TIMED_STEPS):
-        start = time.process_time()
-        _step(dp_model, dp_opt, x, y)
-        times.append(time.process_time() - start)
+        start = _now(device)
+        _step(dp, x, y)
+        times.append(_now(device) - start)
     return sorted(times)[len(times) // 2]
 
 
 def choose(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
            candidates: tuple[str, ...] = CANDIDATES) -> tuple[str, dict[str, float | str]]:
-    """The fastest correct mode for ``model`` on batches like ``(x, y)``, and what each
-    candidate measured (seconds per step, or why it was dropped)."""
+    """The fastest correct mode for ``model`` on batches like ``(x, y)`` on their device (the
+    model is copied there), and what each candidate measured (seconds per step, or why it was
+    dropped)."""
+    model = copy.deepcopy(model).to(x.device)
     n = min(_CHECK_SAMPLES, len(x))
-    ref = reference_norms(copy.deepcopy(model).train(), x[:n], y[:n])
+    with precision.full_float32():
+        ref = reference_norms(copy.deepcopy(model).train(), x[:n], y[:n])
     seen: dict[str, float | str] = {}
     for mode in candidates:
         try:
@@ -134,21 +190,25 @@ def choose(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return min(timed)[2], seen
 
 
-#: The mode chosen for each model shape in this process.
+#: The mode chosen for each model shape and device in this process.
 _CHOSEN: dict[tuple[object, ...], str] = {}
 
 
 def mode_for(model: nn.Module, *, input_shape: tuple[int, ...], num_classes: int,
-             batch_size: int) -> str:
-    """The mode for this model shape, chosen on first use in this process on made-up data
-    (standard normal inputs, classes in turn) of the expected batch size."""
+             batch_size: int, device: torch.device | None = None) -> str:
+    """The mode for this model shape on ``device`` (default: the CPU), chosen on first use in
+    this process on made-up data (standard normal inputs, classes in turn) of the batch size
+    the device computes at once."""
+    device = device or torch.device("cpu")
     batch = max(2, batch_size)
-    key = (repr(model), input_shape, num_classes, batch)
+    key = (repr(model), input_shape, num_classes, batch, str(device),
+           precision.training_precision(device))
     if key not in _CHOSEN:
         gen = torch.Generator().manual_seed(0)
         x = torch.randn((batch, *input_shape), generator=gen)
         y = torch.arange(batch) % num_classes
-        mode, seen = choose(model, x, y)
-        log.info("per-sample gradient mode %s (seconds per step, or why not: %s)", mode, seen)
+        mode, seen = choose(model, x.to(device), y.to(device))
+        log.info("per-sample gradient mode %s on %s (seconds per step, or why not: %s)", mode,
+                 device, seen)
         _CHOSEN[key] = mode
     return _CHOSEN[key]

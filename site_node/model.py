@@ -9,7 +9,9 @@ sizes (:func:`build_model`):
 - ``cnn`` (images): 3×3 convolution blocks, each with GroupNorm, ReLU and 2×2 max pooling while
   the image is large enough, then global average pooling and a linear layer. Only layers Opacus
   computes per-sample gradients for, and no in-place operation (checked by Opacus'
-  ``ModuleValidator`` in the tests).
+  ``ModuleValidator`` in the tests);
+- ``resnet18`` (images): an imaging-size ResNet-18-class network with GroupNorm and
+  out-of-place residual adds (:mod:`site_node.resnet`), Opacus-valid too.
 
 Images enter the logistic and MLP models flattened. Weights travel as a list of NumPy arrays in
 ``state_dict`` order; :func:`initial_weights` is the run's seeded starting point.
@@ -23,7 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from policies.task import AnyTask, CNNModel, LogisticModel, MLPModel
+from policies.task import AnyTask, CNNModel, LogisticModel, MLPModel, ResNet18Model
+from site_node.resnet import ResNet18GN
 
 
 def _dense(inputs: int, hidden: tuple[int, ...], outputs: int) -> list[nn.Module]:
@@ -59,6 +62,9 @@ def build_model(task: AnyTask) -> nn.Module:
     if isinstance(spec, CNNModel):
         channels, height, width = shape
         return _cnn(spec, channels, height, width, outputs)
+    if isinstance(spec, ResNet18Model):
+        channels, height, width = shape
+        return ResNet18GN(channels, outputs, min(height, width), spec.widths, spec.groups)
     hidden = spec.hidden if isinstance(spec, MLPModel) else ()
     assert isinstance(spec, LogisticModel | MLPModel)
     flat = math.prod(shape)

@@ -1,7 +1,8 @@
 """What a node knows about itself, parsed once from its configuration: never sent anywhere.
 
 A deployed SuperNode gets ``site-id``, ``data-path``, ``state-dir`` (and optionally
-``policy-path`` and ``task-path``) in its own ``--node-config``; Flower hands them to the
+``policy-path``, ``task-path``, ``device`` and ``max-physical-batch``) in its own
+``--node-config``; Flower hands them to the
 ClientApp on that machine only. The local demonstration builds the same :class:`NodeSettings`
 for each site it plays and hands them to the ClientApp it starts
 (:func:`site_node.client_app.client_app_for`).
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from policies.errors import PolicyError
 from policies.identity import check_site_id
+from site_node.device import AUTO, parse_device
 from site_node.errors import ConfigError
 
 # -- node configuration keys (``flower-supernode --node-config``) ------------------------------
@@ -23,6 +25,10 @@ NODE_DATA_PATH = "data-path"
 NODE_STATE_DIR = "state-dir"
 NODE_POLICY_PATH = "policy-path"
 NODE_TASK_PATH = "task-path"
+NODE_DEVICE = "device"
+NODE_MAX_PHYSICAL_BATCH = "max-physical-batch"
+#: Largest ``max-physical-batch`` accepted (a bound on a typo, not on memory).
+MAX_PHYSICAL_BATCH_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +49,13 @@ class NodeSettings:
         The task file the site admin agreed to (``site-node start --task``): the node refuses
         an instruction for any other task. None: the node trains the task the instruction
         carries (the local demonstration).
+    device : str
+        Where the site trains: ``auto`` (a GPU when there is one), ``cpu`` or ``cuda[:N]``
+        (:mod:`site_node.device`; checked at construction, resolved on this machine).
+    max_physical_batch : int or None
+        Largest batch the device computes at once: a Poisson batch above it is split into
+        physical batches and the noisy step is taken once per logical batch (Opacus'
+        ``BatchMemoryManager``); the mechanism and ε are unchanged. None: no cap.
     """
 
     site: str
@@ -50,6 +63,13 @@ class NodeSettings:
     state_dir: Path
     policy_path: Path | None = None
     task_path: Path | None = None
+    device: str = AUTO
+    max_physical_batch: int | None = None
+
+    def __post_init__(self) -> None:
+        parse_device(self.device, field=f"node config {NODE_DEVICE}")
+        if self.max_physical_batch is not None:
+            _physical_batch(self.max_physical_batch)
 
     def node_config(self) -> dict[str, str]:
         """As ``--node-config`` entries."""
@@ -60,7 +80,21 @@ class NodeSettings:
             values[NODE_POLICY_PATH] = str(self.policy_path)
         if self.task_path is not None:
             values[NODE_TASK_PATH] = str(self.task_path)
+        if self.device != AUTO:
+            values[NODE_DEVICE] = self.device
+        if self.max_physical_batch is not None:
+            values[NODE_MAX_PHYSICAL_BATCH] = str(self.max_physical_batch)
         return values
+
+
+def _physical_batch(value: object) -> int:
+    """A positive whole number of examples (an int, or its ASCII decimal digits)."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if (not isinstance(text, str) or not text.isascii() or not text.isdigit()
+            or not 1 <= int(text) <= MAX_PHYSICAL_BATCH_LIMIT):
+        raise ConfigError(f"node config {NODE_MAX_PHYSICAL_BATCH}: expected a whole number of "
+                          f"examples from 1 to {MAX_PHYSICAL_BATCH_LIMIT}, got {value!r}")
+    return int(text)
 
 
 def _path(config: Mapping[str, object], key: str) -> Path | None:
@@ -92,6 +126,9 @@ def settings_from_node_config(config: Mapping[str, object]) -> NodeSettings:
     state_dir = _path(config, NODE_STATE_DIR)
     if state_dir is None:
         raise ConfigError(f"node config lacks {NODE_STATE_DIR!r}")
+    device = parse_device(config.get(NODE_DEVICE) or AUTO, field=f"node config {NODE_DEVICE}")
+    cap = config.get(NODE_MAX_PHYSICAL_BATCH)
     return NodeSettings(site=site, data_path=_path(config, NODE_DATA_PATH), state_dir=state_dir,
                         policy_path=_path(config, NODE_POLICY_PATH),
-                        task_path=_path(config, NODE_TASK_PATH))
+                        task_path=_path(config, NODE_TASK_PATH), device=device,
+                        max_physical_batch=None if cap in (None, "") else _physical_batch(cap))

@@ -7,6 +7,11 @@ in the per-sample gradient mode the site chose for the model (:mod:`site_node.gr
 The mechanism actually run (with the number of noisy steps Opacus counted) is returned for the
 site's ledger, which is the one record ε is composed from. DP noise and sampling draw from
 operating-system entropy; only the model initialisation is seeded by the run.
+
+The same code runs on every device (:mod:`site_node.device`): the model and each batch are moved
+to it, the noise is drawn there. Poisson batches larger than the site's ``max_physical_batch``
+are computed in pieces by Opacus' ``BatchMemoryManager``: the noisy step is still taken once per
+logical batch, so the sampling rate, the steps and ε are those of the plan.
 """
 
 from __future__ import annotations
@@ -14,19 +19,21 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from opacus import PrivacyEngine
 from opacus.data_loader import DPDataLoader
+from opacus.utils.batch_memory_manager import BatchMemoryManager
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from policies.task import AnyTask
 from site_node import grad_mode
 from site_node.data import SiteData
+from site_node.errors import TrainingError
 from site_node.model import build_model, get_weights, set_weights
 from site_node.protocol.mechanism import Mechanism
 
@@ -75,15 +82,17 @@ class TrainResult:
     mechanism: Mechanism
 
 
-def _entropy_generator() -> torch.Generator:
-    gen = torch.Generator()
+def _entropy_generator(device: torch.device | None = None) -> torch.Generator:
+    gen = torch.Generator(device=device or "cpu")
     gen.manual_seed(int.from_bytes(os.urandom(8), "little") & ((1 << 63) - 1))
     return gen
 
 
-def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan, task: AnyTask
+def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan, task: AnyTask, *,
+             device: torch.device | None = None, max_physical_batch: int | None = None
              ) -> TrainResult:
-    """Run one round of DP-SGD from ``weights``; returns the new weights and the mechanism run.
+    """Run one round of DP-SGD from ``weights`` on ``device`` (default: the CPU), computing at
+    most ``max_physical_batch`` examples at once; returns the new weights and the mechanism run.
 
     Raises
     ------
@@ -92,11 +101,14 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan, task: A
     TrainingError
         If no Opacus per-sample gradient mode works for the model (nothing was trained).
     """
+    device = device or torch.device("cpu")
     model = build_model(task)
     set_weights(model, weights)
+    model.to(device)
+    physical = max(1, max_physical_batch or len(data.x_train))
     mode = grad_mode.mode_for(model, input_shape=tuple(data.x_train.shape[1:]),
-                              num_classes=task.num_classes,
-                              batch_size=round(plan.sample_rate * len(data.x_train)))
+                              num_classes=task.num_classes, device=device,
+                              batch_size=min(physical, round(plan.sample_rate * len(data.x_train))))
     gen = _entropy_generator()
     dataset = TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train))
     loader = DPDataLoader(dataset, sample_rate=plan.sample_rate, generator=gen)
@@ -111,58 +123,64 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan, task: A
         warnings.filterwarnings("ignore", message=".*poisson_sampling.*")
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         engine = PrivacyEngine(accountant=plan.accountant)
-        dp_model, dp_opt, dp_loader = engine.make_private(
+        made = engine.make_private(
             module=model, optimizer=optimizer, data_loader=loader,
-            noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
-            poisson_sampling=False, noise_generator=gen, grad_sample_mode=mode,
+            criterion=nn.CrossEntropyLoss(), noise_multiplier=plan.noise_multiplier,
+            max_grad_norm=plan.max_grad_norm, poisson_sampling=False,
+            noise_generator=_entropy_generator(device), grad_sample_mode=mode,
         )
-        _run_steps(dp_model, dp_opt, dp_loader, plan.steps)
-    steps = sum(int(n) for _, _, n in engine.accountant.history)
+        dp = grad_mode.Private(made[0], made[1],
+                               made[2] if mode == "ghost" else nn.CrossEntropyLoss())
+        with BatchMemoryManager(data_loader=made[-1], max_physical_batch_size=physical,
+                                optimizer=made[1]) as batches:
+            _run_steps(dp, batches, plan.steps, device, taken=lambda: _steps_taken(engine))
     mechanism = Mechanism(noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
-                          steps=steps, max_grad_norm=plan.max_grad_norm,
+                          steps=_steps_taken(engine), max_grad_norm=plan.max_grad_norm,
                           accountant=plan.accountant)
     return TrainResult(weights=get_weights(model), mechanism=mechanism)
 
 
-def _batches(loader: DPDataLoader, steps: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``steps`` Poisson-sampled batches, going through the loader as often as needed."""
-    done = 0
-    while done < steps:
-        for batch in loader:
-            yield batch
-            done += 1
-            if done == steps:
+def _steps_taken(engine: PrivacyEngine) -> int:
+    """Noisy steps the accountant counted (one per logical batch, however it was split)."""
+    return sum(int(n) for _, _, n in engine.accountant.history)
+
+
+def _run_steps(dp: grad_mode.Private, loader: DataLoader[tuple[torch.Tensor, ...]], steps: int,
+               device: torch.device, *, taken: Callable[[], int]) -> None:
+    """Physical batches from ``loader`` (going through it as often as needed) until ``steps``
+    noisy steps were taken."""
+    dp.model.train()
+    while taken() < steps:
+        before = taken()
+        for xb, yb in loader:
+            dp.optimizer.zero_grad()
+            # An empty Poisson batch still takes a (pure-noise) step.
+            xb, yb = xb.to(device), yb.to(device)
+            grad_mode.batch_loss(dp.criterion, dp.model(xb), yb).backward()
+            dp.optimizer.step()
+            if taken() == steps:
                 return
+        if taken() == before:
+            raise TrainingError("a pass over the data took no noisy step")
 
 
-def _run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DPDataLoader,
-               steps: int) -> None:
-    criterion = nn.CrossEntropyLoss()
-    model.train()
-    for xb, yb in _batches(loader, steps):
-        optimizer.zero_grad()
-        # An empty Poisson batch still takes a (pure-noise) step.
-        empty = len(xb) == 0
-        loss = model(xb).sum() * 0.0 if empty else criterion(model(xb), yb)
-        loss.backward()
-        optimizer.step()
-
-
-def _logits(weights: list[np.ndarray], x: np.ndarray, task: AnyTask) -> torch.Tensor:
+def _logits(weights: list[np.ndarray], x: np.ndarray, task: AnyTask,
+            device: torch.device | None = None) -> torch.Tensor:
     model = build_model(task)
     set_weights(model, weights)
-    model.eval()
+    model.to(device or "cpu").eval()
     with torch.no_grad():
-        logits: torch.Tensor = model(torch.from_numpy(x))
+        logits: torch.Tensor = model(torch.from_numpy(x).to(device or "cpu")).cpu()
     return logits
 
 
-def evaluate(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, task: AnyTask
-             ) -> tuple[float, float]:
-    """Loss (mean cross-entropy) and accuracy of ``weights`` on ``(x, y)``."""
+def evaluate(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray, task: AnyTask, *,
+             device: torch.device | None = None) -> tuple[float, float]:
+    """Loss (mean cross-entropy) and accuracy of ``weights`` on ``(x, y)``, computed on
+    ``device`` (default: the CPU)."""
     if len(y) == 0:
         return float("nan"), float("nan")
-    logits = _logits(weights, x, task)
+    logits = _logits(weights, x, task, device)
     target = torch.from_numpy(y)
     loss = float(nn.functional.cross_entropy(logits, target))
     acc = float((logits.argmax(dim=1) == target).float().mean())

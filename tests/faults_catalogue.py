@@ -282,6 +282,15 @@ CATALOGUE: dict[str, list[str]] = {
         r"tests/site_node/protocol/test_masked_vector\.py::",
         r"tests/consortium/run/test_secure_aggregation\.py::",
     ],
+    "A training device is parsed once and refused clearly; the mode check holds on GPUs": [
+        r"tests/site_node/test_device\.py::",
+        r"tests/site_node/test_settings\.py::test_a_bad_device_or_physical_batch",
+        r"tests/deployment/test_device_option\.py::test_(a_device_typo|cuda_on_a_machine)",
+        r"tests/cli/test_run_device\.py::test_a_bad_or_missing_device",
+        r"tests/site_node/test_grad_mode\.py::test_(tf32_sized_noise|a_wrong_mode|a_tf32_device"
+        r"|tf32_is_off)",
+        r"tests/site_node/test_training\.py::test_a_physical_batch_cap",
+    ],
 }
 
 

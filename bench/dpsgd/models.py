@@ -1,4 +1,5 @@
-"""Opacus-friendly image models for DP-SGD: a small GroupNorm CNN and a ResNet-18-class backbone.
+"""Opacus-friendly image models for DP-SGD: a small GroupNorm CNN and a ResNet-18-class backbone
+(the product's, :mod:`site_node.resnet`).
 
 Both models follow the rules that make every Opacus per-sample-gradient mode work
 ("hooks", "ghost", "functorch", "ew"):
@@ -19,15 +20,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from site_node.resnet import LARGE_STEM_FROM, BasicBlock, group_norm
+from site_node.resnet import ResNet18GN as ProductResNet18GN
+
 __all__ = ["BasicBlock", "GroupNormCNN", "ResNet18GN", "build_model", "group_norm"]
-
-
-def group_norm(channels: int, max_groups: int = 32) -> nn.GroupNorm:
-    """GroupNorm with the largest group count <= ``max_groups`` that divides ``channels``."""
-    groups = min(max_groups, channels)
-    while channels % groups:
-        groups -= 1
-    return nn.GroupNorm(groups, channels)
 
 
 class GroupNormCNN(nn.Module):
@@ -76,38 +72,9 @@ class GroupNormCNN(nn.Module):
         return self.head(torch.flatten(self.pool(self.features(x)), 1))
 
 
-class BasicBlock(nn.Module):
-    """ResNet basic block with GroupNorm and an out-of-place residual add."""
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
-        self.gn1 = group_norm(out_ch)
-        self.relu1 = nn.ReLU(inplace=False)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride=1, padding=1, bias=False)
-        self.gn2 = group_norm(out_ch)
-        self.relu2 = nn.ReLU(inplace=False)
-        self.shortcut: nn.Module
-        if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), group_norm(out_ch)
-            )
-        else:
-            self.shortcut = nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = self.shortcut(x)
-        out = self.relu1(self.gn1(self.conv1(x)))
-        out = self.gn2(self.conv2(out))
-        out = out + identity  # NOT in place: `out += identity` breaks Opacus' backward hooks
-        return self.relu2(out)
-
-
-class ResNet18GN(nn.Module):
-    """ResNet-18-class backbone: 4 stages × 2 basic blocks, widths 64-128-256-512, GroupNorm.
-
-    11.2M parameters with 3 input channels and 10 classes (torchvision's ResNet-18 has 11.7M
-    with its 1000-class head).
+class ResNet18GN(ProductResNet18GN):
+    """The product's ResNet-18-class network (:class:`site_node.resnet.ResNet18GN`, the task
+    family ``resnet18``), with this bench's way of naming the stem.
 
     Parameters
     ----------
@@ -127,35 +94,10 @@ class ResNet18GN(nn.Module):
         stem: str = "imagenet",
         widths: Sequence[int] = (64, 128, 256, 512),
     ) -> None:
-        super().__init__()
-        w0 = widths[0]
-        if stem == "imagenet":
-            self.stem = nn.Sequential(
-                nn.Conv2d(in_channels, w0, 7, stride=2, padding=3, bias=False),
-                group_norm(w0),
-                nn.ReLU(inplace=False),
-                nn.MaxPool2d(3, stride=2, padding=1),
-            )
-        elif stem == "cifar":
-            self.stem = nn.Sequential(
-                nn.Conv2d(in_channels, w0, 3, stride=1, padding=1, bias=False),
-                group_norm(w0),
-                nn.ReLU(inplace=False),
-            )
-        else:
+        if stem not in ("imagenet", "cifar"):
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
-        blocks: list[nn.Module] = []
-        ch = w0
-        for i, width in enumerate(widths):
-            stride = 1 if i == 0 else 2
-            blocks += [BasicBlock(ch, width, stride), BasicBlock(width, width, 1)]
-            ch = width
-        self.layers = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(ch, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
+        size = LARGE_STEM_FROM if stem == "imagenet" else LARGE_STEM_FROM - 1
+        super().__init__(in_channels, num_classes, size, widths)
 
 
 def build_model(

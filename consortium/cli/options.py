@@ -28,6 +28,9 @@ RoundsOpt = Annotated[int | None, typer.Option(help="Rounds (0 or none: the poli
                                                 min=0, metavar="N")]
 SeedOpt = Annotated[int | None, typer.Option(help="Seed of the initial model (default 0).",
                                               min=0, metavar="N")]
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", help="Where every simulated site trains: auto (a GPU when there is one), cpu, "
+    "cuda or cuda:N.", metavar="DEVICE")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show Flower's protocol log.")]
 HomeOpt = Annotated[Path | None, typer.Option(
     "--home", help="Consortium home (default: $HOSPITAL_CONSORTIUM_HOME or "

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from consortium.cli.options import (
     DataOpt,
+    DeviceOpt,
     ExampleOpt,
     PolicyOpt,
     RoundsOpt,
@@ -108,6 +109,7 @@ def run(
     run_id: Annotated[str | None, typer.Option(
         "--run", help="With --resume: the run to continue.")] = None,
     verbose: VerboseOpt = False,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Run a local consortium: every site on this machine, on Flower's simulation engine, with
     DP-SGD at every site and SecAgg+ every round.
@@ -122,8 +124,11 @@ def run(
     from consortium.run.demo import prepare_sites
     from consortium.run.inputs import resolve_inputs
     from consortium.run.plan import make_plan_from_policy
+    from site_node.device import parse_device, resolve_device
 
     configure_logging(verbose)
+    device = parse_device(device, field="--device")
+    gpu = resolve_device(device, field="--device").type == "cuda"
     if run_id is not None and not resume:
         raise typer.BadParameter("--run is only for --resume", param_hint="--run")
     path = store_path(store)
@@ -131,13 +136,14 @@ def run(
         _refuse_with_resume(policy=policy, rounds=rounds, seed=seed,
                             example_site_policies=example_site_policies)
         inputs = resolve_inputs(example=example, task=task, data=data or ())
-        plan, done, outcome = _resume(inputs, path, run_id, verbose)
+        plan, done, outcome = _resume(inputs, path, run_id, verbose, device)
     else:
         inputs = resolve_inputs(example=example, task=task, data=data or (), policy=policy)
-        with ray_started_early(len(inputs.data)):
+        with ray_started_early(len(inputs.data), gpu=gpu):
             plan, sites = prepare_sites(make_plan_from_policy(
                 inputs.policy, inputs.task, store_path=path, rounds=rounds, seed=seed or 0,
-                demo=True, example_site_policies=example_site_policies), inputs.data)
+                demo=True, example_site_policies=example_site_policies), inputs.data,
+                device=device)
             done, outcome = simulate_with_progress(plan, sites, None, verbose)
     _report(plan, done, outcome.status, outcome.reason, outcome.rounds_ok,
             outcome.rounds_failed)
@@ -173,7 +179,7 @@ def _report(plan: RunPlan, done: list[RoundRecord], status: str, reason: str, ok
     raise typer.Exit(1 if nothing_ran else codes.get(status, 0))
 
 
-def _resume(inputs: RunInputs, path: Path, run_id: str | None, verbose: bool,
+def _resume(inputs: RunInputs, path: Path, run_id: str | None, verbose: bool, device: str,
             ) -> tuple[RunPlan, list[RoundRecord], RunOutcome]:
     """Resume a run: check its task, its sites' data and keys, claim it, then run it. A run
     whose planned rounds were all recorded is closed (reported here; nothing is trained)."""
@@ -185,7 +191,7 @@ def _resume(inputs: RunInputs, path: Path, run_id: str | None, verbose: bool,
         raise PlanError(f"run {plan.run_id} trains task {plan.task.name} (sha256 "
                         f"{plan.task.sha256[:16]}…); give its sites' data (--example or "
                         "--task with --data) to resume it")
-    plan, sites = prepare_sites(plan, inputs.data, resume=True)
+    plan, sites = prepare_sites(plan, inputs.data, resume=True, device=device)
     closed = claim(plan, point)  # of two resumes at once, one claims; the other stops here
     if closed is not None:
         ok = sum(r.status == ROUND_OK for r in point.rounds)
@@ -194,20 +200,22 @@ def _resume(inputs: RunInputs, path: Path, run_id: str | None, verbose: bool,
                       highlight=False)
         _report(plan, list(point.rounds), closed.status, closed.reason, ok,
                 point.recorded - ok)
-    with ray_started_early(len(sites)):
+    from consortium.run.simulation import uses_gpu
+
+    with ray_started_early(len(sites), gpu=uses_gpu(sites)):
         done, outcome = simulate_with_progress(plan, sites, point, verbose)
     return plan, done, outcome
 
 
 @contextmanager
-def ray_started_early(num_sites: int) -> Iterator[None]:
+def ray_started_early(num_sites: int, *, gpu: bool = False) -> Iterator[None]:
     """Start Ray in the background for the simulation to come, while this process loads torch,
     Opacus and Flower and checks the plan and the sites' data (the inputs' files have been read
     and validated). If the run is refused or fails before Flower took Ray over, Ray is shut
     down again (Flower shuts it down at the end of a simulation); nothing else was started."""
     from consortium.run import ray_session
 
-    ray_session.start_in_background(ray_session.backend_config(num_sites))
+    ray_session.start_in_background(ray_session.backend_config(num_sites, gpu=gpu))
     try:
         yield
     except BaseException:

@@ -25,6 +25,7 @@ from consortium.store.records import MODE_DEMO
 from consortium.store.run_store import RunStore
 from site_node.data import DataRefused, load_site_data
 from site_node.demo import demo_settings, provision
+from site_node.device import AUTO
 from site_node.home import HOME_ENV as SITE_HOME_ENV
 from site_node.home import SiteHome, default_site_home, demo_site_home
 from site_node.protocol.errors import KeyFileError
@@ -89,7 +90,8 @@ def check_store(plan: RunPlan) -> None:
         AuditLog(store.db, key=open_home().signing_key())
 
 
-def demo_sites(plan: RunPlan, data: Mapping[str, Path]) -> list[NodeSettings]:
+def demo_sites(plan: RunPlan, data: Mapping[str, Path], *, device: str = AUTO
+               ) -> list[NodeSettings]:
     """The node settings of every member site, each with its data, checked against the task.
 
     Raises
@@ -103,7 +105,7 @@ def demo_sites(plan: RunPlan, data: Mapping[str, Path]) -> list[NodeSettings]:
     for site in plan.loaded.policy.sites:
         if site not in data:
             raise PlanError(f"member site {site} has no data (give --data {site}=PATH)")
-        settings = demo_settings(site, data_path=data[site],
+        settings = demo_settings(site, data_path=data[site], device=device,
                                  example_policy=plan.example_site_policies)
         try:
             loaded = load_site_data(plan.task, data[site])
@@ -119,8 +121,8 @@ def demo_sites(plan: RunPlan, data: Mapping[str, Path]) -> list[NodeSettings]:
     return sites
 
 
-def prepare_sites(plan: RunPlan, data: Mapping[str, Path], *, resume: bool = False
-                  ) -> tuple[RunPlan, list[NodeSettings]]:
+def prepare_sites(plan: RunPlan, data: Mapping[str, Path], *, resume: bool = False,
+                  device: str = AUTO) -> tuple[RunPlan, list[NodeSettings]]:
     """Before anything runs, the sites of a local run and its plan with their data fingerprints.
 
     Every member's data is checked against the task and fingerprinted: no two sites may have
@@ -135,7 +137,7 @@ def prepare_sites(plan: RunPlan, data: Mapping[str, Path], *, resume: bool = Fal
         If a site's data do not fit, are another site's, or changed; or a site's key is not the
         enrolled one.
     """
-    sites = demo_sites(plan, data)
+    sites = demo_sites(plan, data, device=device)
     prints = data_fingerprints({s: data[s] for s in plan.loaded.policy.sites})
     if resume:
         check_unchanged(plan.run_id, plan.data_fingerprints, prints)

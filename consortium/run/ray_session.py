@@ -40,12 +40,15 @@ _ACCELERATOR_NOTICE = r"Tip: In future versions of Ray, Ray will no longer overr
 _KEEP_ALIVE_S = 0.5
 
 
-def backend_config(num_sites: int) -> dict[str, Any]:
-    """Ray resources: up to two clients at a time, sized to this machine's cores."""
+def backend_config(num_sites: int, *, gpu: bool = False) -> dict[str, Any]:
+    """Ray resources: up to two clients at a time, sized to this machine's cores; with ``gpu``
+    (sites that train on CUDA) each client gets its share of one GPU (Ray hides the GPUs from
+    an actor that asked for none)."""
     cpus = os.cpu_count() or 2
     per_client = max(1, cpus // min(num_sites, 2))
     return {
-        "client_resources": {"num_cpus": per_client, "num_gpus": 0.0},
+        "client_resources": {"num_cpus": per_client,
+                             "num_gpus": 1.0 / min(num_sites, 2) if gpu else 0.0},
         "init_args": {"num_cpus": cpus, "include_dashboard": False, "log_to_driver": False},
     }
 

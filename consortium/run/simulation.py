@@ -69,7 +69,7 @@ def simulate(plan: RunPlan, sites: Sequence[NodeSettings], *,
         flwr_log.propagate = False
     outcomes: list[RunOutcome] = []
     stop = stop or threading.Event()
-    backend = ray_session.backend_config(len(sites))
+    backend = ray_session.backend_config(len(sites), gpu=uses_gpu(sites))
     ray_session.start(backend)  # before our signal handlers: ray.init replaces them
     flower_compat.pace_simulation()
     with stop_on_signals(stop):
@@ -84,3 +84,11 @@ def simulate(plan: RunPlan, sites: Sequence[NodeSettings], *,
         raise SimulationError(f"run {plan.run_id} ended without an outcome; see the log and the "
                               f"run store {plan.store_path}")
     return outcomes[0]
+
+
+def uses_gpu(sites: Sequence[NodeSettings]) -> bool:
+    """Whether any site trains on CUDA on this machine (``auto`` included, when there is one)."""
+    from site_node.device import resolve_device
+
+    return any(resolve_device(s.device, field=f"site {s.site}: device").type == "cuda"
+               for s in sites)

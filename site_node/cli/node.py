@@ -21,6 +21,7 @@ from rich.console import Console
 from site_node.deployment import units
 from site_node.deployment.detached import node_running, stop_node
 from site_node.deployment.supernode import NodeSettings, explain, start
+from site_node.device import AUTO, parse_device
 from site_node.errors import NodeStartError, SiteHomeError
 from site_node.home import (
     SiteHome,
@@ -30,6 +31,7 @@ from site_node.home import (
     load_site_home,
 )
 from site_node.privacy.ledger import LEDGER_FILE, SiteLedger
+from site_node.settings import MAX_PHYSICAL_BATCH_LIMIT
 
 console = Console(soft_wrap=True)
 #: ``site-node stop``'s exit code when nothing of the node was running.
@@ -69,6 +71,12 @@ PortOpt = Annotated[int, typer.Option(help="Local port of the node's runtime API
 WarmOpt = Annotated[
     bool, typer.Option(help="Fork ClientApps from a pre-imported launcher (faster).")
 ]
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", help="Where the site trains: auto (a GPU when there is one), cpu, cuda or "
+    "cuda:N.", metavar="DEVICE")]
+PhysicalOpt = Annotated[int | None, typer.Option(
+    "--max-physical-batch", min=1, max=MAX_PHYSICAL_BATCH_LIMIT, metavar="N",
+    help="Largest batch computed at once (splits larger Poisson batches; ε unchanged).")]
 
 
 def start_cmd(
@@ -81,11 +89,15 @@ def start_cmd(
     detach: Annotated[bool, typer.Option(help="Return once admitted; leave it running.")] = False,
     insecure: Annotated[bool, typer.Option(help="DANGER: plaintext, no authentication.")] = False,
     warm: WarmOpt = True,
+    device: DeviceOpt = AUTO,
+    max_physical_batch: PhysicalOpt = None,
 ) -> None:
     """Start this site's SuperNode with TLS and node authentication (checks the data against the
-    task first)."""
+    task, and the device, first)."""
     site = load_site_home(home or default_site_home())
-    settings = NodeSettings(superlink, ca_cert, data, task, port, insecure, warm)
+    settings = NodeSettings(superlink, ca_cert, data, task, port, insecure, warm,
+                            device=parse_device(device, field="--device"),
+                            max_physical_batch=max_physical_batch)
     node = start(site, settings)
     console.print(f"[green]Connected[/] to {superlink} as site {site.site_id} (pid {node.pid})")
     if detach:
@@ -131,6 +143,8 @@ def unit(
     home: HomeOpt = None,
     port: PortOpt = 9094,
     warm: WarmOpt = True,
+    device: DeviceOpt = AUTO,
+    max_physical_batch: PhysicalOpt = None,
     user: Annotated[str | None, typer.Option(
         help="User the service runs as (default: you); it must own the site home.")] = None,
     output: Annotated[Path | None, typer.Option(
@@ -139,7 +153,9 @@ def unit(
 ) -> None:
     """Write a systemd unit that runs this node as a service (restart on failure, journal)."""
     site = load_site_home(home or default_site_home())
-    settings = NodeSettings(superlink, ca_cert, data, task, port, False, warm)
+    settings = NodeSettings(superlink, ca_cert, data, task, port, False, warm,
+                            device=parse_device(device, field="--device"),
+                            max_physical_batch=max_physical_batch)
     text = units.unit_file(units.node_unit(site, settings, user=user or units.current_user()))
     written = units.write_unit(text, output)
     if written is None:
@@ -209,6 +225,7 @@ def status(
                   f"  node={info.get('node_id', '-')}  since={info.get('updated_at', '-')}")
     if info.get("reason"):
         console.print(f"reason    {info['reason']}")
+    console.print(f"device    {info.get('device', '-')}", highlight=False)
     console.print(f"last run  {_last_run(site)}", highlight=False)
     console.print(f"budget    {budget_line(site)}")
 

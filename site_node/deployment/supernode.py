@@ -23,6 +23,7 @@ from policies.errors import PolicyError
 from policies.task_loader import load_task
 from site_node.data import DataRefused, load_site_data
 from site_node.deployment import detached, preflight, processes
+from site_node.device import AUTO, describe, resolve_device
 from site_node.errors import NodeStartError, PreflightError
 from site_node.home import SiteHome
 from site_node.settings import NodeSettings as SiteSettings
@@ -68,6 +69,8 @@ class NodeSettings:
     insecure: bool = False
     warm: bool = True
     max_retries: int | None = None
+    device: str = AUTO
+    max_physical_batch: int | None = None
 
 
 @dataclass
@@ -94,12 +97,13 @@ class RunningNode:
             processes.stop(self.launcher)
 
 
-def node_config(home: SiteHome, data_path: Path, task_path: Path) -> str:
-    """The ``--node-config`` string: site id, data path, task file and state directory (all
-    local)."""
+def node_config(home: SiteHome, data_path: Path, task_path: Path, *, device: str = AUTO,
+                max_physical_batch: int | None = None) -> str:
+    """The ``--node-config`` string: site id, data path, task file, state directory and the
+    training device (all local)."""
     values = SiteSettings(site=home.site_id, data_path=Path(data_path).resolve(),
-                          state_dir=home.state_dir,
-                          task_path=Path(task_path).resolve()).node_config()
+                          state_dir=home.state_dir, task_path=Path(task_path).resolve(),
+                          device=device, max_physical_batch=max_physical_batch).node_config()
     for key, value in values.items():
         if "'" in value or '"' in value:
             raise NodeStartError(f"{key} must not contain quotes: {value!r}")
@@ -118,7 +122,8 @@ def command(home: SiteHome, settings: NodeSettings) -> list[str]:
         "--port",
         str(settings.runtime_port),
         "--node-config",
-        node_config(home, settings.data_path, settings.task_path),
+        node_config(home, settings.data_path, settings.task_path, device=settings.device,
+                    max_physical_batch=settings.max_physical_batch),
     ]
     if settings.warm:
         args += ["--isolation", "process"]
@@ -164,8 +169,18 @@ def _line_after(lines: list[str], mark: str) -> str:
     return "no detail given"
 
 
+def training_device(settings: NodeSettings) -> str:
+    """What the node trains on, as ``site-node status`` shows it (``auto`` resolved)."""
+    shown = describe(resolve_device(settings.device, field="--device"))
+    if settings.max_physical_batch is not None:
+        shown += f", physical batches of at most {settings.max_physical_batch}"
+    return shown if settings.device == AUTO else f"{shown} (asked: {settings.device})"
+
+
 def check(home: SiteHome, settings: NodeSettings) -> None:
-    """Everything that can be checked before starting (raises NodeStartError)."""
+    """Everything that can be checked before starting (raises NodeStartError; a device this
+    machine does not have raises ConfigError)."""
+    resolve_device(settings.device, field="--device")
     if not Path(settings.data_path).exists():
         raise NodeStartError(f"data file or folder not found: {settings.data_path}")
     try:
@@ -266,7 +281,7 @@ def _start_once(home: SiteHome, settings: NodeSettings, timeout_s: float) -> Run
     proc = processes.spawn(command(home, settings), home.log_file, env=env)
     node = RunningNode(proc)
     home.write_status(state="starting", superlink=settings.superlink,
-                      **detached.node_fields(home, proc.pid))
+                      device=training_device(settings), **detached.node_fields(home, proc.pid))
     try:
         node_id = _wait_admitted(proc, home.log_file, offset, timeout_s)
         if node_id is None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from site_node.device import AUTO
 from site_node.errors import ConfigError
 from site_node.home import HOME_ENV, SiteHome
 
@@ -146,6 +147,10 @@ def node_unit(home: SiteHome, settings: NodeSettings, *, user: str) -> Unit:
     ]
     if not settings.warm:
         command.append("--no-warm")
+    if settings.device != AUTO:
+        command += ["--device", settings.device]
+    if settings.max_physical_batch is not None:
+        command += ["--max-physical-batch", str(settings.max_physical_batch)]
     return Unit(description=f"Hospital consortium site node {home.site_id}",
                 command=tuple(command), user=user, working_directory=home.root,
                 environment={HOME_ENV: str(home.root)})

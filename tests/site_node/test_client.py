@@ -201,12 +201,27 @@ def test_more_examples_than_secagg_max_weight_is_refused(tmp_path: Path) -> None
 
 def test_no_working_gradient_mode_is_a_refusal_that_spends_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from site_node import grad_mode
+    from site_node import grad_mode, precision
 
-    monkeypatch.setattr(grad_mode, "RTOL", -1.0)  # every mode "disagrees" with the reference
+    monkeypatch.setattr(precision, "FLOAT32_RTOL", -1.0)  # every mode "disagrees"
     monkeypatch.setattr(grad_mode, "_CHOSEN", {})
     home = site_home(tmp_path)
     incoming = initial_weights(HEART_RUN, 0)
     reply = SiteClient(settings(home)).fit(incoming, instruction("run-x", 1).to_config())
     assert_refusal(reply, incoming, "hungary", "no Opacus per-sample gradient mode works")
+    assert ledger_state(home)[0] == 0
+
+
+@pytest.mark.usefixtures("no_training")
+def test_a_node_asked_to_train_on_a_device_it_lacks_refuses_and_spends_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    home = site_home(tmp_path)
+    incoming = initial_weights(HEART_RUN, 0)
+    node = replace(settings(home), device="cuda:0")
+    reply = SiteClient(node).fit(incoming, instruction("run-x", 1).to_config())
+    assert_refusal(reply, incoming, "hungary", "device: cuda:0 asked for, but this machine has "
+                   "no CUDA device")
     assert ledger_state(home)[0] == 0

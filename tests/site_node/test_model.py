@@ -53,6 +53,20 @@ def test_the_cnn_is_opacus_compatible_with_groupnorm_and_no_inplace_ops(
     assert model(torch.zeros(2, channels, size, size)).shape == (2, 3)
 
 
+def test_the_resnet18_family_is_resnet18_sized_and_opacus_compatible(tmp_path: Path) -> None:
+    task = image_task(tmp_path, channels=3, model="{family: resnet18}")
+    model = build_model(task.task)
+    assert ModuleValidator.validate(model, strict=True) == []
+    assert 11.0e6 < sum(p.numel() for p in model.parameters()) < 11.3e6
+    assert sum(1 for m in model.modules() if type(m).__name__ == "BasicBlock") == 8
+    assert not any(getattr(m, "inplace", False) for m in model.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert model(torch.zeros(2, 3, 4, 4)).shape == (2, 3)
+    small = build_model(image_task(tmp_path, model="{family: resnet18, widths: [4, 8, 8, 16], "
+                                                   "groups: 2}").task)
+    assert {n.num_groups for n in small.modules() if isinstance(n, nn.GroupNorm)} == {2}
+
+
 def test_initial_weights_are_fixed_by_the_seed_and_round_trip() -> None:
     task = heart_task().task
     a, b, c = initial_weights(task, 3), initial_weights(task, 3), initial_weights(task, 4)

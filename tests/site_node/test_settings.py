@@ -9,6 +9,8 @@ import pytest
 from site_node.errors import ConfigError
 from site_node.settings import (
     NODE_DATA_PATH,
+    NODE_DEVICE,
+    NODE_MAX_PHYSICAL_BATCH,
     NODE_POLICY_PATH,
     NODE_SITE_ID,
     NODE_STATE_DIR,
@@ -38,5 +40,32 @@ def test_settings_round_trip_through_the_node_config(tmp_path: Path) -> None:
     ({NODE_SITE_ID: "hungary", NODE_STATE_DIR: 3}, "expected a path"),
 ])
 def test_bad_node_configs_are_config_errors(config: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        settings_from_node_config(config)
+
+
+def test_the_device_and_physical_batch_round_trip(tmp_path: Path) -> None:
+    s = NodeSettings(site="hungary", data_path=None, state_dir=tmp_path, device="cuda:1",
+                     max_physical_batch=32)
+    assert s.node_config()[NODE_DEVICE] == "cuda:1"
+    assert settings_from_node_config(s.node_config()) == s
+    as_int = {**s.node_config(), NODE_MAX_PHYSICAL_BATCH: 32}  # a TOML number in --node-config
+    assert settings_from_node_config(as_int) == s
+    assert NodeSettings(site="hungary", data_path=None, state_dir=tmp_path).device == "auto"
+
+
+@pytest.mark.parametrize(("key", "value", "match"), [
+    (NODE_DEVICE, "gpu", "node config device: 'gpu' is not a device"),
+    (NODE_DEVICE, "cuda:x", "node config device: 'cuda:x' is not a device"),
+    (NODE_DEVICE, 1, "node config device: 1 is not a device"),
+    (NODE_MAX_PHYSICAL_BATCH, "0", "max-physical-batch: expected a whole number"),
+    (NODE_MAX_PHYSICAL_BATCH, "1e3", "max-physical-batch: expected a whole number"),
+    (NODE_MAX_PHYSICAL_BATCH, "٥٥", "max-physical-batch: expected a whole number"),
+    (NODE_MAX_PHYSICAL_BATCH, True, "max-physical-batch: expected a whole number"),
+    (NODE_MAX_PHYSICAL_BATCH, -4, "max-physical-batch: expected a whole number"),
+])
+def test_a_bad_device_or_physical_batch_is_a_config_error_naming_the_key(
+        key: str, value: object, match: str) -> None:
+    config = {NODE_SITE_ID: "hungary", NODE_STATE_DIR: "/s", key: value}
     with pytest.raises(ConfigError, match=match):
         settings_from_node_config(config)

@@ -8,7 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
+from site_node import training
 from site_node.data import SiteData, load_site_data
 from site_node.model import build_model, initial_weights, set_weights
 from site_node.privacy.accountant import epsilon
@@ -104,3 +107,88 @@ def test_an_empty_test_split_evaluates_to_nothing() -> None:
     assert np.isnan(loss) and np.isnan(acc)
     assert class_counts(initial_weights(HEART.task, 0), empty, np.zeros(0, np.int64),
                         HEART.task) == ([0, 0], [0, 0])
+
+
+def _recording_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every physical batch the trained model sees (in mode hooks: the mode
+    check would run copies of the model, hooks included)."""
+    sizes: list[int] = []
+    monkeypatch.setattr(training.grad_mode, "mode_for", lambda *a, **k: "hooks")
+    real = training.build_model
+
+    def build(task: Any) -> nn.Module:
+        model = real(task)
+        model.register_forward_pre_hook(lambda _m, args: sizes.append(len(args[0])))
+        return model
+
+    monkeypatch.setattr(training, "build_model", build)
+    return sizes
+
+
+def test_a_physical_batch_cap_splits_batches_but_keeps_the_mechanism_and_epsilon(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    data = site("hungary")  # ~220 training rows: Poisson batches of ~55 at q = 0.25
+    p = plan()
+    capped_sizes = _recording_sizes(monkeypatch)
+    capped = train_dp(initial_weights(HEART.task, 0), data, p, HEART.task, max_physical_batch=8)
+    monkeypatch.undo()
+    whole = train_dp(initial_weights(HEART.task, 0), data, p, HEART.task)
+    assert capped.mechanism == whole.mechanism == p.mechanism  # q, σ, C, steps as planned
+    assert epsilon([capped.mechanism], delta=1e-5, accountant="rdp") == \
+        epsilon([whole.mechanism], delta=1e-5, accountant="rdp")
+    assert capped_sizes and max(capped_sizes) <= 8
+    assert len(capped_sizes) > p.steps  # logical batches were computed in pieces
+    assert sum(capped_sizes) == pytest.approx(p.steps * p.sample_rate * data.num_train, rel=0.5)
+
+
+def test_training_on_an_explicit_cpu_device_is_the_default_path() -> None:
+    data = site("hungary")
+    result = train_dp(initial_weights(HEART.task, 0), data, plan(), HEART.task,
+                      device=torch.device("cpu"))
+    assert result.mechanism == plan().mechanism
+    loss, acc = evaluate(result.weights, data.x_test, data.y_test, HEART.task,
+                         device=torch.device("cpu"))
+    assert (loss, acc) == evaluate(result.weights, data.x_test, data.y_test, HEART.task)
+
+
+@pytest.mark.parametrize("mode", ["hooks", "ghost"])
+def test_a_resnet18_class_model_trains_under_dp_in_pieces_in_each_mode(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    monkeypatch.setattr(training.grad_mode, "mode_for", lambda *a, **k: mode)
+    task = image_task(tmp_path, channels=3,
+                      model="{family: resnet18, widths: [8, 16, 16, 32], groups: 4}")
+    data = load_site_data(task, npz_file(tmp_path / "s.npz", 24, channels=3))
+    w = initial_weights(task.task, 0)
+    result = train_dp(w, data, plan(steps=2), task.task, max_physical_batch=2)
+    assert result.mechanism == plan(steps=2).mechanism
+    assert all(np.isfinite(a).all() for a in result.weights)
+    assert not all(np.allclose(a, b) for a, b in zip(result.weights, w, strict=True))
+
+
+@pytest.mark.slow
+def test_the_full_resnet18_trains_under_dp_on_tiny_images_with_the_mode_the_site_picks(
+        tmp_path: Path) -> None:
+    """11 M parameters on 4×4 images, physical batches of 2 (the selector runs too: ~30 s)."""
+    task = image_task(tmp_path, channels=3, model="{family: resnet18}")
+    data = load_site_data(task, npz_file(tmp_path / "s.npz", 12, channels=3))
+    w = initial_weights(task.task, 0)
+    result = train_dp(w, data, plan(steps=1), task.task, max_physical_batch=2)
+    assert result.mechanism == plan(steps=1).mechanism
+    assert not all(np.allclose(a, b) for a, b in zip(result.weights, w, strict=True))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")
+def test_on_a_gpu_the_same_mechanism_is_run_and_recorded(tmp_path: Path) -> None:
+    gpu = torch.device("cuda", 0)
+    data = site("hungary")
+    result = train_dp(initial_weights(HEART.task, 0), data, plan(), HEART.task, device=gpu,
+                      max_physical_batch=16)
+    assert result.mechanism == plan().mechanism
+    assert all(np.isfinite(a).all() for a in result.weights)
+    task = image_task(tmp_path, channels=3, model="{family: resnet18}")
+    images = load_site_data(task, npz_file(tmp_path / "s.npz", 48, channels=3))
+    trained = train_dp(initial_weights(task.task, 0), images, plan(steps=2), task.task,
+                       device=gpu)
+    assert trained.mechanism == plan(steps=2).mechanism
+    loss, _ = evaluate(trained.weights, images.x_test, images.y_test, task.task, device=gpu)
+    assert np.isfinite(loss)
