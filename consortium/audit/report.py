@@ -97,7 +97,7 @@ def _receipt_rows(stored: list[StoredReceipt], result: VerificationResult | None
             "lifetime_epsilon_ceiling": r.lifetime_epsilon_ceiling, "delta": r.delta,
             "noise_multiplier": r.noise_multiplier, "sample_rate": r.sample_rate,
             "steps": r.steps, "max_grad_norm": r.max_grad_norm, "accountant": r.accountant,
-            "num_examples": r.num_examples, "update_sha256": r.update_sha256,
+            "privacy_unit": r.privacy_unit, "num_examples": r.num_examples, "update_sha256": r.update_sha256,
             "site_policy_sha256": r.site_policy_sha256, "task_sha256": r.task_sha256,
             "key_fingerprint": s.key_fingerprint,
             "issued_at": r.issued_at,
