@@ -57,7 +57,7 @@ def main() -> None:
         with (SOURCE / f"{site}.csv").open(newline="") as f:
             rows = list(csv.DictReader(f))
         fields = ["patient_id", *[c for c in rows[0] if c != "id"]]
-        with (TARGET / f"{site}.csv").open("w", newline="") as f:
+        with (TARGET / f"{site}_pt.csv").open("w", newline="") as f:
             out = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
             out.writeheader()
             for row in rows:
