@@ -42,7 +42,7 @@ def _moved(row: dict[str, str], rng: random.Random) -> dict[str, str]:
     out = dict(row)
     for col, (step, lo, hi, dec) in JITTER.items():
         cell = row[col]
-        if cell == "" or float(cell) == 0 and col in ("trestbps", "chol"):
+        if cell == "" or (float(cell) == 0 and col in ("trestbps", "chol")):
             continue  # missing (or 0 = missing) stays missing
         value = min(hi, max(lo, float(cell) + rng.uniform(-step, step)))
         text = f"{value:.{dec}f}" if dec else str(round(value))

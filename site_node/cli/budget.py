@@ -70,8 +70,8 @@ def summary(state_dir: Path, delta: float | None = None) -> dict[str, Any] | Non
         refusals = [{"run_id": r.run_id, "round": r.round, "reason": r.reason,
                      "recorded_at": r.recorded_at} for r in ledger.refusals()]
     return {"state_dir": str(state_dir), "lifetime_epsilon": life.epsilon, "delta": life.delta,
-            "privacy_unit": life.unit, "accountant": life.accountant, "runs": runs, "history": history,
-            "refusals": refusals, "reservations": reserved}
+            "privacy_unit": life.unit, "accountant": life.accountant, "runs": runs,
+            "history": history, "refusals": refusals, "reservations": reserved}
 
 
 def _state_dir(home: Path | None, state_dir: Path | None, demo_site: str | None) -> Path:

@@ -2,7 +2,8 @@
 
 Counts only: rows, the train/test split, the class balance, each column's missing rate (tabular),
 the image size (images), the privacy unit and, when the task names patients, how many patients
-the training split holds and the median and largest number of records per patient. ``site-node check-data`` prints it (``--json`` for a machine).
+the training split holds and the median and largest number of records per patient.
+``site-node check-data`` prints it (``--json`` for a machine).
 """
 
 from __future__ import annotations

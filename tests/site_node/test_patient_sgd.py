@@ -44,7 +44,7 @@ def test_patients_are_poisson_sampled_at_the_rate_with_all_their_records() -> No
         present = set(PATIENTS[records.numpy()].tolist())
         assert present == set(sampled.tolist())
         for p in present:  # a sampled patient comes with every one of its records
-            assert (PATIENTS[records.numpy()] == p).sum() == (PATIENTS == p).sum()
+            assert (PATIENTS[records.numpy()] == p).sum() == (p == PATIENTS).sum()
         drawn[sampled.numpy()] += 1
     # each patient, whatever its number of records, is drawn at the patient rate
     assert np.all(np.abs(drawn / trials - 0.3) < 0.03)
