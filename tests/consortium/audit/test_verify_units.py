@@ -9,8 +9,8 @@ import pytest
 
 from consortium.audit.epsilon_checks import check_epsilons
 from consortium.errors import ReceiptInvalid
-from site_node.protocol.receipt import Receipt
 from site_node.privacy import accountant
+from site_node.protocol.receipt import Receipt
 from tests.site_node.protocol.test_receipt import RECEIPT
 
 
