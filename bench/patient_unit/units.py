@@ -85,7 +85,8 @@ def _run(unit: str, target: float, seed: int) -> dict[str, float]:
         for name, k in (("median", max(math.ceil(s.median_records) for s in stats if s)),
                         ("largest", max(s.max_records for s in stats if s))):
             b = group_bound(mechs, k=k, delta=DELTA, accountant_name=dp.accountant)
-            out[f"patient_epsilon_{name}"] = b.epsilon
+            # None: no finite ε at δ from the record-level guarantee (JSON has no infinity)
+            out[f"patient_epsilon_{name}"] = b.epsilon if math.isfinite(b.epsilon) else None
             out[f"records_{name}"] = k
     return out
 
