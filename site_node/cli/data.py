@@ -23,7 +23,6 @@ from rich.console import Console
 from policies.loader import load_policy
 from policies.task_loader import load_task
 from site_node.cli.data_progress import data_progress
-from site_node.cli.data_unit import unit_statement
 from site_node.data import DataRefused, load_site_data
 
 console = Console(soft_wrap=True, highlight=False)
@@ -79,6 +78,8 @@ def check_data(
         problems = policy_problems(
             policy, site.num_train, site.num_patients if unit == "patient" else None
         ) if policy is not None else []
+        from site_node.cli.data_unit import unit_statement  # loads Opacus' accountant
+
         unit_lines, unit_json = unit_statement(loaded, site, policy)
         result |= {"ok": not problems, "summary": site.summary.as_dict(), "privacy": unit_json,
                    "policy": str(policy) if policy is not None else None,
