@@ -32,6 +32,16 @@ class EpsilonCheck:
     delta: float
     unit: str = "record"
 
+def check_units(receipts: list[Receipt], task_unit: str) -> None:
+    """Every receipt states the privacy unit of the run's task (raises :class:`ReceiptInvalid`
+    naming the first that does not): a site cannot call a record-level ε patient-level."""
+    for r in receipts:
+        if r.privacy_unit != task_unit:
+            raise ReceiptInvalid(f"receipt of site {r.site} run {r.run_id} round {r.round}: its "
+                                 f"ε is {r.privacy_unit}-level, but the run's task is "
+                                 f"{task_unit}-level")
+
+
 def check_epsilons(receipts: list[Receipt], consortium_ceiling: float) -> list[EpsilonCheck]:
     """Recompute every site's cumulative ε and check the ceilings (raises on the first)."""
     by_site: dict[str, list[Receipt]] = defaultdict(list)

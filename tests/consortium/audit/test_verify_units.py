@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from consortium.audit.epsilon_checks import check_epsilons
+from consortium.audit.epsilon_checks import check_epsilons, check_units
 from consortium.errors import ReceiptInvalid
 from site_node.privacy import accountant
 from site_node.protocol.receipt import Receipt
@@ -36,3 +36,11 @@ def test_receipts_of_one_site_and_run_never_mix_units() -> None:
     with pytest.raises(ReceiptInvalid, match=r"privacy unit changed within run r "
                                              r"\(patient and record\)"):
         check_epsilons(mixed, consortium_ceiling=100.0)
+
+
+def test_a_receipt_must_state_the_unit_of_the_runs_task() -> None:
+    receipts = _patient_receipts()
+    check_units(receipts, "patient")
+    with pytest.raises(ReceiptInvalid, match=r"round 1: its ε is patient-level, but the run's "
+                                             r"task is record-level"):
+        check_units(receipts, "record")
