@@ -80,7 +80,8 @@ def site_accuracy_chart(sites: pd.DataFrame, site_ids: Sequence[str]) -> alt.Cha
 
 
 def epsilon_chart(
-    sites: pd.DataFrame, site_ids: Sequence[str], ceiling: float, delta: float
+    sites: pd.DataFrame, site_ids: Sequence[str], ceiling: float, delta: float, *,
+    unit: str = "record",
 ) -> alt.LayerChart:
     """Each site's cumulative ε per round against the run's ε ceiling (a red rule)."""
     data = sites.dropna(subset=["epsilon"])[
@@ -89,7 +90,7 @@ def epsilon_chart(
     top = max(ceiling, float(data["epsilon"].max())) if len(data) else ceiling
     lines = alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("round:Q", title="Round", axis=alt.Axis(tickMinStep=1, format="d")),
-        y=alt.Y("epsilon:Q", title=f"Cumulative ε (δ = {delta:g})",
+        y=alt.Y("epsilon:Q", title=f"Cumulative {unit}-level ε (δ = {delta:g})",
                 scale=alt.Scale(domain=[0, top * 1.08])),
         color=_site_colour(site_ids),
         tooltip=[alt.Tooltip("site_name:N", title="Site"), alt.Tooltip("round:Q", title="Round"),

@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from policies.task_columns import Column, ColumnName, column_features
+from policies.task_privacy import PrivacyUnitSpec
 
 TASK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 ClassValue = Annotated[StrictStr, Field(min_length=1, max_length=64)] | StrictInt
@@ -152,6 +153,9 @@ class _Task(_Frozen):
     label: LabelSpec
     model: Model
     split: SplitSpec
+    privacy_unit: PrivacyUnitSpec = Field(
+        default_factory=PrivacyUnitSpec,
+        description="What one ε protects (record or patient) and where patient ids come from.")
 
     @field_validator("name")
     @classmethod
@@ -202,6 +206,13 @@ class TabularTask(_Task):
         if isinstance(self.model, IMAGE_FAMILIES):
             raise ValueError(f"model.family: {self.model.family} is for image tasks (use "
                              "logistic or mlp)")
+        self.privacy_unit.check("tabular")
+        patient = self.privacy_unit.patient_column
+        if patient is not None and patient in seen and seen[patient] != (
+                f"ignore_columns[{self.ignore_columns.index(patient)}]"
+                if patient in self.ignore_columns else ""):
+            raise ValueError(f"privacy_unit.patient_column: {patient!r} is {seen[patient]}; "
+                             "a patient id never enters the model")
         return self
 
     def feature_names(self) -> tuple[str, ...]:
@@ -253,6 +264,7 @@ class ImageTask(_Task):
         for i, cls in enumerate(self.label.classes):
             if any(not isinstance(v, int) for v in cls.values):
                 raise ValueError(f"label.classes[{i}].values: image labels are integers")
+        self.privacy_unit.check("image")
         return self
 
     @property

@@ -166,6 +166,7 @@ class SiteClient(NumPyClient):
             device = resolve_device(self.settings.device, field=f"site {site}: device")
             assert self.settings.data_path is not None  # site_data refused a node without
             admitted = guard.admit(instruction, num_examples=data.num_train,
+                                   num_patients=data.num_patients,
                                    data_sha256=cached_fingerprint(self.settings.data_path))
         except FinalRefusal as exc:
             return self._refuse(parameters, str(exc), final=True)

@@ -42,7 +42,8 @@ def _check(settings: NodeSettings, config: Mapping[str, Scalar]) -> None:
     if guard.spent_before(instruction) is not None:
         return  # the site re-sends that round's receipt and never trains it twice
     data = checked_data(settings, instruction)
-    guard.would_admit(instruction, num_examples=data.num_train)
+    guard.would_admit(instruction, num_examples=data.num_train,
+                      num_patients=data.num_patients)
 
 
 def answer(settings: NodeSettings, config: Mapping[str, Scalar]) -> dict[str, Scalar]:

@@ -35,6 +35,7 @@ from site_node import grad_mode
 from site_node.data import SiteData
 from site_node.errors import TrainingError
 from site_node.model import build_model, get_weights, set_weights
+from site_node.patient_sgd import PatientStep, train_patient_steps
 from site_node.protocol.mechanism import Mechanism
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,12 @@ class TrainPlan:
         ``"rdp"`` or ``"prv"``.
     delta : float
         δ at which the site states its ε.
+    unit : str
+        The task's privacy unit: ``"record"``, or ``"patient"`` (``sample_rate`` samples
+        patients; :mod:`site_node.patient_sgd`).
+    patient_gradient : str
+        Patient unit: a sampled patient's one gradient is the ``"mean"`` or ``"sum"`` of its
+        records'.
     """
 
     noise_multiplier: float
@@ -65,13 +72,15 @@ class TrainPlan:
     learning_rate: float
     accountant: str
     delta: float
+    unit: str = "record"
+    patient_gradient: str = "mean"
 
     @property
     def mechanism(self) -> Mechanism:
         """The DP mechanism this plan runs."""
         return Mechanism(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
                          steps=self.steps, max_grad_norm=self.max_grad_norm,
-                         accountant=self.accountant)
+                         accountant=self.accountant, unit=self.unit)
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,9 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan, task: A
         If no Opacus per-sample gradient mode works for the model (nothing was trained).
     """
     device = device or torch.device("cpu")
+    if plan.unit == "patient" and device.type != "cpu":
+        log.info("patient-level DP-SGD trains on the CPU (not yet on %s)", device)
+        device = torch.device("cpu")
     model = build_model(task)
     set_weights(model, weights)
     model.to(device)
@@ -110,6 +122,9 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan, task: A
                               num_classes=task.num_classes, device=device,
                               batch_size=min(physical, round(plan.sample_rate * len(data.x_train))))
     gen = _entropy_generator()
+    if plan.unit == "patient":
+        history = _patient_round(model, data, plan, mode, gen)
+        return TrainResult(weights=get_weights(model), mechanism=_run(plan, history))
     dataset = TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train))
     loader = DPDataLoader(dataset, sample_rate=plan.sample_rate, generator=gen)
     optimizer = torch.optim.SGD(model.parameters(), lr=plan.learning_rate)
@@ -134,10 +149,30 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan, task: A
         with BatchMemoryManager(data_loader=made[-1], max_physical_batch_size=physical,
                                 optimizer=made[1]) as batches:
             _run_steps(dp, batches, plan.steps, device, taken=lambda: _steps_taken(engine))
-    mechanism = Mechanism(noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
-                          steps=_steps_taken(engine), max_grad_norm=plan.max_grad_norm,
-                          accountant=plan.accountant)
-    return TrainResult(weights=get_weights(model), mechanism=mechanism)
+    return TrainResult(weights=get_weights(model),
+                       mechanism=_run(plan, engine.accountant.history))
+
+
+def _run(plan: TrainPlan, history: list[tuple[float, float, int]]) -> Mechanism:
+    """The mechanism run: the plan's, with the noisy steps Opacus' accountant counted."""
+    steps = sum(int(n) for _, _, n in history)
+    return Mechanism(noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
+                     steps=steps, max_grad_norm=plan.max_grad_norm, accountant=plan.accountant,
+                     unit=plan.unit)
+
+
+def _patient_round(model: nn.Module, data: SiteData, plan: TrainPlan, mode: str,
+                   gen: torch.Generator) -> list[tuple[float, float, int]]:
+    """One round of patient-level DP-SGD (:mod:`site_node.patient_sgd`)."""
+    if data.patients_train is None:
+        raise TrainingError("the task's privacy unit is the patient, but the data carry no "
+                            "patient of each record")
+    step = PatientStep(noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
+                       sample_rate=plan.sample_rate, learning_rate=plan.learning_rate,
+                       combine=plan.patient_gradient)
+    return train_patient_steps(model, torch.from_numpy(data.x_train),
+                               torch.from_numpy(data.y_train), data.patients_train, step,
+                               steps=plan.steps, mode=mode, gen=gen)
 
 
 def _steps_taken(engine: PrivacyEngine) -> int:

@@ -264,6 +264,12 @@ CATALOGUE: dict[str, list[str]] = {
         r"tests/deployment/test_stop\.py::test_(stop_ends|stop_with_nothing|consortium_stop_stops"
         r"|serve_detach_then_stop|stop_a_real_detached)",
     ],
+    "The privacy unit: refused when it cannot be honoured; units never composed": [
+        r"tests/site_node/test_privacy_unit\.py::test_(the_task_file_refuses|a_record_without"
+        r"|a_missing_patient|check_data_needs|the_ledger_never|image_patient_ids)",
+        r"tests/consortium/audit/test_verify_units\.py::test_(receipts_of_one_site|a_receipt_must)",
+        r"tests/site_node/protocol/test_receipt\.py::test_(version_2_receipts|a_version_3)",
+    ],
     "A service unit never runs without TLS, holds no secrets, and verifies": [
         r"tests/deployment/test_units\.py::",
     ],

@@ -3,6 +3,8 @@
 Each site's receipts of a run are sorted by round; their mechanisms compose in that order and
 :func:`consortium.audit.accountant.cumulative_epsilons` (``dp_accounting``, never Opacus) gives
 the cumulative ε after each, which must agree with the claim (:func:`accountant.agrees`). The
+sample rate a receipt states is that of its privacy unit (patients for a patient-level receipt),
+so the recomputed ε is about that unit; a site's receipts of one run must share one unit. The
 recomputation is cached by distinct mechanism, so a store of many receipts verifies quickly.
 """
 
@@ -28,6 +30,17 @@ class EpsilonCheck:
     ceiling: float
     accountant: str
     delta: float
+    unit: str = "record"
+
+def check_units(receipts: list[Receipt], task_unit: str) -> None:
+    """Every receipt states the privacy unit of the run's task (raises :class:`ReceiptInvalid`
+    naming the first that does not): a site cannot call a record-level ε patient-level."""
+    for r in receipts:
+        if r.privacy_unit != task_unit:
+            raise ReceiptInvalid(f"receipt of site {r.site} run {r.run_id} round {r.round}: its "
+                                 f"ε is {r.privacy_unit}-level, but the run's task is "
+                                 f"{task_unit}-level")
+
 
 def check_epsilons(receipts: list[Receipt], consortium_ceiling: float) -> list[EpsilonCheck]:
     """Recompute every site's cumulative ε and check the ceilings (raises on the first)."""
@@ -39,6 +52,10 @@ def check_epsilons(receipts: list[Receipt], consortium_ceiling: float) -> list[E
         rs.sort(key=lambda r: r.round)
         if len({(r.delta, r.accountant) for r in rs}) != 1:
             raise ReceiptInvalid(f"site {site}: δ or accountant changed within run {rs[0].run_id}")
+        units = sorted({r.privacy_unit for r in rs})
+        if len(units) != 1:  # a record-level and a patient-level ε never compose
+            raise ReceiptInvalid(f"site {site}: the privacy unit changed within run "
+                                 f"{rs[0].run_id} ({' and '.join(units)})")
         try:
             recomputed = ia.cumulative_epsilons(
                 [(r.noise_multiplier, r.sample_rate, r.steps) for r in rs], rs[0].delta,
@@ -70,4 +87,4 @@ def _check_one(r: Receipt, eps: float, consortium_ceiling: float) -> EpsilonChec
         raise EpsilonMismatch(f"{where}: lifetime ε={r.lifetime_epsilon:.6f} is below this "
                               f"run's ε={r.epsilon:.6f}")
     return EpsilonCheck(r.run_id, r.site, r.round, r.epsilon, eps, r.epsilon_ceiling,
-                        r.accountant, r.delta)
+                        r.accountant, r.delta, r.privacy_unit)

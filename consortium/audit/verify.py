@@ -44,7 +44,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from consortium.audit.coverage import check_orphans, check_run_rows
-from consortium.audit.epsilon_checks import EpsilonCheck, check_epsilons
+from consortium.audit.epsilon_checks import EpsilonCheck, check_epsilons, check_units
 from consortium.audit.head import check_head, head_path, read_head
 from consortium.audit.log import (
     CONSORTIUM_ROLE,
@@ -68,6 +68,7 @@ from consortium.errors import (
     SignatureInvalid,
 )
 from consortium.store.database import Database
+from consortium.store.export import privacy_unit
 from consortium.store.run_store import RunStore
 from site_node.protocol.errors import ProtocolError
 from site_node.protocol.keys import fingerprint, load_public_pem
@@ -225,6 +226,7 @@ def _verify_run(store: RunStore, log: AuditLog, start: AuditEntry, run_entries: 
     receipts = run_receipts(log, run_entries, registry, rid,
                             str(_payload(start)["policy_sha256"]), _task_sha(start))
     check_run_rows(store, start, policy, run_entries, receipts)
+    check_units(receipts, privacy_unit(_payload(start).get("task_json")))
     result.checks += check_epsilons(receipts, float(policy["epsilon_ceiling"]))
     result.runs.append(rid)
     result.modes[rid] = str(_payload(start).get("mode", "unrecorded"))

@@ -63,7 +63,8 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 def round_table(plan: RunPlan, rounds: list[RoundRecord]) -> Table:
     """Round, status, mean accuracy and each site's cumulative ε (at its δ)."""
     sites = plan.loaded.policy.sites
-    table = Table(title=f"Run {plan.run_id}")
+    unit = plan.task.task.privacy_unit.unit
+    table = Table(title=f"Run {plan.run_id} (every ε {unit}-level: it protects one {unit})")
     table.add_column("round", justify="right")
     table.add_column("status")
     table.add_column("mean acc", justify="right")

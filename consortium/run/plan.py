@@ -25,7 +25,7 @@ from policies.task import AnyTask
 from policies.task_loader import LoadedTask, load_task
 from site_node.demo import run_example, run_policy_path
 from site_node.instruction import Instruction, Scalar
-from site_node.privacy.accountant import noise_for_target
+from site_node.privacy.run_mechanism import run_noise_multiplier
 from site_node.protocol import run_config as run_config_keys
 from site_node.protocol.mechanism import Mechanism
 
@@ -78,7 +78,8 @@ class RunPlan:
         dp = self.loaded.policy.dp
         return Mechanism(noise_multiplier=self.noise_multiplier,
                          sample_rate=float(dp.sample_rate), steps=dp.steps_per_round,
-                         max_grad_norm=float(dp.max_grad_norm), accountant=dp.accountant)
+                         max_grad_norm=float(dp.max_grad_norm), accountant=dp.accountant,
+                         unit=self.task.task.privacy_unit.unit)
 
     def secagg_json(self) -> str:
         """The SecAgg+ parameters in force, as JSON for the run store."""
@@ -142,16 +143,7 @@ def make_plan_from_policy(
     _int_option("seed", seed, 0, MAX_SEED)
     if example_site_policies and not demo:
         raise PlanError("example site policies belong to the local demonstration only")
-    dp = policy.dp
-    if dp.noise_multiplier is not None:
-        sigma = float(dp.noise_multiplier)
-    else:
-        assert dp.target_epsilon is not None  # the schema guarantees one of them
-        sigma = noise_for_target(
-            target_epsilon=float(dp.target_epsilon), delta=policy.delta,
-            sample_rate=float(dp.sample_rate), steps=dp.steps_per_round * n_rounds,
-            accountant=dp.accountant,
-        )
+    sigma = run_noise_multiplier(policy, n_rounds)
     return RunPlan(
         loaded=loaded, task=task,
         store_path=Path(store_path or default_store_path()).expanduser().resolve(),

@@ -3,7 +3,8 @@
 The format (``hospital-consortium/run-export/v3``)::
 
     {"format", "run_id", "status", "stop_reason", "engine", "mode", "started_at",
-     "finished_at", "policy_sha256", "task_sha256", "task", "delta", "epsilon_ceiling",
+     "finished_at", "policy_sha256", "task_sha256", "task", "privacy_unit", "delta",
+     "epsilon_ceiling",
      "rounds_planned", "seed", "secagg", "sites": [SITE, ...],
      "rounds": [{"round", "status", "failure_reason", "policy_sha256", "duration_s",
                  "accuracy_mean", "accuracy_weighted", "loss_mean", "loss_weighted",
@@ -27,7 +28,10 @@ comparison). ``task`` is the task the run trained (its canonical JSON, parsed; `
 the run is part of (as the federated run or as a site's local-only run): for each site, the
 per-class test accuracy of its local model (``model`` ``local``) and of the federated model, on
 the site's own test set (``scope`` ``own``) and on the union of the sites' test sets
-(``union``). Version 2 had no ``task_sha256``, ``task`` or ``comparisons``.
+(``union``). ``privacy_unit`` is what every ε of the run protects: ``record``, or ``patient``
+(the task's unit; then each ``sample_rate`` is the rate at which patients were sampled, and the
+ε is patient-level); a run recorded before units is ``record``. Version 2 had no
+``task_sha256``, ``task`` or ``comparisons``.
 """
 
 from __future__ import annotations
@@ -70,12 +74,25 @@ def export_run(store: RunStore, run_id: str | None = None) -> dict[str, Any]:
         "stop_reason": run.stop_reason, "engine": run.engine, "mode": run.mode,
         "started_at": run.started_at, "finished_at": run.finished_at,
         "policy_sha256": run.policy_sha256, "task_sha256": run.task_sha256,
-        "task": task, "delta": run.delta,
+        "task": task, "privacy_unit": privacy_unit(task), "delta": run.delta,
         "epsilon_ceiling": run.epsilon_ceiling, "rounds_planned": run.rounds_planned,
         "seed": run.seed, "secagg": secagg, "sites": list(run.sites),
         "rounds": rounds,
         "comparisons": [_comparison(c) for c in comparisons(store.db, rid)],
     }
+
+
+def privacy_unit(task: Any) -> str:
+    """What the run's ε protects, from its recorded task (parsed, or its canonical JSON;
+    ``record`` without one, or for a task written before units)."""
+    if isinstance(task, str):
+        try:
+            task = json.loads(task)
+        except (ValueError, RecursionError):
+            return "record"
+    spec = task.get("privacy_unit") if isinstance(task, dict) else None
+    unit = spec.get("unit") if isinstance(spec, dict) else None
+    return unit if isinstance(unit, str) else "record"
 
 
 def _comparison(c: ComparisonRecord) -> dict[str, Any]:

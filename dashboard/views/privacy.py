@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from consortium.errors import StoreError
+from consortium.store.export import privacy_unit
 from consortium.store.records import RUN_RUNNING
 from dashboard import charts, data, frames, ui, verdict_panel
 from dashboard.verdict import epsilon_cross_check
@@ -22,15 +23,18 @@ def _body(rd: data.RunData) -> None:
     run = rd.run
     verdict_panel.show_verdict(ui.current_store(), run.run_id)
     ui.run_header(rd)
-    st.markdown(f"Per-site ceiling **ε = {run.epsilon_ceiling:g}** at **δ = {run.delta:g}**. "
+    unit = privacy_unit(run.task_json)
+    st.markdown(f"Per-site ceiling **ε = {run.epsilon_ceiling:g}** at **δ = {run.delta:g}**, "
+                f"**{unit}-level**: every ε on this page protects one {unit}"
+                + (" with all their records" if unit == "patient" else "") + ". "
                 "Each site's ε is cumulative: every round it trained in is composed in.")
     if ui.no_rounds_yet(rd):
         return
     _cross_check(ui.current_store(), run.run_id, rd.sites)
     site_ids = frames.run_sites(run, rd.sites)
     if rd.sites["epsilon"].notna().any():
-        st.altair_chart(charts.epsilon_chart(rd.sites, site_ids, run.epsilon_ceiling, run.delta),
-                        width="stretch")
+        st.altair_chart(charts.epsilon_chart(rd.sites, site_ids, run.epsilon_ceiling, run.delta,
+                                             unit=unit), width="stretch")
     else:
         st.info("No site has reported an ε for this run yet.")
 

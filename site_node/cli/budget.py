@@ -65,12 +65,13 @@ def summary(state_dir: Path, delta: float | None = None) -> dict[str, Any] | Non
                     "sample_rate": e.mechanism.sample_rate, "steps": e.mechanism.steps,
                     "max_grad_norm": e.mechanism.max_grad_norm,
                     "accountant": e.mechanism.accountant, "delta": e.delta,
+                    "privacy_unit": e.mechanism.unit,
                     "policy_sha256": e.policy_sha256} for e in ledger.events()]
         refusals = [{"run_id": r.run_id, "round": r.round, "reason": r.reason,
                      "recorded_at": r.recorded_at} for r in ledger.refusals()]
     return {"state_dir": str(state_dir), "lifetime_epsilon": life.epsilon, "delta": life.delta,
-            "accountant": life.accountant, "runs": runs, "history": history,
-            "refusals": refusals, "reservations": reserved}
+            "privacy_unit": life.unit, "accountant": life.accountant, "runs": runs,
+            "history": history, "refusals": refusals, "reservations": reserved}
 
 
 def _state_dir(home: Path | None, state_dir: Path | None, demo_site: str | None) -> Path:
@@ -142,9 +143,12 @@ def budget(
     if not s["history"]:
         console.print("no DP event recorded yet: this site has spent nothing")
         return
-    console.print(f"lifetime ε = {s['lifetime_epsilon']:.4f} at δ = {s['delta']:g} "
-                  f"({s['accountant']}; composed over every round, never added)")
-    runs = Table("run", "rounds", f"ε (this run, δ={s['delta']:g})", title="Runs")
+    unit = s["privacy_unit"]
+    console.print(f"lifetime ε = {s['lifetime_epsilon']:.4f} ({unit}-level: protects one "
+                  f"{unit}) at δ = {s['delta']:g} ({s['accountant']}; composed over every "
+                  "round, never added)")
+    runs = Table("run", "rounds", f"ε ({unit}-level, this run, δ={s['delta']:g})",
+                 title="Runs")
     for r in s["runs"]:
         runs.add_row(r["run_id"], str(r["rounds"]), f"{r['epsilon']:.4f}")
     console.print(runs)

@@ -32,9 +32,11 @@ NOT_CHECKED = ("not checked (no --policy): training examples vs the policy's sec
                "expected batch q·N >= 1")
 
 
-def policy_problems(policy: Path, num_train: int) -> list[str]:
-    """What the consortium policy implies for ``num_train`` training examples: the problems
-    the node would refuse every round for (the same limits it checks before training)."""
+def policy_problems(policy: Path, num_train: int, num_patients: int | None = None
+                    ) -> list[str]:
+    """What the consortium policy implies for ``num_train`` training examples (of
+    ``num_patients`` patients, for a patient-level task): the problems the node would refuse
+    every round for (the same limits it checks before training)."""
     p = load_policy(policy).policy
     problems = []
     max_weight = p.secagg.max_weight
@@ -43,7 +45,11 @@ def policy_problems(policy: Path, num_train: int) -> list[str]:
                         f"{max_weight:g} of {policy} (SecAgg+ would overflow the site's weight; "
                         "the node refuses every round)")
     q = float(p.dp.sample_rate)
-    if q * num_train < 1:
+    if num_patients is not None and q * num_patients < 1:
+        problems.append(f"data: too few patients: {num_patients} training patient(s) at "
+                        f"sample rate {q:g} give an expected batch of {q * num_patients:.2f} "
+                        "patients < 1")
+    elif q * num_train < 1:
         problems.append(f"data: too few rows: {num_train} training example(s) at sample rate "
                         f"{q:g} give an expected batch of {q * num_train:.2f} < 1")
     return problems
@@ -68,11 +74,17 @@ def check_data(
         result |= {"ok": False, "report": refused.report.as_dict()}
         lines = [f"The data do NOT fit task {loaded.name}:", *refused.report.lines()]
     else:
-        problems = policy_problems(policy, site.num_train) if policy is not None else []
-        result |= {"ok": not problems, "summary": site.summary.as_dict(),
+        unit = loaded.task.privacy_unit.unit
+        problems = policy_problems(
+            policy, site.num_train, site.num_patients if unit == "patient" else None
+        ) if policy is not None else []
+        from site_node.cli.data_unit import unit_statement  # loads Opacus' accountant
+
+        unit_lines, unit_json = unit_statement(loaded, site, policy)
+        result |= {"ok": not problems, "summary": site.summary.as_dict(), "privacy": unit_json,
                    "policy": str(policy) if policy is not None else None,
                    "policy_checks": "made" if policy is not None else NOT_CHECKED}
-        lines = site.summary.lines()
+        lines = site.summary.lines() + unit_lines
         if problems:
             result["report"] = {"problems": problems}
             lines += [f"The data do NOT fit the policy: {p}" for p in problems]

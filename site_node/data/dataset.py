@@ -24,6 +24,7 @@ from policies.task_loader import LoadedTask
 from site_node.data import report as rules
 from site_node.data.images import ImageSet, pixels, read_folders
 from site_node.data.npz import read_npz
+from site_node.data.patients import PatientStats, cap_mask, patient_split_mask, renumber
 from site_node.data.report import DataRefused, Findings
 from site_node.data.split import split_mask
 from site_node.data.summary import DataSummary
@@ -37,13 +38,22 @@ CACHE_SIZE = 8
 
 @dataclass(frozen=True)
 class SiteData:
-    """A site's encoded split: float32 features and int64 class indices, and its summary."""
+    """A site's encoded split: float32 features and int64 class indices, and its summary;
+    with a task that names patients, each training record's patient index (0, 1, …; never
+    the id)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     summary: DataSummary
+    patients_train: np.ndarray | None = None
+
+    @property
+    def num_patients(self) -> int | None:
+        """Number of patients in the training split (None unless the task names patients)."""
+        p = self.patients_train
+        return None if p is None else len(np.unique(p))
 
     @property
     def num_train(self) -> int:
@@ -63,14 +73,30 @@ class _Split:
     x_test: np.ndarray
     y_test: np.ndarray
     how: str
+    patients_train: np.ndarray | None = None
+    patients: PatientStats | None = None
 
 
-def _task_split(loaded: LoadedTask, x: np.ndarray, y: np.ndarray) -> _Split:
+def _task_split(loaded: LoadedTask, x: np.ndarray, y: np.ndarray,
+                patients: np.ndarray | None = None) -> _Split:
     s = loaded.task.split
-    is_test = split_mask(y, test_fraction=s.test_fraction, seed=s.seed, stratified=s.stratified)
     how = (f"the task's {'stratified ' if s.stratified else ''}split, test fraction "
            f"{s.test_fraction:g}, seed {s.seed}")
-    return _Split(x[~is_test], y[~is_test], x[is_test], y[is_test], how)
+    if patients is None:
+        is_test = split_mask(y, test_fraction=s.test_fraction, seed=s.seed,
+                             stratified=s.stratified)
+        return _Split(x[~is_test], y[~is_test], x[is_test], y[is_test], how)
+    keep = cap_mask(patients, loaded.task.privacy_unit.max_records_per_patient)
+    x, y, capped = x[keep], y[keep], patients[keep]
+    is_test = patient_split_mask(capped, y, test_fraction=s.test_fraction, seed=s.seed,
+                                 stratified=s.stratified)
+    train_p = renumber(capped[~is_test])
+    before = None
+    if loaded.task.privacy_unit.max_records_per_patient is not None:
+        before = patients[np.isin(patients, capped[~is_test])]
+    stats = PatientStats.of(train_p, before=before)
+    return _Split(x[~is_test], y[~is_test], x[is_test], y[is_test], how + ", by patient",
+                  train_p, stats)
 
 
 def _check_split(loaded: LoadedTask, split: _Split, findings: Findings) -> None:
@@ -106,7 +132,8 @@ def _tabular(loaded: LoadedTask, task: TabularTask, path: Path, findings: Findin
     if checked is None:
         return None
     encoded, fmt = checked
-    return _task_split(loaded, encoded.x, encoded.y), fmt, encoded.missing_rates
+    return (_task_split(loaded, encoded.x, encoded.y, encoded.patients), fmt,
+            encoded.missing_rates)
 
 
 def _images(loaded: LoadedTask, task: ImageTask, path: Path, findings: Findings
@@ -158,6 +185,10 @@ def load_site_data(loaded: LoadedTask, path: Path | str, *, progress: ProgressFn
         got = _tabular(loaded, task, path, findings, _Reading(chunk_rows, progress))
         if got is not None:
             split, fmt, rates = got
+    elif task.privacy_unit.has_patients:
+        source = task.privacy_unit.sources[0]
+        findings.add(f"privacy_unit.{source}", rules.UNREADABLE, "patient ids of images are "
+                     "not read yet in this version (tables only: patient_column)")
     else:
         got_images = _images(loaded, task, path, findings)
         if got_images is not None:
@@ -174,8 +205,10 @@ def load_site_data(loaded: LoadedTask, path: Path | str, *, progress: ProgressFn
         source=str(path), task=loaded.name, task_sha256=loaded.sha256, format=fmt,
         rows=len(split.y_train) + len(split.y_test), train=len(split.y_train),
         test=len(split.y_test), split=split.how, classes=_classes(loaded, split),
-        missing_rates=rates, image_size=size)
-    return SiteData(split.x_train, split.y_train, split.x_test, split.y_test, summary)
+        missing_rates=rates, image_size=size, privacy_unit=task.privacy_unit.unit,
+        patients=split.patients)
+    return SiteData(split.x_train, split.y_train, split.x_test, split.y_test, summary,
+                    split.patients_train)
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from policies.task import TabularTask
+from site_node.data.patients import encode_ids
 from site_node.data.report import Findings
 from site_node.data.tables import (
     CHUNK_ROWS,
@@ -47,11 +48,13 @@ ProgressFn = Callable[[Progress], None]
 
 @dataclass(frozen=True)
 class EncodedTable:
-    """The features (float32, the task's layout), class indices, and each column's missing rate."""
+    """The features (float32, the task's layout), class indices, each column's missing rate,
+    and each row's patient index (None unless the task names a patient column)."""
 
     x: np.ndarray
     y: np.ndarray
     missing_rates: dict[str, float]
+    patients: np.ndarray | None = None
 
 
 class TableEncoder:
@@ -67,9 +70,14 @@ class TableEncoder:
         self._y: list[np.ndarray] = []
         self._missing = {c.name: 0 for c in task.columns}
         self._rows = 0
+        self._patient_column = task.privacy_unit.patient_column
+        self._patient_codes: dict[str, int] = {}  # ids -> indices, dropped at finish
+        self._patient_findings = new()
+        self._patients: list[np.ndarray] = []
 
     def _ordered(self) -> list[Findings]:
-        return [f for sinks in self._sinks.values() for f in sinks.all()] + [self._label]
+        return ([f for sinks in self._sinks.values() for f in sinks.all()] + [self._label]
+                + [self._patient_findings])
 
     def add(self, chunk: RawTable) -> None:
         """Check and encode the next chunk (its rows follow the previous chunk's)."""
@@ -77,8 +85,13 @@ class TableEncoder:
         self._rows += chunk.rows
         for name, count in encoded.missing.items():
             self._missing[name] += count
+        if self._patient_column is not None:
+            self._patients.append(encode_ids(
+                chunk.cells[self._patient_column], self._patient_codes,
+                where=f"patient column {self._patient_column}", start=chunk.start,
+                findings=self._patient_findings))
         if any(self._ordered()):
-            self._x, self._y = [], []  # refused: keep only the problems
+            self._x, self._y, self._patients = [], [], []  # refused: keep only the problems
         else:
             self._x.append(encoded.x)
             self._y.append(encoded.y)
@@ -94,7 +107,12 @@ class TableEncoder:
         y = np.concatenate(self._y) if self._y else np.zeros(0, np.int64)
         rates = {name: count / self._rows if self._rows else 0.0
                  for name, count in self._missing.items()}
-        return EncodedTable(x=x, y=y, missing_rates=rates)
+        patients = None
+        if self._patient_column is not None:
+            patients = (np.concatenate(self._patients) if self._patients
+                        else np.zeros(0, np.int64))
+        self._patient_codes = {}
+        return EncodedTable(x=x, y=y, missing_rates=rates, patients=patients)
 
 
 def encode_table(task: TabularTask, table: RawTable, findings: Findings) -> EncodedTable | None:

@@ -224,11 +224,12 @@ def check_columns(task: TabularTask, columns: Sequence[str], findings: Findings)
     holds that the task neither declares nor ignores."""
     assert task.label.column is not None  # a tabular task names its label (schema)
     declared = [c.name for c in task.columns] + [task.label.column]
-    for name in declared:
+    patient = task.privacy_unit.patient_column
+    for name in [*declared, *([patient] if patient else [])]:
         if name not in columns:
             findings.add(f"column {name}", rules.MISSING_COLUMN, "the task declares it; the "
                          "file does not hold it")
-    allowed = set(declared) | set(task.ignore_columns)
+    allowed = set(declared) | set(task.ignore_columns) | ({patient} if patient else set())
     for name in columns:
         if name not in allowed:
             findings.add(f"column {name}", rules.EXTRA_COLUMN, "the task does not declare it "

@@ -90,15 +90,42 @@ def create_accountant(name: str) -> Accountant:
     return ACCOUNTANT_CLASSES[name]()
 
 
+class MixedUnits(ValueError):
+    """Events of different privacy units: a record-level and a patient-level ε are about
+    different neighbouring datasets and are never composed as if they were one."""
+
+    def __init__(self, units: Sequence[str]) -> None:
+        self.units = tuple(units)
+        super().__init__(f"cannot compose a {self.units[0]}-level ε with a "
+                         f"{self.units[1]}-level ε (different privacy units)")
+
+
+def unit_of(events: Sequence[Mechanism]) -> str | None:
+    """The privacy unit every event shares (None for no event).
+
+    Raises
+    ------
+    MixedUnits
+        If two events are of different units.
+    """
+    units = list(dict.fromkeys(e.unit for e in events))
+    if len(units) > 1:
+        raise MixedUnits(units)
+    return units[0] if units else None
+
+
 def epsilon(events: Sequence[Mechanism], *, delta: float, accountant: str) -> float:
-    """ε at ``delta`` after every event, composed in order (0.0 for no event).
+    """ε at ``delta`` after every event, composed in order (0.0 for no event), about the unit
+    the events share.
 
     Raises
     ------
     ValueError
-        If δ is not in (0, 1) or the accountant is unknown.
+        If δ is not in (0, 1) or the accountant is unknown; :class:`MixedUnits` if the events
+        are of different privacy units.
     """
     _check(delta, accountant)
+    unit_of(events)
     return create_accountant(accountant).epsilon(_merged(events), delta)
 
 

@@ -77,7 +77,13 @@ def _decide(ledger: SiteLedger, *, site: str, run_id: str, rnd: int, rounds_plan
     first = not ledger.events(run_id)
     rounds = max(1, rounds_planned - rnd + 1) if first else 1
     others = reservations.reservations(ledger, except_run=run_id)
-    p = project(ledger, run_id, mechanism, rounds, ceilings.delta, reserved=others)
+    try:
+        p = project(ledger, run_id, mechanism, rounds, ceilings.delta, reserved=others)
+    except accountant.MixedUnits as exc:
+        return (f"site {site} refuses run {run_id}: its ledger holds {exc.units[0]}-level "
+                f"privacy spending and this run is {mechanism.unit}-level; a record-level and "
+                "a patient-level ε are never composed into one lifetime ε (use a separate site "
+                "home for the other unit); nothing was spent")
     what = f"{rounds} more round(s)" if rounds != 1 else "the next round"
     if p.run_epsilon > ceilings.epsilon_ceiling:
         return (f"site {site} refuses run {run_id}: {what} would bring this run's ε to "

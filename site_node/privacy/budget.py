@@ -2,7 +2,9 @@
 
 ``site-node status``, ``site-node budget`` and each signed receipt state the site's lifetime ε
 through :func:`lifetime`, at the δ and with the accountant of the site's latest DP event unless
-told otherwise, so the three always agree. The δ is part of the statement and printed with it.
+told otherwise, so the three always agree. The δ and the privacy unit (what ε protects: a record
+or a patient; a ledger holds one unit, :func:`site_node.privacy.accountant.unit_of`) are part of
+the statement and printed with it.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ class BudgetStatement:
     accountant: str
     events: int
     runs: int
+    unit: str = "record"
 
     def __str__(self) -> str:
-        return (f"ε = {self.epsilon:.4f} at δ = {self.delta:g} ({self.accountant}) over "
-                f"{self.events} round(s) in {self.runs} run(s)")
+        return (f"ε = {self.epsilon:.4f} ({self.unit}-level) at δ = {self.delta:g} "
+                f"({self.accountant}) over {self.events} round(s) in {self.runs} run(s)")
 
 
 def lifetime(ledger: SiteLedger, *, delta: float | None = None,
@@ -41,9 +44,11 @@ def lifetime(ledger: SiteLedger, *, delta: float | None = None,
     latest = events[-1]
     d = latest.delta if delta is None else delta
     name = latest.mechanism.accountant if accountant_name is None else accountant_name
-    eps = accountant.epsilon([e.mechanism for e in events], delta=d, accountant=name)
+    mechanisms = [e.mechanism for e in events]
+    eps = accountant.epsilon(mechanisms, delta=d, accountant=name)
     return BudgetStatement(epsilon=eps, delta=d, accountant=name, events=len(events),
-                           runs=len({e.run_id for e in events}))
+                           runs=len({e.run_id for e in events}),
+                           unit=accountant.unit_of(mechanisms) or "record")
 
 
 def run_epsilon(ledger: SiteLedger, run_id: str, *, delta: float, accountant_name: str) -> float:

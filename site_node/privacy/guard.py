@@ -117,16 +117,27 @@ class SiteGuard:
                 sample_rate=float(dp.sample_rate), steps=steps * instruction.rounds_planned,
                 accountant=dp.accountant)
             sigma = max(sigma, own)
+        unit = instruction.task.task.privacy_unit
         return TrainPlan(noise_multiplier=sigma, sample_rate=float(dp.sample_rate),
                          max_grad_norm=float(dp.max_grad_norm), steps=steps,
                          learning_rate=float(dp.learning_rate), accountant=dp.accountant,
-                         delta=eff.delta)
+                         delta=eff.delta, unit=unit.unit, patient_gradient=unit.patient_gradient)
 
-    def _admission(self, instruction: Instruction, num_examples: int
+    def _admission(self, instruction: Instruction, num_examples: int,
+                   num_patients: int | None = None
                    ) -> tuple[EffectivePolicy, TrainPlan, Ceilings]:
-        """The round's effective policy, plan and ceilings; refuses a batch q·N < 1."""
+        """The round's effective policy, plan and ceilings; refuses an expected batch q·N < 1
+        (q·P < 1 patients for a patient-level task)."""
         eff = self.effective(instruction)
         plan = self.plan(instruction, eff)
+        if plan.unit == "patient":
+            patients = num_patients or 0
+            if plan.sample_rate * patients < 1:
+                raise Refusal(
+                    f"site {self.site} refuses: {patients} training patient(s) at sample rate "
+                    f"{plan.sample_rate:g} give an expected batch of "
+                    f"{plan.sample_rate * patients:.2f} patients < 1 (the task's privacy unit "
+                    "is the patient); nothing was spent")
         batch = plan.sample_rate * num_examples
         if batch < 1:
             raise Refusal(
@@ -138,7 +149,8 @@ class SiteGuard:
         return eff, plan, ceilings
 
     def admit(self, instruction: Instruction, *, num_examples: int,
-              data_sha256: str | None = None) -> AdmittedRound:
+              data_sha256: str | None = None, num_patients: int | None = None
+              ) -> AdmittedRound:
         """Tighten the round by the site's policy and admit it; raises :class:`Refusal`.
 
         Besides the ε ceilings, a site with too few training examples for the round's sampling
@@ -147,7 +159,7 @@ class SiteGuard:
         on here refuses (:mod:`site_node.privacy.data_record`). A refusal by the ε ceilings is
         recorded in the ledger and final for the run (:class:`FinalRefusal`).
         """
-        eff, plan, ceilings = self._admission(instruction, num_examples)
+        eff, plan, ceilings = self._admission(instruction, num_examples, num_patients)
         with SiteLedger.in_state_dir(self.state_dir) as ledger:
             changed = data_sha256 and data_record.mismatch(
                 ledger, site=self.site, run_id=instruction.run_id, rnd=instruction.round,
@@ -187,10 +199,11 @@ class SiteGuard:
                 f"{', '.join(map(str, missing))} of the run, but the ledger of this site home "
                 f"({ledger_file}) has no record of them (another site home?); nothing was spent")
 
-    def would_admit(self, instruction: Instruction, *, num_examples: int) -> None:
+    def would_admit(self, instruction: Instruction, *, num_examples: int,
+                    num_patients: int | None = None) -> None:
         """The admission decision of :meth:`admit`, read-only: raises :class:`Refusal` (a
         :class:`FinalRefusal` for the ε ceilings) and records, reserves or spends nothing."""
-        _, plan, ceilings = self._admission(instruction, num_examples)
+        _, plan, ceilings = self._admission(instruction, num_examples, num_patients)
         with self._ledger_to_read() as ledger:
             _, refusal = assess(ledger, site=self.site, run_id=instruction.run_id,
                                 rnd=instruction.round,
@@ -251,7 +264,7 @@ class SiteGuard:
                 epsilon_ceiling=float(admitted.effective.epsilon_ceiling),
                 lifetime_epsilon_ceiling=float(admitted.effective.lifetime_epsilon_ceiling),
                 num_examples=int(num_examples), update_sha256=update_sha256(weights),
-                issued_at=datetime.now(UTC).isoformat(),
+                issued_at=datetime.now(UTC).isoformat(), privacy_unit=mechanism.unit,
             )
             signed = receipt.sign(key)
             ledger.store_receipt(run_id=ins.run_id, rnd=ins.round, data=signed.data,

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS dp_events (
     accountant TEXT NOT NULL,
     delta REAL NOT NULL,
     recorded_at TEXT NOT NULL,
+    unit TEXT NOT NULL DEFAULT 'record',
     UNIQUE (run_id, round)
 );
 CREATE TABLE IF NOT EXISTS receipts (
@@ -76,7 +77,8 @@ CREATE TABLE IF NOT EXISTS reservations (
     max_grad_norm REAL NOT NULL,
     accountant TEXT NOT NULL,
     reserved_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    unit TEXT NOT NULL DEFAULT 'record'
 );
 CREATE TRIGGER IF NOT EXISTS data_fingerprints_no_update BEFORE UPDATE ON data_fingerprints
 BEGIN SELECT RAISE(ABORT, 'the privacy ledger is append-only'); END;
@@ -98,8 +100,28 @@ BEGIN SELECT RAISE(ABORT, 'the privacy ledger is append-only'); END;
 
 _COLUMNS = (
     "run_id, round, policy_sha256, noise_multiplier, sample_rate, steps, max_grad_norm, "
-    "accountant, delta, recorded_at"
+    "accountant, delta, recorded_at, unit"
 )
+#: Columns added after the first ledgers were written (a ledger without one is migrated when
+#: opened for writing; read-only, its rows read as the default: record-level).
+_ADDED_COLUMNS = (("dp_events", "unit", "TEXT NOT NULL DEFAULT 'record'"),
+                  ("reservations", "unit", "TEXT NOT NULL DEFAULT 'record'"))
+
+
+def has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    """Whether ``table`` exists and has ``column``."""
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
+
+
+def unit_column(conn: sqlite3.Connection, table: str) -> str:
+    """The select expression of ``table``'s privacy unit (``'record'`` in an old ledger)."""
+    return "unit" if has_column(conn, table, "unit") else "'record' AS unit"
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    for table, column, kind in _ADDED_COLUMNS:
+        if not has_column(conn, table, column):
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 @dataclass(frozen=True)
@@ -147,6 +169,7 @@ class SiteLedger:
             self._conn = database.connect(self.path, readonly=readonly)
             if not readonly:
                 self._conn.executescript(_SCHEMA)
+                _migrate(self._conn)
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(f"cannot open privacy ledger {self.path}: {exc}") from exc
         self.transaction = database.Transactions(self._conn, self._write_error)
@@ -192,9 +215,9 @@ class SiteLedger:
         m = mechanism
         with self.transaction() as conn:
             conn.execute(
-                f"INSERT INTO dp_events({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO dp_events({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, event.round, policy_sha256, m.noise_multiplier, m.sample_rate, m.steps,
-                 m.max_grad_norm, m.accountant, event.delta, event.recorded_at),
+                 m.max_grad_norm, m.accountant, event.delta, event.recorded_at, m.unit),
             )
         log.info("ledger %s: recorded run %s round %d", self.path, run_id, event.round)
         return event
@@ -226,7 +249,8 @@ class SiteLedger:
 
     def events(self, run_id: str | None = None) -> list[LedgerEvent]:
         """Every event (of one run, if given), oldest first."""
-        sql = f"SELECT {_COLUMNS} FROM dp_events"
+        columns = _COLUMNS.replace("unit", unit_column(self._conn, "dp_events"))
+        sql = f"SELECT {columns} FROM dp_events"
         params: tuple[str, ...] = ()
         if run_id is not None:
             sql, params = sql + " WHERE run_id=?", (run_id,)
@@ -253,7 +277,7 @@ class SiteLedger:
 def _event(row: sqlite3.Row) -> LedgerEvent:
     mech = Mechanism(noise_multiplier=row["noise_multiplier"], sample_rate=row["sample_rate"],
                      steps=row["steps"], max_grad_norm=row["max_grad_norm"],
-                     accountant=row["accountant"])
+                     accountant=row["accountant"], unit=row["unit"])
     return LedgerEvent(run_id=row["run_id"], round=row["round"],
                        policy_sha256=row["policy_sha256"], mechanism=mech, delta=row["delta"],
                        recorded_at=row["recorded_at"])

@@ -20,11 +20,11 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from site_node.privacy.ledger import SiteLedger
+from site_node.privacy.ledger import SiteLedger, unit_column
 from site_node.protocol.mechanism import Mechanism
 
 _COLUMNS = ("run_id, next_round, last_round, noise_multiplier, sample_rate, steps, "
-            "max_grad_norm, accountant, reserved_at, updated_at")
+            "max_grad_norm, accountant, reserved_at, updated_at, unit")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Reservation:
 def _reservation(row: sqlite3.Row) -> Reservation:
     mech = Mechanism(noise_multiplier=row["noise_multiplier"], sample_rate=row["sample_rate"],
                      steps=row["steps"], max_grad_norm=row["max_grad_norm"],
-                     accountant=row["accountant"])
+                     accountant=row["accountant"], unit=row["unit"])
     return Reservation(run_id=row["run_id"], next_round=row["next_round"],
                        last_round=row["last_round"], mechanism=mech,
                        reserved_at=row["reserved_at"], updated_at=row["updated_at"])
@@ -68,8 +68,9 @@ def reservations(ledger: SiteLedger, *, except_run: str | None = None) -> list[R
     """Every live reservation (but ``except_run``'s), oldest first."""
     if not _has_table(ledger):
         return []
+    columns = _COLUMNS.replace("unit", unit_column(ledger.connection, "reservations"))
     rows = ledger.connection.execute(
-        f"SELECT {_COLUMNS} FROM reservations ORDER BY reserved_at, run_id").fetchall()
+        f"SELECT {columns} FROM reservations ORDER BY reserved_at, run_id").fetchall()
     return [r for r in map(_reservation, rows) if r.run_id != except_run]
 
 
@@ -80,14 +81,14 @@ def reserve(ledger: SiteLedger, *, run_id: str, next_round: int, last_round: int
     m = mechanism
     with ledger.transaction() as conn:
         conn.execute(
-            f"INSERT INTO reservations({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) "
+            f"INSERT INTO reservations({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT(run_id) DO UPDATE SET next_round=excluded.next_round, "
             "last_round=excluded.last_round, noise_multiplier=excluded.noise_multiplier, "
             "sample_rate=excluded.sample_rate, steps=excluded.steps, "
             "max_grad_norm=excluded.max_grad_norm, accountant=excluded.accountant, "
-            "updated_at=excluded.updated_at",
+            "updated_at=excluded.updated_at, unit=excluded.unit",
             (run_id, int(next_round), int(last_round), m.noise_multiplier, m.sample_rate,
-             m.steps, m.max_grad_norm, m.accountant, now, now))
+             m.steps, m.max_grad_norm, m.accountant, now, now, m.unit))
 
 
 def advance(ledger: SiteLedger, *, run_id: str, recorded_round: int) -> None:

@@ -11,6 +11,9 @@ import math
 from dataclasses import dataclass
 
 ACCOUNTANTS = ("rdp", "prv")
+#: What one ε protects: a record, or a patient with all their records (the task's privacy unit,
+#: :mod:`policies.task_privacy`). A record-level and a patient-level ε are never composed.
+UNITS = ("record", "patient")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +32,10 @@ class Mechanism:
         Per-sample clipping norm.
     accountant : str
         Name of the accountant the site composes with (``"rdp"`` or ``"prv"``).
+    unit : str
+        The privacy unit: ``"record"`` (``sample_rate`` samples records and each record's
+        gradient is clipped) or ``"patient"`` (it samples patients and each sampled patient's
+        combined gradient is clipped), so ε is about that unit.
     """
 
     noise_multiplier: float
@@ -36,6 +43,7 @@ class Mechanism:
     steps: int
     max_grad_norm: float
     accountant: str
+    unit: str = "record"
 
     def __post_init__(self) -> None:
         for name in ("noise_multiplier", "sample_rate", "max_grad_norm"):
@@ -50,6 +58,8 @@ class Mechanism:
             raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
         if self.accountant not in ACCOUNTANTS:
             raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got {self.accountant!r}")
+        if self.unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, got {self.unit!r}")
 
     @property
     def event(self) -> tuple[float, float, int]:

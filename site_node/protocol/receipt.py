@@ -10,6 +10,10 @@ Version 2 adds ``task_sha256``, the hash of the task the round trained (``polici
 Version-1 receipts (written before tasks existed; no ``task_sha256`` field) still parse and
 verify, with ``task_sha256`` empty: their canonical bytes are those of version 1.
 
+Version 3 adds ``privacy_unit``: what the receipt's ε protects, ``record`` or ``patient`` (then
+``sample_rate`` is the rate at which patients are sampled, and ε is patient-level). Receipts of
+versions 1 and 2 (no such field) are record-level and keep their canonical bytes.
+
 Verification raises (small exception classes, as ``cryptography`` does); it never returns False.
 """
 
@@ -29,12 +33,17 @@ from policies import canonical
 from site_node.protocol import wire
 from site_node.protocol.errors import InvalidReceiptSignature, MalformedReceipt
 from site_node.protocol.keys import fingerprint
-from site_node.protocol.mechanism import Mechanism
+from site_node.protocol.mechanism import UNITS, Mechanism
 
-RECEIPT_VERSION = 2
+RECEIPT_VERSION = 3
 #: Versions this code reads; the fields a version lacks are left out of its canonical bytes.
-SUPPORTED_VERSIONS = (1, 2)
-_ADDED_IN_2 = frozenset({"task_sha256"})
+SUPPORTED_VERSIONS = (1, 2, 3)
+_ADDED_IN = {2: frozenset({"task_sha256"}), 3: frozenset({"privacy_unit"})}
+
+
+def _absent(version: int) -> frozenset[str]:
+    """The fields a receipt of ``version`` does not hold."""
+    return frozenset().union(*(names for v, names in _ADDED_IN.items() if v > version))
 MAX_RECEIPT_BYTES = 8192
 
 
@@ -46,7 +55,8 @@ class Receipt:
     over every run in its ledger, both at ``delta`` (the site's own δ); the mechanism fields are
     this round's, so ``epsilon`` can be recomputed from the run's receipts. ``update_sha256``
     is the SHA-256 of the site's unmasked update (its weights as concatenated float32 bytes);
-    ``task_sha256`` the hash of the task trained (empty in a version-1 receipt).
+    ``task_sha256`` the hash of the task trained (empty in a version-1 receipt);
+    ``privacy_unit`` what ε protects (``record`` in a receipt before version 3).
     """
 
     version: int = RECEIPT_VERSION
@@ -69,11 +79,16 @@ class Receipt:
     update_sha256: str
     issued_at: str
     task_sha256: str = ""
+    privacy_unit: str = "record"
 
     def __post_init__(self) -> None:
         if self.version >= 2 and not self.task_sha256:
             raise ValueError(f"a version-{self.version} receipt names its task (task_sha256 "
                              "is empty)")
+        if self.privacy_unit not in UNITS:
+            raise ValueError(f"privacy_unit must be one of {UNITS}, got {self.privacy_unit!r}")
+        if self.version < 3 and self.privacy_unit != "record":
+            raise ValueError(f"a version-{self.version} receipt is record-level")
         for f in fields(self):
             value = getattr(self, f.name)
             if f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
@@ -84,14 +99,13 @@ class Receipt:
         """The round's DP mechanism (raises ``ValueError`` if the receipt states an invalid one)."""
         return Mechanism(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
                          steps=self.steps, max_grad_norm=self.max_grad_norm,
-                         accountant=self.accountant)
+                         accountant=self.accountant, unit=self.privacy_unit)
 
     def canonical_bytes(self) -> bytes:
         """The exact bytes a signature covers."""
         data = asdict(self)
-        if self.version == 1:
-            for name in _ADDED_IN_2:
-                data.pop(name)
+        for name in _absent(self.version):
+            data.pop(name)
         return canonical.to_bytes(data)
 
     @classmethod
@@ -129,8 +143,7 @@ def _typed(obj: Any) -> dict[str, Any]:
     if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
         raise TypeError(f"unsupported receipt version {version!r} (this code reads "
                         f"{', '.join(map(str, SUPPORTED_VERSIONS))})")
-    names = {f.name: f.type for f in fields(Receipt)
-             if version >= 2 or f.name not in _ADDED_IN_2}
+    names = {f.name: f.type for f in fields(Receipt) if f.name not in _absent(version)}
     if set(obj) != set(names):
         raise TypeError(f"fields differ: {sorted(set(obj) ^ set(names))}")
     for name, kind in names.items():

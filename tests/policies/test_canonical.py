@@ -45,7 +45,7 @@ POLICY_CANONICAL = (
 )
 POLICY_SHA256 = "6a4ef8ae65ad73f76af1262196e0434b619b4425d576207ddd190c9414799935"
 EFFECTIVE_SHA256 = "cff6515547f2572dcde6454eab0716229fd175d08c26643ee41a22a5697d63a3"
-RECEIPT_SHA256 = "7ee6925ccc0d1f8d99233a85afc2f62235519fe122ba3c5e41ee469fcb1b7919"
+RECEIPT_SHA256 = "b365318ee33caf4bcdd4b98ac52db5d5013c1fc8a96707b43bc40c078976f345"
 #: An audit payload with non-ASCII text, and the hash of an entry that holds it.
 PAYLOAD = {"site": "hungary", "note": "Zürich ε ≤ 1", "n": [1, 2.5, None, True]}
 PAYLOAD_CANONICAL = (

@@ -21,7 +21,7 @@ def test_each_example_names_valid_files_and_its_policys_members(name: str) -> No
 
 
 def test_the_examples_are_listed_and_an_unknown_one_is_refused() -> None:
-    assert example_names() == ("digits", "heart-disease")
+    assert example_names() == ("digits", "heart-disease", "heart-visits")
     with pytest.raises(PolicyError, match="unknown example 'mnist'; the examples are: digits, "
                                           "heart-disease"):
         load_example("mnist")

@@ -28,7 +28,7 @@ from tests.policies.task_data import column, heart_data
 
 def test_shipped_tasks_load_with_a_hash_of_their_canonical_json() -> None:
     names = sorted(p.stem for p in tasks_dir().glob("*.yaml"))
-    assert names == ["digits", "heart-disease"]
+    assert names == ["digits", "heart-disease", "heart-visits"]
     for name in names:
         loaded = load_task(tasks_dir() / f"{name}.yaml")
         assert loaded.name == name

@@ -147,7 +147,7 @@ def test_an_accepted_round_returns_a_verified_receipt_matching_the_ledger(tmp_pa
     signed.verify(keys.load_public_key_file(home.receipt_pub))
     r = signed.receipt
     assert r.update_sha256 == update_sha256(weights) and r.num_examples == n > 0
-    assert r.task_sha256 == ins.task.sha256 and r.version == 2
+    assert r.task_sha256 == ins.task.sha256 and r.version == 3 and r.privacy_unit == "record"
     assert not np.allclose(weights[0], incoming[0])
     assert r.noise_multiplier == pytest.approx(ins.noise_multiplier)
     with SiteLedger.in_state_dir(home.state_dir) as ledger:

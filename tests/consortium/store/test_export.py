@@ -9,7 +9,8 @@ from consortium.store.run_store import RunStore
 from tests.consortium.audit_fixture import RUN_ID, SITES, TASK, AuditedRun
 
 RUN_KEYS = {"format", "run_id", "status", "stop_reason", "engine", "mode", "started_at",
-            "finished_at", "policy_sha256", "task_sha256", "task", "delta", "epsilon_ceiling",
+            "finished_at", "policy_sha256", "task_sha256", "task", "privacy_unit", "delta",
+            "epsilon_ceiling",
             "rounds_planned", "seed", "secagg", "sites", "rounds", "comparisons"}
 ROUND_KEYS = {"round", "status", "failure_reason", "policy_sha256", "duration_s",
               "accuracy_mean", "accuracy_weighted", "loss_mean", "loss_weighted", "sites"}
@@ -28,6 +29,7 @@ def test_the_export_has_the_documented_fields_and_the_receipts_figures(
     assert FORMAT == "hospital-consortium/run-export/v3" and data["format"] == FORMAT
     assert set(data) == RUN_KEYS
     assert data["task_sha256"] == TASK.sha256 and data["task"]["name"] == "heart-disease"
+    assert data["privacy_unit"] == "record"
     assert data["comparisons"] == []
     assert data["run_id"] == RUN_ID and data["mode"] == "deployment"
     assert data["sites"] == list(SITES) and [r["round"] for r in data["rounds"]] == [1, 2]

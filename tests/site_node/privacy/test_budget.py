@@ -54,7 +54,7 @@ def test_status_budget_and_receipt_state_the_same_lifetime_epsilon(tmp_path: Pat
     assert latest.delta == life.delta == report["delta"]
     assert latest.accountant == life.accountant == report["accountant"]
     assert line == f"lifetime {life}"
-    assert f"ε = {latest.lifetime_epsilon:.4f} at δ = {latest.delta:g}" in line
+    assert f"ε = {latest.lifetime_epsilon:.4f} (record-level) at δ = {latest.delta:g}" in line
     assert "over 4 round(s) in 2 run(s)" in line
     # Per-run figures in the report are stated at that same δ.
     runs = {r["run_id"]: r for r in report["runs"]}

@@ -38,11 +38,25 @@ CANONICAL = (
     '{"accountant":"rdp","delta":1e-05,"epsilon":0.5,"epsilon_ceiling":3.0,'
     '"issued_at":"2026-01-01T00:00:00+00:00","lifetime_epsilon":0.5,'
     '"lifetime_epsilon_ceiling":10.0,"max_grad_norm":1.0,"noise_multiplier":1.1,'
+    '"num_examples":100,"policy_sha256":"' + "a" * 64 + '","privacy_unit":"record",'
+    '"round":1,"run_id":"r",'
+    '"sample_rate":0.25,"site":"cleveland","site_policy_sha256":"","steps":4,'
+    '"task_sha256":"' + "c" * 64 + '","update_sha256":"' + "b" * 64 + '","version":3}'
+)
+SIGNATURE = (
+    "c53a3a87dc86ea4a390beed621ff755921eb80b96e903ea29d0e50710a0c2de7"
+    "007a0c78480fb571649d5beef8b42497942da3df82953f69d3c7f4cc7524710e"
+)
+#: A version-2 receipt (before privacy units: record-level), with the signature pinned then.
+CANONICAL_V2 = (
+    '{"accountant":"rdp","delta":1e-05,"epsilon":0.5,"epsilon_ceiling":3.0,'
+    '"issued_at":"2026-01-01T00:00:00+00:00","lifetime_epsilon":0.5,'
+    '"lifetime_epsilon_ceiling":10.0,"max_grad_norm":1.0,"noise_multiplier":1.1,'
     '"num_examples":100,"policy_sha256":"' + "a" * 64 + '","round":1,"run_id":"r",'
     '"sample_rate":0.25,"site":"cleveland","site_policy_sha256":"","steps":4,'
     '"task_sha256":"' + "c" * 64 + '","update_sha256":"' + "b" * 64 + '","version":2}'
 )
-SIGNATURE = (
+SIGNATURE_V2 = (
     "66e938ceb99b0492af706018360b222bb6dc9bb5a216ecb0dcaf8ac744da6e6b"
     "7f43ea039faff1b44e957bceecff2b2f1cdd0fef95e1e019ef363ed662e26f06"
 )
@@ -80,8 +94,31 @@ def test_version_1_receipts_of_old_stores_still_parse_and_verify() -> None:
         Receipt.from_canonical(CANONICAL_V1.replace('"update', '"task_sha256":"x","update'))
 
 
-def test_a_version_2_receipt_names_its_task() -> None:
-    assert RECEIPT_VERSION == 2
+def test_version_2_receipts_still_parse_and_verify_as_record_level() -> None:
+    old = SignedReceipt.from_parts(CANONICAL_V2, SIGNATURE_V2)
+    old.verify(KEY.public_key())
+    assert old.receipt.version == 2 and old.receipt.privacy_unit == "record"
+    assert old.receipt.mechanism.unit == "record"
+    assert old.receipt.canonical_bytes().decode() == CANONICAL_V2
+    with pytest.raises(MalformedReceipt, match="fields differ"):  # v2 never names a unit
+        Receipt.from_canonical(CANONICAL_V2.replace('"round"', '"privacy_unit":"record","round"'))
+    with pytest.raises(ValueError, match="record-level"):
+        replace(RECEIPT, version=2, privacy_unit="patient")
+
+
+def test_a_version_3_receipt_states_its_unit_and_its_mechanism_carries_it() -> None:
+    patient = replace(RECEIPT, privacy_unit="patient")
+    back = Receipt.from_canonical(patient.canonical_bytes())
+    assert back.privacy_unit == "patient" and back.mechanism.unit == "patient"
+    with pytest.raises(MalformedReceipt, match="privacy_unit"):
+        Receipt.from_canonical(CANONICAL.replace('"privacy_unit":"record"',
+                                                 '"privacy_unit":"visit"'))
+    with pytest.raises(MalformedReceipt, match="fields differ"):
+        Receipt.from_canonical(CANONICAL.replace('"privacy_unit":"record",', ""))
+
+
+def test_a_version_3_receipt_names_its_task() -> None:
+    assert RECEIPT_VERSION == 3
     with pytest.raises(ValueError, match="names its task"):
         replace(RECEIPT, task_sha256="")
     with pytest.raises(MalformedReceipt, match="names its task"):
@@ -141,10 +178,10 @@ def test_no_single_byte_change_is_accepted(position: int, flip: int) -> None:
 
 @pytest.mark.parametrize(("data", "match"), [
     (CANONICAL.replace(",", ", "), "canonical"),
-    (CANONICAL.replace('"version":2', '"extra":1'), "unsupported receipt version None"),
+    (CANONICAL.replace('"version":3', '"extra":1'), "unsupported receipt version None"),
     (CANONICAL.replace('"steps":4', '"steps":4,"extra":1'), "fields differ"),
-    (CANONICAL.replace('"version":2', '"version":3'), "unsupported receipt version 3"),
-    (CANONICAL.replace('"version":2', '"version":true'), "unsupported receipt version"),
+    (CANONICAL.replace('"version":3', '"version":4'), "unsupported receipt version 4"),
+    (CANONICAL.replace('"version":3', '"version":true'), "unsupported receipt version"),
     (CANONICAL.replace('"round":1', '"round":true'), "round must be int"),
     (CANONICAL.replace('"round":1', '"round":1.0'), "round must be int"),
     (CANONICAL.replace('"delta":1e-05', '"delta":1'), "delta must be float"),
