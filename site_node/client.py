@@ -17,6 +17,7 @@ from flwr.client import NumPyClient
 
 from policies.errors import PolicyError
 from policies.task_loader import LoadedTask, load_task
+from site_node.baseline import majority_rate
 from site_node.data import SiteData, load_cached, with_site_indicator
 from site_node.data.fingerprint import cached_fingerprint
 from site_node.errors import ConfigError, DataError, FinalRefusal, Refusal, TrainingError
@@ -193,4 +194,5 @@ class SiteClient(NumPyClient):
         data = with_site_indicator(site_data(self.settings, instruction.task), task,
                                    self.settings.site)
         loss, accuracy = evaluate(parameters, data.x_test, data.y_test, task)
-        return loss, data.num_test, {wire.SITE: self.settings.site, wire.ACCURACY: accuracy}
+        return loss, data.num_test, {wire.SITE: self.settings.site, wire.ACCURACY: accuracy,
+                                     wire.MAJORITY_RATE: majority_rate(data.y_test)}

@@ -77,7 +77,7 @@ def compare(
     union of the test sets. Both spend privacy budget; both are recorded as runs."""
     from consortium.cli.run import ray_started_early, simulate_with_progress
     from consortium.run.comparison import compare as record
-    from consortium.run.comparison import local_runs
+    from consortium.run.comparison import local_runs, summary_line
     from consortium.run.demo import prepare_sites
     from consortium.run.inputs import resolve_inputs
     from consortium.run.plan import make_plan_from_policy
@@ -113,6 +113,7 @@ def compare(
     failed = [s for s, o in outcomes.items() if o.status != RUN_COMPLETED]
     if failed:
         console.print(f"[yellow]local run(s) of {', '.join(failed)} did not complete[/]")
+    console.print(summary_line(comparison.cells, plan.loaded.policy.sites), highlight=False)
     raise typer.Exit(0 if not failed else 1)
 
 

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from consortium.cli.baseline import print_check
 from consortium.cli.options import (
     DataOpt,
     ExampleOpt,
@@ -159,6 +160,7 @@ def _report(plan: RunPlan, done: list[RoundRecord], status: str, reason: str, ok
             failed: int) -> NoReturn:
     """The round table, how the run ended, what to do next; exits with the run's code."""
     console.print(round_table(plan, done))
+    print_check(console, done)
     for rec in done:
         if rec.failure_reason:
             console.print(f"round {rec.round} failed: {rec.failure_reason}", highlight=False)
@@ -254,7 +256,7 @@ def export(
     run_id: Annotated[str | None, typer.Option("--run", help="Run id (default: latest).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="Output format (json).")] = "json",
 ) -> None:
-    """Print a run (default: the latest) as documented JSON (run-export/v3)."""
+    """Print a run (default: the latest) as documented JSON (run-export/v4)."""
     from consortium.store.export import export_run
 
     if fmt != "json":
