@@ -83,11 +83,12 @@ def compare(
     from consortium.run.plan import make_plan_from_policy
 
     configure_logging(verbose)
-    inputs = resolve_inputs(example=example, task=task, data=data or (), policy=policy)
+    inputs = resolve_inputs(example=example, task=task, data=data or (), policy=policy,
+                            rounds=rounds)
     with ray_started_early(len(inputs.data)):
         plan, sites = prepare_sites(make_plan_from_policy(
             inputs.policy, inputs.task, store_path=store_path(store), rounds=rounds,
-            seed=seed or 0, demo=True), inputs.data)
+            seed=seed or 0, choice_json=inputs.choice_json, demo=True), inputs.data)
         done, outcome = simulate_with_progress(plan, sites, None, verbose)
     console.print(f"Federated run {plan.run_id}: {outcome.status} ({outcome.reason})")
     if outcome.rounds_ok == 0:

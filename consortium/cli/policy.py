@@ -14,7 +14,13 @@ from rich.table import Table
 
 from policies.effective import EffectivePolicy, effective_policy
 from policies.errors import PolicyError
-from policies.loader import LoadedPolicy, LoadedSitePolicy, load_any_policy, load_policy
+from policies.loader import (
+    LoadedPolicy,
+    LoadedSitePolicy,
+    LoadedTerms,
+    load_any_policy,
+    load_policy,
+)
 
 policy_app = typer.Typer(
     help="Validate consortium and site privacy policies.", no_args_is_help=True
@@ -22,11 +28,21 @@ policy_app = typer.Typer(
 console = Console()
 
 
+class _TermsOnly(Exception):
+    """A consortium policy of privacy terms only: valid, with nothing to merge yet."""
+
+    def __init__(self, loaded: LoadedTerms) -> None:
+        super().__init__(loaded.source)
+        self.loaded = loaded
+
+
 def _split(files: list[Path]) -> tuple[LoadedPolicy, list[LoadedSitePolicy]]:
     consortium: list[LoadedPolicy] = []
     sites: list[LoadedSitePolicy] = []
     for file in files:
         loaded = load_any_policy(file)
+        if isinstance(loaded, LoadedTerms):
+            raise _TermsOnly(loaded)
         if isinstance(loaded, LoadedSitePolicy):
             sites.append(loaded)
         else:
@@ -92,7 +108,18 @@ def check(
 
     Exits 2 with the file and field of the first invalid or loosening policy.
     """
-    consortium, policies = effective_policies(files)
+    try:
+        consortium, policies = effective_policies(files)
+    except _TermsOnly as terms:
+        t = terms.loaded.terms
+        console.print(f"consortium policy {terms.loaded.source}: sha256 {terms.loaded.sha256}\n"
+                      f"privacy terms only: δ={t.delta:g}, ε ≤ {t.epsilon_ceiling:g} per run, "
+                      f"≤ {t.lifetime_epsilon_ceiling:g} lifetime, {len(t.sites)} sites, "
+                      f"min_sites {t.min_sites}. The training settings are chosen for each run "
+                      "from public information (the task, the sites' numbers of training "
+                      "examples), at no ε cost; site policies are merged into that choice.",
+                      highlight=False)
+        return
     if as_json:
         typer.echo("[" + ",".join(e.model_dump_json() for e in policies) + "]")
         return

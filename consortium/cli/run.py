@@ -134,10 +134,12 @@ def run(
         inputs = resolve_inputs(example=example, task=task, data=data or ())
         plan, done, outcome = _resume(inputs, path, run_id, verbose)
     else:
-        inputs = resolve_inputs(example=example, task=task, data=data or (), policy=policy)
+        inputs = resolve_inputs(example=example, task=task, data=data or (), policy=policy,
+                                rounds=rounds)
         with ray_started_early(len(inputs.data)):
             plan, sites = prepare_sites(make_plan_from_policy(
                 inputs.policy, inputs.task, store_path=path, rounds=rounds, seed=seed or 0,
+                choice_json=inputs.choice_json,
                 demo=True, example_site_policies=example_site_policies), inputs.data)
             done, outcome = simulate_with_progress(plan, sites, None, verbose)
     _report(plan, done, outcome.status, outcome.reason, outcome.rounds_ok,
