@@ -19,7 +19,8 @@ Tasks:
 - ``heart-3``: the heart-disease task at the three smaller hospitals (Hungary, Long Beach,
   Switzerland: ~460 training rows), a few hundred rows over three sites;
 - ``digits32-cnn``: three digits (0, 1, 2) of the UCI digits, upscaled to 32×32, ~100 images per
-  site over three sites, the task's GroupNorm CNN (channels 8, 16);
+  site over three sites, the task's GroupNorm CNN (channels 8, 16); ``digits32-logistic`` the
+  same images with a logistic regression declared by the task;
 - ``heart-4``: the default example (four hospitals) under terms only, beside the default policy
   (the heart-disease check), at ε = 1.
 
@@ -138,7 +139,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--eps", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0, 8.0])
-    ap.add_argument("--tasks", nargs="+", default=["heart-3", "digits32-cnn"])
+    ap.add_argument("--tasks", nargs="+",
+                    default=["heart-3", "digits32-cnn", "digits32-logistic"])
     ap.add_argument("--no-heart-check", action="store_true")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = ap.parse_args()

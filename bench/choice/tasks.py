@@ -3,7 +3,8 @@
 ``digits32-cnn`` is made here, once, into a temporary directory: digits 0, 1 and 2 of the
 embedded digits example's files (all their images, train and test, pooled), upscaled from 8×8
 to 32×32 (bilinear), dealt to three sites in turn per class (seed 0), about 100 images each,
-written as MedMNIST-format ``.npz`` files with a task file of a GroupNorm CNN.
+written as MedMNIST-format ``.npz`` files with a task file of a GroupNorm CNN
+(``digits32-logistic``: the same files, a logistic regression over the pixels).
 """
 
 from __future__ import annotations
@@ -74,9 +75,12 @@ def _digits32(directory: Path) -> tuple[Path, dict[str, Path]]:
 
 def load(name: str) -> tuple[LoadedTask, dict[str, SiteData]]:
     """The task and each site's data (with the site indicator, if the task has one)."""
-    if name == "digits32-cnn":
+    if name.startswith("digits32-"):
         directory = Path(tempfile.mkdtemp(prefix="choice-bench-"))
         task_path, files = _digits32(directory)
+        if name == "digits32-logistic":  # the same images, the task declares a linear model
+            task_path.write_text(IMAGE_TASK.replace("{family: cnn, channels: [8, 16], groups: 4}",
+                                                    "{family: logistic}"), encoding="utf-8")
         task = load_task(task_path)
     else:
         ex = load_example("heart-disease")
