@@ -16,12 +16,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from policies import canonical
 from policies.documents import read_document
 from policies.errors import PolicyError
-from policies.schema import ConsortiumPolicy
+from policies.schema import ConsortiumPolicy, PrivacyTerms
 from policies.site_schema import SitePolicy
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -47,6 +47,16 @@ class LoadedPolicy:
     def canonical_json(self) -> str:
         """The policy as canonical JSON (what the hash is computed over)."""
         return canonical_json(self.policy)
+
+
+@dataclass(frozen=True)
+class LoadedTerms:
+    """A validated policy of privacy terms only (no ``dp`` section): the consortium chooses
+    the training settings (:mod:`policies.choice`) before a run."""
+
+    terms: PrivacyTerms
+    source: str
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,14 @@ def parse_policy(data: Any, source: str) -> LoadedPolicy:
     return LoadedPolicy(policy=policy, source=source, sha256=policy_sha256(policy))
 
 
+def parse_policy_document(data: Any, source: str) -> LoadedPolicy | LoadedTerms:
+    """Validate a consortium policy mapping: a full policy, or privacy terms only (no ``dp``)."""
+    if isinstance(data, dict) and "dp" not in data:
+        terms = validate(PrivacyTerms, data, source)
+        return LoadedTerms(terms=terms, source=source, sha256=policy_sha256(terms))
+    return parse_policy(data, source)
+
+
 def parse_site_policy(data: Any, source: str) -> LoadedSitePolicy:
     """Validate an already-parsed site policy mapping."""
     policy = validate(SitePolicy, data, source)
@@ -136,12 +154,30 @@ def load_policy(path: Path | str | None = None) -> LoadedPolicy:
     PolicyError
         If the file cannot be read, is not strict YAML, or any field is invalid.
     """
+    loaded = load_policy_document(path)
+    if isinstance(loaded, LoadedTerms):
+        raise PolicyError(f"{loaded.source}: this policy states only the privacy terms (no dp "
+                          "section); its training settings are chosen from the sites' numbers "
+                          "of training examples, which only a local run knows beforehand "
+                          "(consortium run/compare --task FILE --data SITE=PATH ...): give a "
+                          "full policy here")
+    return loaded
+
+
+def load_policy_document(path: Path | str | None = None) -> LoadedPolicy | LoadedTerms:
+    """Read and validate a consortium policy file: a full policy, or privacy terms only.
+
+    Raises
+    ------
+    PolicyError
+        If the file cannot be read, is not strict YAML, or any field is invalid.
+    """
     file = Path(path) if path else default_policy_path()
     data = read_document(file)
     if "site" in data:
         raise PolicyError(f"{file}: this is a site policy (it names a site), not the "
                           "consortium's policy")
-    return parse_policy(data, str(file))
+    return parse_policy_document(data, str(file))
 
 
 def load_site_policy(path: Path | str) -> LoadedSitePolicy:
@@ -156,13 +192,14 @@ def load_site_policy(path: Path | str) -> LoadedSitePolicy:
     return parse_site_policy(read_document(file), str(file))
 
 
-def load_any_policy(path: Path | str) -> LoadedPolicy | LoadedSitePolicy:
-    """Load a consortium or a site policy; a mapping with a ``site`` key is a site policy."""
+def load_any_policy(path: Path | str) -> LoadedPolicy | LoadedTerms | LoadedSitePolicy:
+    """Load a consortium policy (full, or privacy terms only) or a site policy; a mapping with
+    a ``site`` key is a site policy."""
     file = Path(path)
     data = read_document(file)
     if "site" in data:
         return parse_site_policy(data, str(file))
-    return parse_policy(data, str(file))
+    return parse_policy_document(data, str(file))
 
 
 def from_canonical(text: str, expected_sha256: str, source: str, *, kind: str,
@@ -210,9 +247,27 @@ def with_sites(loaded: LoadedPolicy, sites: tuple[str, ...], source: str) -> Loa
     return parse_policy(data, source)
 
 
+def terms_with_sites(loaded: LoadedTerms, sites: tuple[str, ...], source: str, *,
+                     rounds: int | None = None) -> LoadedTerms:
+    """Privacy terms with their member ``sites`` replaced (as :func:`with_sites`), and their
+    ``rounds`` when given."""
+    if tuple(sites) == loaded.terms.sites and rounds is None:
+        return loaded
+    data = loaded.terms.model_dump(mode="json", exclude_none=True)
+    data["sites"] = list(sites)
+    if rounds is not None:
+        data["rounds"] = rounds
+    parsed = parse_policy_document(data, source)
+    assert isinstance(parsed, LoadedTerms)  # no dp section was added
+    return parsed
+
+
 def json_schema() -> dict[str, Any]:
-    """The consortium policy's JSON Schema, for reviewers."""
-    return ConsortiumPolicy.model_json_schema()
+    """The consortium policy's JSON Schema, for reviewers: a full policy, or privacy terms
+    only (the training settings then chosen, :mod:`policies.choice`)."""
+    schema: dict[str, Any] = TypeAdapter(ConsortiumPolicy | PrivacyTerms).json_schema()
+    schema["title"] = "ConsortiumPolicy"
+    return schema
 
 
 def site_json_schema() -> dict[str, Any]:

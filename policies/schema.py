@@ -165,8 +165,8 @@ class ConvergencePolicy(_Frozen):
         0.0, ge=0, le=1, description="Improvement smaller than this is none.")
 
 
-class ConsortiumPolicy(_Frozen):
-    """The consortium's privacy and training rules for a run."""
+class _Terms(_Frozen):
+    """The privacy terms every consortium policy states: δ, the ε ceilings, the members."""
 
     version: Literal[1] = 1
     delta: StrictFloat = Field(gt=0, lt=1, description="δ at which every ε is stated.")
@@ -176,11 +176,8 @@ class ConsortiumPolicy(_Frozen):
         10.0, gt=0, le=1000,
         description="No site's lifetime ε (all its runs, composed) may pass this.",
     )
-    rounds: StrictInt = Field(ge=1, le=MAX_ROUNDS, description="Rounds per run.")
     min_sites: StrictInt = Field(ge=2, description="Sites that must train in each round.")
     sites: tuple[str, ...] = Field(DEFAULT_SITES, min_length=2, description="Member site ids.")
-    dp: DPPolicy
-    secagg: SecAggPolicy
     convergence: ConvergencePolicy = Field(default_factory=ConvergencePolicy)
 
     @field_validator("sites")
@@ -192,13 +189,44 @@ class ConsortiumPolicy(_Frozen):
             raise ValueError("site ids must be unique")
         return value
 
-    @model_validator(mode="after")
-    def _consistent(self) -> ConsortiumPolicy:
+    def _check_terms(self) -> None:
         if self.min_sites > len(self.sites):
             raise ValueError(
                 f"min_sites ({self.min_sites}) exceeds the number of member sites "
                 f"({len(self.sites)}): lower min_sites to at most {len(self.sites)}"
             )
+        if self.epsilon_ceiling > self.lifetime_epsilon_ceiling:
+            raise ValueError(
+                f"epsilon_ceiling ({self.epsilon_ceiling}) exceeds lifetime_epsilon_ceiling "
+                f"({self.lifetime_epsilon_ceiling})"
+            )
+
+
+class PrivacyTerms(_Terms):
+    """A policy that states only the privacy terms (and, optionally, the rounds and SecAgg+):
+    the consortium chooses the training settings for the task, the sites' sizes and the budget
+    (:mod:`policies.choice`)."""
+
+    rounds: StrictInt | None = Field(
+        None, ge=1, le=MAX_ROUNDS, description="Rounds per run (chosen when absent).")
+    secagg: SecAggPolicy | None = Field(None, description="SecAgg+ (chosen when absent).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PrivacyTerms:
+        self._check_terms()
+        return self
+
+
+class ConsortiumPolicy(_Terms):
+    """The consortium's privacy and training rules for a run."""
+
+    rounds: StrictInt = Field(ge=1, le=MAX_ROUNDS, description="Rounds per run.")
+    dp: DPPolicy
+    secagg: SecAggPolicy
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ConsortiumPolicy:
+        self._check_terms()
         shares = self.secagg.num_shares
         if isinstance(shares, int) and shares > self.min_sites:
             largest_odd = self.min_sites - (1 - self.min_sites % 2)
@@ -209,11 +237,6 @@ class ConsortiumPolicy(_Frozen):
                 f"a fraction of the sampled sites (e.g. num_shares: 1.0){whole}"
             )
         self.secagg.check_capacity(len(self.sites))
-        if self.epsilon_ceiling > self.lifetime_epsilon_ceiling:
-            raise ValueError(
-                f"epsilon_ceiling ({self.epsilon_ceiling}) exceeds lifetime_epsilon_ceiling "
-                f"({self.lifetime_epsilon_ceiling})"
-            )
         if self.dp.target_epsilon is not None and self.dp.target_epsilon > self.epsilon_ceiling:
             raise ValueError(
                 f"dp.target_epsilon ({self.dp.target_epsilon}) exceeds epsilon_ceiling "

@@ -17,6 +17,7 @@ from flwr.client import NumPyClient
 
 from policies.errors import PolicyError
 from policies.task_loader import LoadedTask, load_task
+from site_node.baseline import majority_rate
 from site_node.data import SiteData, load_cached, with_site_indicator
 from site_node.data.fingerprint import cached_fingerprint
 from site_node.device import resolve_device
@@ -202,4 +203,5 @@ class SiteClient(NumPyClient):
                                    self.settings.site)
         device = resolve_device(self.settings.device, field=f"site {self.settings.site}: device")
         loss, accuracy = evaluate(parameters, data.x_test, data.y_test, task, device=device)
-        return loss, data.num_test, {wire.SITE: self.settings.site, wire.ACCURACY: accuracy}
+        return loss, data.num_test, {wire.SITE: self.settings.site, wire.ACCURACY: accuracy,
+                                     wire.MAJORITY_RATE: majority_rate(data.y_test)}

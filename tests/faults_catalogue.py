@@ -297,6 +297,16 @@ CATALOGUE: dict[str, list[str]] = {
         r"|tf32_is_off)",
         r"tests/site_node/test_training\.py::test_a_physical_batch_cap",
     ],
+    "A model that does not beat the majority class is flagged, never silently reported": [
+        r"tests/consortium/store/test_baseline\.py::",
+        r"tests/consortium/run/test_comparison\.py::test_the_summary_line",
+        r"tests/dashboard/test_app\.py::test_overview_flags_a_model",
+        r"tests/consortium/store/test_corrupt_store_fuzz\.py::.*(majority_rate|choice_json)",
+    ],
+    "Settings chosen for a terms-only policy: public inputs, 0 ε, never above the ceiling": [
+        r"tests/consortium/run/test_choice\.py::",
+        r"tests/e2e/test_privacy_terms_only\.py::",
+    ],
 }
 
 

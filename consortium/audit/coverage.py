@@ -5,10 +5,10 @@ The export and the dashboard read the ``runs``, ``rounds``, ``site_rounds``, ``c
 :func:`check_run_rows` requires that:
 
 - its ``runs`` row equals its signed run-start (engine, mode, policy, task, sites, planned
-  rounds, δ and ε ceiling of the signed policy; seed and SecAgg+ settings where recorded), and
-  its ``status`` (and stop reason) is what the log's last run-stop or run-resume says
-  (``running`` when there is none): a finished run without its signed run-stop lost the end of
-  its log (:class:`LogTruncated`);
+  rounds, δ and ε ceiling of the signed policy; seed and SecAgg+ settings where recorded; the
+  choice of its training settings, none unless signed), and its ``status`` (and stop reason)
+  is what the log's last run-stop or run-resume says (``running`` when there is none): a
+  finished run without its signed run-stop lost the end of its log (:class:`LogTruncated`);
 - every ``rounds`` row has its signed round entry and every round entry its row, with the same
   figures (:mod:`consortium.audit.figures`), its ``site_rounds`` the same sites and figures, and
   each site's privacy columns those of its verified receipt;
@@ -38,9 +38,9 @@ from site_node.protocol.receipt import Receipt
 #: The run-start fields a ``runs`` row must equal (those recorded since the start entry had them).
 _RUN_FIELDS = ("engine", "mode", "policy_sha256", "policy_json", "task_sha256", "task_json",
                "rounds_planned", "seed", "secagg_json", "example_site_policies",
-               "data_fingerprints")
+               "data_fingerprints", "choice_json")
 _ALWAYS = ("engine", "mode", "policy_sha256", "policy_json", "rounds_planned",
-           "data_fingerprints")
+           "data_fingerprints", "choice_json")
 #: The site_rounds columns a site's signed receipt states.
 _PRIVACY = ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "max_grad_norm",
             "accountant")

@@ -22,6 +22,7 @@ from consortium.audit.registry import EnrolledKey, KeyRegistry
 from consortium.audit.trail import ROUND_FAILED, RUN_STOP
 from consortium.audit.verify import VerificationResult, verify_store
 from consortium.errors import AuditVerificationError, SecurityEventsFound
+from consortium.store.baseline import final_check
 from consortium.store.database import Database
 from consortium.store.records import MODE_DEMO
 from consortium.store.run_store import RunStore
@@ -108,6 +109,7 @@ def _receipt_rows(stored: list[StoredReceipt], result: VerificationResult | None
 
 def _run_section(store: RunStore, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     run = store.get_run(run_id)
+    rounds = store.rounds(run_id)
     info = {"run_id": run.run_id, "started_at": run.started_at, "finished_at": run.finished_at,
             "status": run.status, "stop_reason": run.stop_reason, "engine": run.engine,
             "mode": run.mode, "local_demo": run.mode == MODE_DEMO,
@@ -115,12 +117,14 @@ def _run_section(store: RunStore, run_id: str) -> tuple[dict[str, Any], list[dic
             "epsilon_ceiling": run.epsilon_ceiling, "sites": list(run.sites),
             "policy_sha256": run.policy_sha256, "policy": _loads(run.policy_json),
             "task_sha256": run.task_sha256,
-            "task": _loads(run.task_json) if run.task_json is not None else None}
+            "task": _loads(run.task_json) if run.task_json is not None else None,
+            "choice": _loads(run.choice_json) if run.choice_json is not None else None,
+            "majority_check": final_check(rounds).to_json()}
     rows = [{"round": r.round, "status": r.status, "policy_sha256": r.policy_sha256,
              "failure_reason": r.failure_reason, "accuracy_mean": r.accuracy_mean,
              "trained": [s.site for s in r.sites if s.trained],
              "refused": {s.site: s.refusal for s in r.sites if s.refusal}}
-            for r in store.rounds(run_id)]
+            for r in rounds]
     return info, rows
 
 

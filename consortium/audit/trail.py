@@ -57,6 +57,8 @@ class RunAudit:
             "example_site_policies": r.example_site_policies}
         if r.data_fingerprints is not None:  # a local run: what each site trained on
             payload["data_fingerprints"] = dict(sorted(r.data_fingerprints.items()))
+        if r.choice_json is not None:  # the training settings chosen, how, and their ε cost
+            payload["choice_json"] = r.choice_json
         self.log.append(RUN_START, payload, r.run_id)
 
     def resumed(self, next_round: int) -> None:

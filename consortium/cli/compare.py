@@ -77,17 +77,18 @@ def compare(
     union of the test sets. Both spend privacy budget; both are recorded as runs."""
     from consortium.cli.run import ray_started_early, simulate_with_progress
     from consortium.run.comparison import compare as record
-    from consortium.run.comparison import local_runs
+    from consortium.run.comparison import local_runs, summary_line
     from consortium.run.demo import prepare_sites
     from consortium.run.inputs import resolve_inputs
     from consortium.run.plan import make_plan_from_policy
 
     configure_logging(verbose)
-    inputs = resolve_inputs(example=example, task=task, data=data or (), policy=policy)
+    inputs = resolve_inputs(example=example, task=task, data=data or (), policy=policy,
+                            rounds=rounds)
     with ray_started_early(len(inputs.data)):
         plan, sites = prepare_sites(make_plan_from_policy(
             inputs.policy, inputs.task, store_path=store_path(store), rounds=rounds,
-            seed=seed or 0, demo=True), inputs.data)
+            seed=seed or 0, choice_json=inputs.choice_json, demo=True), inputs.data)
         done, outcome = simulate_with_progress(plan, sites, None, verbose)
     console.print(f"Federated run {plan.run_id}: {outcome.status} ({outcome.reason})")
     if outcome.rounds_ok == 0:
@@ -113,6 +114,7 @@ def compare(
     failed = [s for s, o in outcomes.items() if o.status != RUN_COMPLETED]
     if failed:
         console.print(f"[yellow]local run(s) of {', '.join(failed)} did not complete[/]")
+    console.print(summary_line(comparison.cells, plan.loaded.policy.sites), highlight=False)
     raise typer.Exit(0 if not failed else 1)
 
 

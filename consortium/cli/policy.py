@@ -19,6 +19,7 @@ from policies.errors import PolicyError
 from policies.loader import (
     LoadedPolicy,
     LoadedSitePolicy,
+    LoadedTerms,
     default_policy_path,
     load_any_policy,
     load_policy,
@@ -30,11 +31,21 @@ policy_app = typer.Typer(
 console = Console()
 
 
+class _TermsOnly(Exception):
+    """A consortium policy of privacy terms only: valid, with nothing to merge yet."""
+
+    def __init__(self, loaded: LoadedTerms) -> None:
+        super().__init__(loaded.source)
+        self.loaded = loaded
+
+
 def _split(files: list[Path]) -> tuple[LoadedPolicy, list[LoadedSitePolicy]]:
     consortium: list[LoadedPolicy] = []
     sites: list[LoadedSitePolicy] = []
     for file in files:
         loaded = load_any_policy(file)
+        if isinstance(loaded, LoadedTerms):
+            raise _TermsOnly(loaded)
         if isinstance(loaded, LoadedSitePolicy):
             sites.append(loaded)
         else:
@@ -100,7 +111,18 @@ def check(
 
     Exits 2 with the file and field of the first invalid or loosening policy.
     """
-    consortium, policies = effective_policies(files)
+    try:
+        consortium, policies = effective_policies(files)
+    except _TermsOnly as terms:
+        t = terms.loaded.terms
+        console.print(f"consortium policy {terms.loaded.source}: sha256 {terms.loaded.sha256}\n"
+                      f"privacy terms only: δ={t.delta:g}, ε ≤ {t.epsilon_ceiling:g} per run, "
+                      f"≤ {t.lifetime_epsilon_ceiling:g} lifetime, {len(t.sites)} sites, "
+                      f"min_sites {t.min_sites}. The training settings are chosen for each run "
+                      "from public information (the task, the sites' numbers of training "
+                      "examples), at no ε cost; site policies are merged into that choice.",
+                      highlight=False)
+        return
     if as_json:
         typer.echo("[" + ",".join(e.model_dump_json() for e in policies) + "]")
         return

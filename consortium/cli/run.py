@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from consortium.cli.baseline import print_check
 from consortium.cli.options import (
     DataOpt,
     DeviceOpt,
@@ -139,10 +140,12 @@ def run(
         inputs = resolve_inputs(example=example, task=task, data=data or ())
         plan, done, outcome = _resume(inputs, path, run_id, verbose, device)
     else:
-        inputs = resolve_inputs(example=example, task=task, data=data or (), policy=policy)
+        inputs = resolve_inputs(example=example, task=task, data=data or (), policy=policy,
+                                rounds=rounds)
         with ray_started_early(len(inputs.data), gpu=gpu):
             plan, sites = prepare_sites(make_plan_from_policy(
                 inputs.policy, inputs.task, store_path=path, rounds=rounds, seed=seed or 0,
+                choice_json=inputs.choice_json,
                 demo=True, example_site_policies=example_site_policies), inputs.data,
                 device=device)
             done, outcome = simulate_with_progress(plan, sites, None, verbose)
@@ -166,6 +169,7 @@ def _report(plan: RunPlan, done: list[RoundRecord], status: str, reason: str, ok
             failed: int) -> NoReturn:
     """The round table, how the run ended, what to do next; exits with the run's code."""
     console.print(round_table(plan, done))
+    print_check(console, done)
     for rec in done:
         if rec.failure_reason:
             console.print(f"round {rec.round} failed: {rec.failure_reason}", highlight=False)
@@ -263,7 +267,7 @@ def export(
     run_id: Annotated[str | None, typer.Option("--run", help="Run id (default: latest).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="Output format (json).")] = "json",
 ) -> None:
-    """Print a run (default: the latest) as documented JSON (run-export/v3)."""
+    """Print a run (default: the latest) as documented JSON (run-export/v4)."""
     from consortium.store.export import export_run
 
     if fmt != "json":

@@ -35,6 +35,7 @@ from consortium.store.records import (
     ComparisonCell,
     ComparisonRecord,
     RoundRecord,
+    beats_majority,
 )
 from consortium.store.run_store import RunStore
 from policies.task_loader import LoadedTask
@@ -86,6 +87,47 @@ def accuracy(cells: tuple[ComparisonCell, ...] | list[ComparisonCell], *, site: 
               and (classes is None or c.class_index in classes)]
     total = sum(c.total for c in chosen)
     return sum(c.correct for c in chosen) / total if total else None
+
+
+def majority_rate(cells: tuple[ComparisonCell, ...] | list[ComparisonCell], *, site: str,
+                  scope: str = SCOPE_OWN) -> float | None:
+    """The share of the most frequent class in a site's test set (from the cells' totals)."""
+    totals = [c.total for c in cells if (c.site, c.scope, c.model) == (site, scope,
+                                                                       MODEL_FEDERATED)]
+    return max(totals) / sum(totals) if sum(totals) else None
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def summary_line(cells: tuple[ComparisonCell, ...] | list[ComparisonCell],
+                 sites: tuple[str, ...]) -> str:
+    """One line: local-only vs federated over all classes, each site on its own test set
+    (means over the sites), beside the majority-class rate; flags a model that does not beat
+    it at some site."""
+    def acc(site: str, model: str) -> float | None:
+        return accuracy(cells, site=site, scope=SCOPE_OWN, model=model)
+
+    local = {s: acc(s, MODEL_LOCAL) for s in sites}
+    fed = {s: acc(s, MODEL_FEDERATED) for s in sites}
+    floor = {s: majority_rate(cells, site=s) for s in sites}
+    ahead = sum(1 for s in sites if (fed[s] or 0.0) > (local[s] or 0.0))
+
+    def fmt(v: float | None) -> str:
+        return "—" if v is None else f"{v:.3f}"
+
+    line = (f"Summary, all classes, each site's own test set (mean of {len(sites)} sites): "
+            f"local-only {fmt(_mean(list(local.values())))}, federated "
+            f"{fmt(_mean(list(fed.values())))}, majority class "
+            f"{fmt(_mean(list(floor.values())))}; federated ahead at {ahead} of {len(sites)}")
+    for name, figures in (("local-only", local), ("federated", fed)):
+        below = [s for s in sites if beats_majority(figures[s], floor[s]) is False]
+        if below:
+            line += (f"; WARNING: the {name} model does not beat the majority class at "
+                     f"{', '.join(below)}")
+    return line
 
 
 def missing_classes(cells: tuple[ComparisonCell, ...] | list[ComparisonCell], site: str

@@ -23,7 +23,14 @@ from consortium.errors import PlanError
 from policies.errors import PolicyError
 from policies.example import DEFAULT_EXAMPLE, load_example
 from policies.identity import check_site_id
-from policies.loader import LoadedPolicy, load_policy, with_sites
+from policies.loader import (
+    LoadedPolicy,
+    LoadedTerms,
+    load_policy,
+    load_policy_document,
+    terms_with_sites,
+    with_sites,
+)
 from policies.task_loader import LoadedTask, load_task
 
 
@@ -35,6 +42,9 @@ class RunInputs:
     policy: LoadedPolicy
     data: dict[str, Path]
     example: str | None = None
+    #: How the training settings were chosen (canonical JSON), for a policy of privacy terms
+    #: only (:mod:`consortium.run.choice`); None when the policy set them.
+    choice_json: str | None = None
 
     @property
     def sites(self) -> tuple[str, ...]:
@@ -66,7 +76,8 @@ def parse_data(values: Sequence[str]) -> dict[str, Path]:
 
 
 def resolve_inputs(*, example: str | None = None, task: Path | None = None,
-                   data: Sequence[str] = (), policy: Path | None = None) -> RunInputs:
+                   data: Sequence[str] = (), policy: Path | None = None,
+                   rounds: int | None = None) -> RunInputs:
     """Resolve the options of ``consortium run`` or ``consortium compare``.
 
     Raises
@@ -87,7 +98,10 @@ def resolve_inputs(*, example: str | None = None, task: Path | None = None,
     if task is not None:
         files, name = parse_data(data), None
         loaded_task = load_task(task)
-        base = load_policy(policy)
+        document = load_policy_document(policy)
+        if isinstance(document, LoadedTerms):
+            return _chosen(document, loaded_task, files, rounds)
+        base = document
     else:
         name = example or DEFAULT_EXAMPLE
         ex = load_example(name)
@@ -110,3 +124,17 @@ def resolve_inputs(*, example: str | None = None, task: Path | None = None,
             f"with `consortium policy new --sites {','.join(sites)} --from {base.source} "
             "--output policy.yaml`, review it, and give it with --policy policy.yaml") from None
     return RunInputs(task=loaded_task, policy=fitted, data=files, example=name)
+
+
+def _chosen(document: LoadedTerms, task: LoadedTask, files: dict[str, Path],
+            rounds: int | None) -> RunInputs:
+    """Inputs under a policy of privacy terms only: its sites are the data's, and the training
+    settings are chosen for them (:mod:`consortium.run.choice`) and ``rounds`` (``--rounds``,
+    else the terms' own, else the recipe's)."""
+    from consortium.run.choice import complete_terms  # loads Opacus' accountant
+
+    sites = tuple(files)
+    source = f"{document.source} (member sites replaced by the sites given: {', '.join(sites)})"
+    terms = terms_with_sites(document, sites, source, rounds=rounds or None)
+    loaded, choice_json = complete_terms(terms, task, files)
+    return RunInputs(task=task, policy=loaded, data=files, choice_json=choice_json)

@@ -100,7 +100,8 @@ class LocalRun:
             epsilon_ceiling=p.epsilon_ceiling, rounds_planned=plan.rounds,
             seed=plan.seed, sites=(self.site,), secagg_json="{}", owner=this_process(),
             example_site_policies=plan.example_site_policies, task_sha256=plan.task.sha256,
-            task_json=plan.task.canonical_json, data_fingerprints=self._fingerprint())
+            task_json=plan.task.canonical_json, data_fingerprints=self._fingerprint(),
+            choice_json=plan.choice_json)
 
     def _fingerprint(self) -> dict[str, str] | None:
         """The site's data fingerprint, as the federated run recorded it."""
@@ -142,9 +143,8 @@ class LocalRun:
         if failure is None:
             weights = new
             loss, n_test, emetrics = self.client.evaluate(weights, config)
-            acc = emetrics.get(wire.ACCURACY)
-            evals = [rr.EvalFigure(self.site, loss, float(acc) if isinstance(
-                acc, int | float) else float("nan"), n_test)]
+            evals = [rr.EvalFigure(self.site, loss, rr.metric(emetrics, wire.ACCURACY), n_test,
+                                   majority_rate=rr.metric(emetrics, wire.MAJORITY_RATE))]
         record = recorder.round(RoundOutcome(
             round=rnd, judgement=judgement, started_at=started_at, t0=t0, failure=failure,
             model=weights if failure is None else None, evals=evals))

@@ -47,6 +47,9 @@ class RunPlan:
     example_site_policies: bool = False
     #: Site -> SHA-256 of its data, when the consortium holds the sites' data (a local run).
     data_fingerprints: dict[str, str] | None = None
+    #: How the training settings were chosen (canonical JSON of :class:`policies.choice.Choice`)
+    #: when the policy stated only the privacy terms; None when it set them itself.
+    choice_json: str | None = None
 
     @property
     def model_task(self) -> AnyTask:
@@ -134,6 +137,7 @@ def make_plan_from_policy(
     demo: bool = False,
     example_site_policies: bool = False,
     data_fingerprints: dict[str, str] | None = None,
+    choice_json: str | None = None,
 ) -> RunPlan:
     """Resolve a run's settings under an already validated policy (see :func:`make_plan`);
     ``data_fingerprints``: each site's data fingerprint, recorded with the run."""
@@ -149,7 +153,7 @@ def make_plan_from_policy(
         store_path=Path(store_path or default_store_path()).expanduser().resolve(),
         rounds=n_rounds, seed=seed, run_id=run_id or str(uuid.uuid4()), noise_multiplier=sigma,
         mode=MODE_DEMO if demo else MODE_DEPLOYMENT, example_site_policies=example_site_policies,
-        data_fingerprints=data_fingerprints,
+        data_fingerprints=data_fingerprints, choice_json=choice_json,
     )
 
 

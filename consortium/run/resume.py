@@ -188,7 +188,8 @@ def resume_plan(store_path: Path, run_id: str | None = None) -> tuple[RunPlan, R
     plan = make_plan_from_policy(loaded, task, store_path=store_path, rounds=run.rounds_planned,
                                  seed=run.seed, run_id=rid, demo=run.mode == MODE_DEMO,
                                  example_site_policies=run.example_site_policies,
-                                 data_fingerprints=run.data_fingerprints)
+                                 data_fingerprints=run.data_fingerprints,
+                                 choice_json=run.choice_json)
     next_round = (rounds[-1].round if rounds else 0) + 1
     return plan, ResumePoint(rounds=rounds, next_round=next_round, weights=weights,
                              seen_status=run.status, seen_owner=run.owner)

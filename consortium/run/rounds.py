@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,6 +23,15 @@ class EvalFigure:
     loss: float
     accuracy: float
     num_examples: int
+    #: the share of the site's test split in its most frequent class, as the site reported it
+    majority_rate: float = float("nan")
+
+
+def metric(metrics: Mapping[str, object], key: str) -> float:
+    """A site's reported figure ``key`` as a float (NaN when absent or not a number)."""
+    value = metrics.get(key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else float("nan")
 
 
 def utc_now() -> str:
@@ -58,6 +68,7 @@ def site_records(judgement: FitJudgement, evals: list[EvalFigure]) -> tuple[Site
             max_grad_norm=r.max_grad_norm if r else None,
             accountant=r.accountant if r else None,
             trained=site in trained, refusal=judgement.refusals.get(site),
+            majority_rate=e.majority_rate if e else None,
         ))
     return tuple(out)
 

@@ -213,7 +213,7 @@ class ConsortiumWorkflow:
             seed=self.plan.seed, sites=p.sites, secagg_json=self.plan.secagg_json(),
             owner=this_process(), example_site_policies=self.plan.example_site_policies,
             task_sha256=self.plan.task.sha256, task_json=self.plan.task.canonical_json,
-            data_fingerprints=self.plan.data_fingerprints,
+            data_fingerprints=self.plan.data_fingerprints, choice_json=self.plan.choice_json,
         )
 
     def _rounds(self, grid: PacedGrid, context: LegacyContext, rec: RunRecorder,
@@ -296,9 +296,9 @@ class ConsortiumWorkflow:
             except RejectedReply as exc:
                 rejections.append(Rejection(ev.reply.node_id, ev.reply.claimed_site, str(exc)))
                 continue
-            acc = ev.reply.metrics.get(wire.ACCURACY)
             figures.append(rr.EvalFigure(
                 site=site, loss=ev.loss, num_examples=ev.reply.num_examples,
-                accuracy=float(acc) if isinstance(acc, int | float) else float("nan")))
+                accuracy=rr.metric(ev.reply.metrics, wire.ACCURACY),
+                majority_rate=rr.metric(ev.reply.metrics, wire.MAJORITY_RATE)))
         return figures, rejections
 

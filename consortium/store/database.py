@@ -22,7 +22,7 @@ from site_node import database as sqlite_file
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS runs (
     rounds_planned INTEGER NOT NULL, seed INTEGER NOT NULL, sites_json TEXT NOT NULL,
     secagg_json TEXT NOT NULL, mode TEXT NOT NULL DEFAULT 'deployment', owner TEXT,
     example_site_policies INTEGER NOT NULL DEFAULT 0, task_sha256 TEXT, task_json TEXT,
-    data_fingerprints_json TEXT
+    data_fingerprints_json TEXT, choice_json TEXT
 );
 CREATE TABLE IF NOT EXISTS rounds (
     run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS site_rounds (
     loss REAL, num_examples INTEGER, num_train_examples INTEGER, epsilon REAL,
     noise_multiplier REAL, sample_rate REAL, steps INTEGER, max_grad_norm REAL,
     accountant TEXT, trained INTEGER NOT NULL DEFAULT 1, delta REAL, refusal TEXT,
+    majority_rate REAL,
     PRIMARY KEY (run_id, round, site),
     FOREIGN KEY (run_id, round) REFERENCES rounds(run_id, round)
 );
@@ -100,6 +101,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE runs ADD COLUMN task_json TEXT"),
     # What each site trained on (issue 14): the fingerprint of each site's data in a local run.
     3: ("ALTER TABLE runs ADD COLUMN data_fingerprints_json TEXT",),
+    # Training settings chosen from public information (issue 16), and each site's
+    # majority-class rate beside its accuracy.
+    4: ("ALTER TABLE runs ADD COLUMN choice_json TEXT",
+        "ALTER TABLE site_rounds ADD COLUMN majority_rate REAL"),
 }
 
 

@@ -1,17 +1,19 @@
 """A run as documented JSON (``consortium export --format json``).
 
-The format (``hospital-consortium/run-export/v3``)::
+The format (``hospital-consortium/run-export/v4``)::
 
     {"format", "run_id", "status", "stop_reason", "engine", "mode", "started_at",
      "finished_at", "policy_sha256", "task_sha256", "task", "privacy_unit", "delta",
      "epsilon_ceiling",
-     "rounds_planned", "seed", "secagg", "sites": [SITE, ...],
+     "rounds_planned", "seed", "secagg", "sites": [SITE, ...], "choice",
      "rounds": [{"round", "status", "failure_reason", "policy_sha256", "duration_s",
                  "accuracy_mean", "accuracy_weighted", "loss_mean", "loss_weighted",
                  "sites": {SITE: {"accuracy", "loss", "num_examples", "num_train_examples",
                                   "epsilon", "delta", "noise_multiplier", "sample_rate",
                                   "steps", "max_grad_norm", "accountant", "trained",
-                                  "refusal"}}}],
+                                  "refusal", "majority_rate", "beats_majority"}}}],
+     "majority_check": {"round", "flagged": [SITE, ...], "useless",
+                        "sites": {SITE: {"accuracy", "majority_rate", "beats_majority"}}},
      "comparisons": [{"comparison_id", "created_at", "task_sha256", "federated_run_id",
                       "local_runs": {SITE: RUN_ID},
                       "results": [{"site", "scope", "model", "class_index", "class_name",
@@ -30,8 +32,15 @@ per-class test accuracy of its local model (``model`` ``local``) and of the fede
 the site's own test set (``scope`` ``own``) and on the union of the sites' test sets
 (``union``). ``privacy_unit`` is what every ε of the run protects: ``record``, or ``patient``
 (the task's unit; then each ``sample_rate`` is the rate at which patients were sampled, and the
-ε is patient-level); a run recorded before units is ``record``. Version 2 had no
-``task_sha256``, ``task`` or ``comparisons``.
+ε is patient-level); a run recorded before units is ``record``. ``majority_rate`` is the share
+of the site's test split in its most frequent class, as the site reported it;
+``beats_majority`` whether its accuracy beats that (``false``: the model learned nothing for
+that site; ``null``: unknown). ``majority_check`` is that check for the last completed round:
+``flagged`` the sites where the model does not beat it, ``useless`` true when it beats it
+nowhere. ``choice`` is how the training settings were chosen when the policy stated only the
+privacy terms (:mod:`policies.choice`: inputs, settings, ε cost), ``null`` when the policy set
+them. Version 2 had no ``task_sha256``, ``task`` or ``comparisons``; version 3 no
+``privacy_unit``, ``choice``, ``majority_rate``, ``beats_majority`` or ``majority_check``.
 """
 
 from __future__ import annotations
@@ -41,11 +50,12 @@ from dataclasses import asdict
 from typing import Any
 
 from consortium.errors import StoreError
+from consortium.store.baseline import final_check
 from consortium.store.comparisons import comparisons
 from consortium.store.records import ComparisonRecord
 from consortium.store.run_store import RunStore
 
-FORMAT = "hospital-consortium/run-export/v3"
+FORMAT = "hospital-consortium/run-export/v4"
 
 
 def export_run(store: RunStore, run_id: str | None = None) -> dict[str, Any]:
@@ -53,12 +63,14 @@ def export_run(store: RunStore, run_id: str | None = None) -> dict[str, Any]:
     rid = run_id or store.latest_run_id()
     run = store.get_run(rid)
     rounds = []
-    for rnd in store.rounds(rid):
+    records = store.rounds(rid)
+    for rnd in records:
         row = asdict(rnd)
         row.pop("started_at")
         row.pop("finished_at")
-        sites = row.pop("sites")
-        row["sites"] = {s.pop("site"): s for s in sites}
+        row.pop("sites")
+        row["sites"] = {s.site: {**{k: v for k, v in asdict(s).items() if k != "site"},
+                                 "beats_majority": s.beats_majority} for s in rnd.sites}
         rounds.append(row)
     try:
         secagg = json.loads(run.secagg_json)
@@ -69,6 +81,11 @@ def export_run(store: RunStore, run_id: str | None = None) -> dict[str, Any]:
         task = json.loads(run.task_json) if run.task_json is not None else None
     except (TypeError, ValueError, RecursionError) as exc:
         raise StoreError(f"run {rid}: its stored task is unreadable: {exc}") from None
+    try:
+        choice = json.loads(run.choice_json) if run.choice_json is not None else None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise StoreError(f"run {rid}: its stored choice of settings is unreadable: {exc}") \
+            from None
     return {
         "format": FORMAT, "run_id": run.run_id, "status": run.status,
         "stop_reason": run.stop_reason, "engine": run.engine, "mode": run.mode,
@@ -76,8 +93,8 @@ def export_run(store: RunStore, run_id: str | None = None) -> dict[str, Any]:
         "policy_sha256": run.policy_sha256, "task_sha256": run.task_sha256,
         "task": task, "privacy_unit": privacy_unit(task), "delta": run.delta,
         "epsilon_ceiling": run.epsilon_ceiling, "rounds_planned": run.rounds_planned,
-        "seed": run.seed, "secagg": secagg, "sites": list(run.sites),
-        "rounds": rounds,
+        "seed": run.seed, "secagg": secagg, "sites": list(run.sites), "choice": choice,
+        "rounds": rounds, "majority_check": final_check(records).to_json(),
         "comparisons": [_comparison(c) for c in comparisons(store.db, rid)],
     }
 

@@ -6,6 +6,7 @@ dashboard and the export can use them without importing torch or Flower.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -111,6 +112,10 @@ class RunRecord:
         Site -> SHA-256 of the data it trains on, for a local run whose data the consortium
         holds (``consortium run``/``compare``; :mod:`consortium.run.data_fingerprint`); ``None``
         for a deployed run (each site holds its data) and runs recorded before schema 4.
+    choice_json : str
+        Canonical JSON of how the training settings were chosen, when the policy stated only
+        the privacy terms (:mod:`policies.choice`): the inputs, the settings and their ε cost;
+        ``None`` when the policy set them itself.
     """
 
     run_id: str
@@ -133,6 +138,21 @@ class RunRecord:
     task_sha256: str | None = None
     task_json: str | None = None
     data_fingerprints: dict[str, str] | None = None
+    choice_json: str | None = None
+
+
+#: How much a model must beat the majority-class rate by (float noise of the two shares).
+_TIE = 1e-9
+
+
+def beats_majority(accuracy: float | None, majority_rate: float | None) -> bool | None:
+    """Whether ``accuracy`` beats ``majority_rate`` (None when either is unknown, NaN or not a
+    number, as a corrupted store may hold)."""
+    pair = (accuracy, majority_rate)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and not math.isnan(v)
+               for v in pair):
+        return None
+    return float(pair[0]) > float(pair[1]) + _TIE  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -144,6 +164,9 @@ class SiteRoundRecord:
     site's own δ, at most the run's), as its signed receipt states and the consortium verified;
     the mechanism fields describe this round's DP-SGD work, so that anyone can recompute it.
     ``refusal`` is why the site refused the round (it trained and spent nothing).
+    ``majority_rate`` is the share of the site's test split in its most frequent class, as the
+    site reported it with its evaluation: the accuracy of a model that predicts that class for
+    everything (:attr:`beats_majority`).
     """
 
     site: str
@@ -160,6 +183,16 @@ class SiteRoundRecord:
     accountant: str | None = None
     trained: bool = False
     refusal: str | None = None
+    majority_rate: float | None = None
+
+    @property
+    def beats_majority(self) -> bool | None:
+        """Whether the site's accuracy beats its majority-class rate (None: either unknown).
+
+        A model that only ties it (one that predicts the majority class for everything) does
+        not: it learned nothing for this site.
+        """
+        return beats_majority(self.accuracy, self.majority_rate)
 
 
 @dataclass(frozen=True)

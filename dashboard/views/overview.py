@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from consortium.errors import StoreError
-from consortium.store.records import ROUND_OK
+from consortium.store.records import ROUND_OK, beats_majority
 from dashboard import charts, data, frames, ui
 from dashboard.config import site_name
 
@@ -52,16 +52,39 @@ def _body(rd: data.RunData) -> None:
 
     st.subheader("Sites")
     latest = rd.sites.dropna(subset=["accuracy"]).sort_values("round").groupby("site").last()
+    _majority_warning(latest)
     site_cols = st.columns(max(len(site_ids), 1))
     for col, site in zip(site_cols, site_ids, strict=False):
         if site in latest.index:
             row = latest.loc[site]
             col.metric(site_name(site), _pct(row["accuracy"]), help=f"Site id `{site}`; "
-                       f"accuracy after round {int(row['round'])}", border=True)
+                       f"accuracy after round {int(row['round'])}, beside the share of its "
+                       "test set in its most frequent class (a model that predicts that "
+                       "class for everything scores it)",
+                       delta=f"majority class {_pct(row['majority_rate'])}",
+                       delta_color="off", border=True)
         else:
             col.metric(site_name(site), "–", help=f"Site id `{site}`; no accuracy yet",
                        border=True)
     st.altair_chart(charts.site_accuracy_chart(rd.sites, site_ids), width="stretch")
+
+
+def _majority_warning(latest: pd.DataFrame) -> None:
+    """A red banner naming the sites where the latest model does not beat the majority
+    class: never silent about a model that learned nothing."""
+    below = [str(site) for site, row in latest.iterrows()
+             if beats_majority(_float(row["accuracy"]), _float(row["majority_rate"])) is False]
+    if below:
+        everywhere = len(below) == len(latest)
+        st.error(("The model does not beat the majority-class rate at any site: it learned "
+                  "nothing. " if everywhere else "The model does not beat the majority-class "
+                  f"rate at {', '.join(site_name(s) for s in below)}. ")
+                 + "Its accuracy there is what predicting the most frequent class scores.",
+                 icon="⚠️")
+
+
+def _float(value: object) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)  # type: ignore[arg-type]
 
 
 def _pct(value: float | None) -> str:

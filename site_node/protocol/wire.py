@@ -26,6 +26,9 @@ MASK_VERSION = "secagg-mask-version"
 # -- replies, site -> server (legacy FitRes / EvaluateRes metrics) ------------------------------
 SITE = "site"  # the site a reply claims to come from (checked against the node's enrolment)
 ACCURACY = "accuracy"
+#: share of the site's test split in its most frequent class (the accuracy of always predicting
+#: it): a model that does not beat it learned nothing for that site
+MAJORITY_RATE = "majority-rate"
 RECEIPT = "receipt"  # canonical JSON of the site's signed privacy receipt (protocol.receipt)
 RECEIPT_SIGNATURE = "receipt-signature"  # hex Ed25519 signature over exactly those bytes
 REFUSAL = "refusal"  # why a site refused a round (it trained nothing, spent nothing, weight 0)

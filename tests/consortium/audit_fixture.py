@@ -125,7 +125,8 @@ def write_round(store: RunStore, audit: RunAudit, rnd: int, judgement: FitJudgem
                 *, failure: str | None = None, checkpoint: bool = False) -> None:
     """Record one round as the workflow does: round, receipts and entries in one transaction
     (with a checkpoint of a small model, if asked)."""
-    evals = [rr.EvalFigure(site=t.site, loss=0.5, accuracy=0.8, num_examples=50)
+    evals = [rr.EvalFigure(site=t.site, loss=0.5, accuracy=0.8, num_examples=50,
+                           majority_rate=0.6)
              for t in judgement.trained] if failure is None else []
     record = rr.make_round(rnd, judgement=judgement, evals=evals, started_at=rr.utc_now(),
                            duration_s=1.0, policy_sha256=audit.run.policy_sha256,

@@ -68,7 +68,7 @@ def run_record(p: RunPlan, *, started_at: str, sites: tuple[str, ...] | None = N
 
 
 def site_record(site: str, rnd: int, *, trained: bool = True,
-                refusal: str | None = None) -> SiteRoundRecord:
+                refusal: str | None = None, majority_rate: float = 0.5) -> SiteRoundRecord:
     """A plausible figure of ``site`` after round ``rnd`` (ε grows like √rounds)."""
     k = SITES.index(site) if site in SITES else 4
     spent = trained and refusal is None
@@ -79,7 +79,7 @@ def site_record(site: str, rnd: int, *, trained: bool = True,
         delta=1e-5 if spent else None, noise_multiplier=1.1 if spent else None,
         sample_rate=0.2 if spent else None, steps=10 if spent else None,
         max_grad_norm=1.0 if spent else None, accountant="rdp" if spent else None,
-        trained=spent, refusal=refusal,
+        trained=spent, refusal=refusal, majority_rate=majority_rate,
     )
 
 

@@ -14,7 +14,15 @@ from consortium.store.records import RoundRecord
 from consortium.store.run_store import RunStore
 from dashboard import data
 from tests.dashboard.page_runner import PAGES, chart_titled, charts, metrics, run_page, texts
-from tests.dashboard.stores import SITE_NAMES, SITES, site_record, write_run
+from tests.dashboard.stores import (
+    SITE_NAMES,
+    SITES,
+    ok_round,
+    plan,
+    run_record,
+    site_record,
+    write_run,
+)
 
 #: The pages of one run (the Comparison page shows comparisons: test_comparison_page.py).
 ALL_PAGES = [p for p in PAGES if p != "comparison"]
@@ -90,6 +98,23 @@ def test_overview_one_run(one_run_store: Path) -> None:
         assert name in labels
     assert "5 / 5" in texts(at)
     assert not at.get("progress")  # not live
+    assert {m.delta for m in at.metric if m.label in SITE_NAMES} == {"majority class 50.0%"}
+
+
+def test_overview_flags_a_model_that_does_not_beat_the_majority_class(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    p = plan("r-useless", 1)
+    with RunStore(path) as store:
+        store.start_run(run_record(p, started_at="2025-01-01T10:00:00+00:00"))
+        store.record_round(p.run_id, ok_round(1, [
+            site_record(s, 1, majority_rate=0.58 + 0.01 * k if k < 2 else 0.1)
+            for k, s in enumerate(SITES)]))
+    at = run_page(path, "overview")
+    assert not at.exception
+    (error,) = at.error
+    assert "does not beat the majority-class rate at" in error.value
+    assert SITE_NAMES[0] in error.value and SITE_NAMES[1] in error.value
+    assert SITE_NAMES[2] not in error.value
 
 
 def test_overview_several_runs_lists_and_switches(several_runs_store: Path) -> None:

@@ -64,10 +64,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
 
 def test_every_round_has_all_four_sites(demo: Demo) -> None:
     exported = demo.export
-    assert exported["format"] == "hospital-consortium/run-export/v3"
+    assert exported["format"] == "hospital-consortium/run-export/v4"
     assert exported["sites"] == SITES and exported["status"] == "completed"
     assert exported["task"]["name"] == "heart-disease" and len(exported["task_sha256"]) == 64
     assert exported["seed"] == 7 and exported["rounds_planned"] == 2
+    assert exported["choice"] is None  # the default policy sets its training settings
     assert [r["round"] for r in exported["rounds"]] == [1, 2]
     for rnd in exported["rounds"]:
         assert rnd["status"] == "ok" and rnd["failure_reason"] is None
@@ -77,6 +78,7 @@ def test_every_round_has_all_four_sites(demo: Demo) -> None:
             assert 0.0 <= fig["accuracy"] <= 1.0 and fig["num_examples"] > 0
             assert fig["accountant"] == "rdp" and fig["steps"] == DEFAULT.dp.local_steps
             assert fig["trained"] is True and fig["refusal"] is None
+            assert 0.5 <= fig["majority_rate"] <= 1.0  # each site's test split, as it reported
 
 
 def test_the_run_is_a_local_demonstration_in_the_export(demo: Demo) -> None:

@@ -27,6 +27,10 @@ def test_export_writes_what_the_models_say(tmp_path: Path) -> None:
     assert consortium == json_schema() and site == site_json_schema()
     assert task == task_json_schema()
     # The schemas describe the strict policy: no unknown keys, the site id rule's fields.
-    assert consortium["additionalProperties"] is False
-    assert {"delta", "dp", "secagg", "sites"} <= set(consortium["properties"])
+    # A full policy, or privacy terms only (the training settings then chosen): both strict.
+    full, terms = (consortium["$defs"][b["$ref"].rsplit("/", 1)[1]] for b in consortium["anyOf"])
+    assert full["additionalProperties"] is False and terms["additionalProperties"] is False
+    assert {"delta", "dp", "secagg", "sites"} <= set(full["properties"])
+    assert "dp" not in terms["properties"] and "dp" in full["required"]
+    assert {"delta", "epsilon_ceiling", "min_sites"} <= set(terms["required"])
     assert site["required"] == ["site"] and site["additionalProperties"] is False

@@ -12,7 +12,9 @@ import pytest
 
 from policies.loader import load_policy
 from site_node import client as client_mod
+from site_node.baseline import majority_rate
 from site_node.client import FitReply, SiteClient
+from site_node.data import load_site_data
 from site_node.home import SiteHome
 from site_node.model import initial_weights
 from site_node.privacy import budget
@@ -166,6 +168,11 @@ def test_evaluate_reports_loss_and_accuracy_on_the_test_split(tmp_path: Path) ->
     loss, n, metrics = SiteClient(settings(home)).evaluate(initial_weights(HEART_RUN, 0), config)
     assert n == 73 and loss > 0
     assert metrics[wire.SITE] == "hungary" and 0.0 <= float(metrics[wire.ACCURACY]) <= 1.0
+    # beside it, the share of its test split in its most frequent class
+    node = settings(home)
+    assert node.data_path is not None
+    data = load_site_data(heart_task(), node.data_path)
+    assert metrics[wire.MAJORITY_RATE] == majority_rate(data.y_test) >= 0.5
 
 
 def test_a_round_already_trained_is_never_trained_twice_its_receipt_is_resent(

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from consortium.run.comparison import accuracy, compare_models, missing_classes
+from consortium.run.comparison import (
+    accuracy,
+    compare_models,
+    majority_rate,
+    missing_classes,
+    summary_line,
+)
 from consortium.run.inputs import resolve_inputs
 from consortium.store.comparisons import comparisons, record_comparison
 from consortium.store.export import export_run
@@ -93,3 +99,24 @@ def test_a_comparison_is_recorded_and_exported_with_each_run_it_ties(tmp_path: P
     assert set(first) == {"site", "scope", "model", "class_index", "class_name", "correct",
                           "total", "accuracy", "site_train_count"}
     assert first["accuracy"] == (first["correct"] / first["total"] if first["total"] else None)
+
+
+def test_the_summary_line_flags_models_that_predict_one_class() -> None:
+    table = cells()
+    line = summary_line(table, tuple(DIGITS.data))
+    assert line.startswith("Summary, all classes, each site's own test set (mean of 3 sites)")
+    # each model predicts a single digit: none beats any site's majority-class rate
+    assert "the local-only model does not beat the majority class at clinic_a, clinic_b, " \
+           "clinic_c" in line
+    assert "the federated model does not beat the majority class at clinic_a" in line
+    for site in DIGITS.data:
+        rate = majority_rate(table, site=site)
+        assert rate is not None and 0.1 <= rate < 0.2
+
+
+def test_the_summary_line_says_nothing_is_wrong_with_a_useful_model() -> None:
+    table = tuple(replace(c, correct=c.total) if c.model == MODEL_FEDERATED else c
+                  for c in cells())
+    line = summary_line(table, tuple(DIGITS.data))
+    assert "federated 1.000" in line and "federated ahead at 3 of 3" in line
+    assert "WARNING: the federated" not in line and "WARNING: the local-only" in line

@@ -106,17 +106,17 @@ def schema_version(path: Path) -> str:
         conn.close()
 
 
-def test_a_new_store_has_schema_v4(tmp_path: Path) -> None:
+def test_a_new_store_has_schema_v5(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite"
     db = Database(path)
     db.close()
-    assert SCHEMA_VERSION == 4 and schema_version(path) == "4"
+    assert SCHEMA_VERSION == 5 and schema_version(path) == "5"
     assert {"runs", "rounds", "site_rounds", "checkpoints", "audit_log", "receipts",
             "comparisons", "comparison_results", "meta"} <= set(
         Database(path, readonly=True).table_names())
     assert {"mode", "owner", "example_site_policies", "task_sha256", "task_json",
-            "data_fingerprints_json"} <= columns(path, "runs")
-    assert {"delta", "refusal"} <= columns(path, "site_rounds")
+            "data_fingerprints_json", "choice_json"} <= columns(path, "runs")
+    assert {"delta", "refusal", "majority_rate"} <= columns(path, "site_rounds")
 
 
 def test_a_v1_store_is_readable_read_only_and_left_unchanged(tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_a_v1_store_is_migrated_when_opened_for_writing(tmp_path: Path) -> None:
         assert store.db.version == SCHEMA_VERSION
         assert store.get_run("old-run").mode == MODE_DEPLOYMENT
         assert store.rounds("old-run")[0].sites[0].epsilon == 1.5
-    assert schema_version(path) == "4"
+    assert schema_version(path) == "5"
     assert {"mode", "task_sha256", "task_json", "data_fingerprints_json"} <= columns(path,
                                                                                      "runs")
     assert {"delta", "refusal"} <= columns(path, "site_rounds")
@@ -160,7 +160,7 @@ def test_a_v2_store_is_readable_read_only_and_migrated_for_writing(tmp_path: Pat
         run = store.get_run("old-run")
         assert run.example_site_policies and run.task_sha256 is None
         assert comparisons(store.db) == []
-    assert schema_version(path) == "4"
+    assert schema_version(path) == "5"
     assert {"task_sha256", "task_json"} <= columns(path, "runs")
     assert {"comparisons", "comparison_results"} <= set(
         Database(path, readonly=True).table_names())
@@ -186,7 +186,7 @@ def test_a_v3_store_is_readable_read_only_and_gains_data_fingerprints_for_writin
     assert schema_version(path) == "3" and "data_fingerprints_json" not in columns(path, "runs")
     with RunStore(path) as store:
         assert store.get_run("old-run").data_fingerprints is None
-    assert schema_version(path) == "4" and "data_fingerprints_json" in columns(path, "runs")
+    assert schema_version(path) == "5" and "data_fingerprints_json" in columns(path, "runs")
 
 
 def test_a_store_of_a_newer_version_is_refused(tmp_path: Path) -> None:
@@ -197,7 +197,7 @@ def test_a_store_of_a_newer_version_is_refused(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     for readonly in (False, True):
-        with pytest.raises(StoreError, match=r"newer version.*schema 99 > 4"):
+        with pytest.raises(StoreError, match=r"newer version.*schema 99 > 5"):
             RunStore(path, readonly=readonly)
     assert schema_version(path) == "99"  # untouched
 
@@ -257,3 +257,21 @@ def test_an_error_in_a_nested_transaction_rolls_back_everything(tmp_path: Path) 
         conn.execute("INSERT INTO meta VALUES ('c', '1')")
         conn.execute("INSERT INTO meta VALUES ('c', '2')")  # duplicate key: sqlite3 error
     assert {r["key"] for r in db.query("SELECT key FROM meta")} == {"schema_version"}
+
+
+def test_a_v4_store_gains_the_choice_and_the_majority_rate_for_writing(tmp_path: Path) -> None:
+    path = v3_store(tmp_path / "v4.sqlite")
+    conn = sqlite3.connect(path)
+    for statement in _MIGRATIONS[3]:
+        conn.execute(statement)
+    conn.execute("UPDATE meta SET value='4' WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    with RunStore(path, readonly=True) as ro:
+        assert ro.get_run("old-run").choice_json is None
+        assert ro.rounds("old-run")[0].sites[0].majority_rate is None
+    assert "majority_rate" not in columns(path, "site_rounds")
+    with RunStore(path) as store:
+        assert store.rounds("old-run")[0].sites[0].beats_majority is None
+    assert schema_version(path) == "5" and "choice_json" in columns(path, "runs")
+    assert "majority_rate" in columns(path, "site_rounds")

@@ -1,4 +1,4 @@
-"""The documented export (run-export/v3) of a run written by the real writers."""
+"""The documented export (run-export/v4) of a run written by the real writers."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from tests.consortium.audit_fixture import RUN_ID, SITES, TASK, AuditedRun
 RUN_KEYS = {"format", "run_id", "status", "stop_reason", "engine", "mode", "started_at",
             "finished_at", "policy_sha256", "task_sha256", "task", "privacy_unit", "delta",
             "epsilon_ceiling",
-            "rounds_planned", "seed", "secagg", "sites", "rounds", "comparisons"}
+            "rounds_planned", "seed", "secagg", "sites", "rounds", "comparisons", "choice",
+            "majority_check"}
 ROUND_KEYS = {"round", "status", "failure_reason", "policy_sha256", "duration_s",
               "accuracy_mean", "accuracy_weighted", "loss_mean", "loss_weighted", "sites"}
 SITE_KEYS = {"accuracy", "loss", "num_examples", "num_train_examples", "epsilon", "delta",
              "noise_multiplier", "sample_rate", "steps", "max_grad_norm", "accountant",
-             "trained", "refusal"}
+             "trained", "refusal", "majority_rate", "beats_majority"}
 
 
 def test_the_export_has_the_documented_fields_and_the_receipts_figures(
@@ -26,7 +27,7 @@ def test_the_export_has_the_documented_fields_and_the_receipts_figures(
         data = export_run(rs)
         assert export_run(rs, RUN_ID) == data
     json.dumps(data, allow_nan=False)  # plain JSON
-    assert FORMAT == "hospital-consortium/run-export/v3" and data["format"] == FORMAT
+    assert FORMAT == "hospital-consortium/run-export/v4" and data["format"] == FORMAT
     assert set(data) == RUN_KEYS
     assert data["task_sha256"] == TASK.sha256 and data["task"]["name"] == "heart-disease"
     assert data["privacy_unit"] == "record"

@@ -127,13 +127,14 @@ RUN = RunRecord(run_id="r1", started_at="2026-01-01T00:00:00+00:00", status=RUN_
                 delta=1e-5, epsilon_ceiling=3.0, rounds_planned=2, seed=7, sites=("b", "a"),
                 secagg_json='{"k": 2}', mode=MODE_DEMO, owner="host:1",
                 example_site_policies=True, task_sha256="t" * 64, task_json="{}",
-                data_fingerprints={"b": "fb", "a": "fa"})
+                data_fingerprints={"b": "fb", "a": "fa"}, choice_json='{"c": 1}')
 ROUND = RoundRecord(round=1, status=ROUND_OK, started_at="s", finished_at="f", duration_s=1.5,
                     accuracy_mean=0.5, loss_mean=0.7, policy_sha256="p" * 64, sites=(
                         SiteRoundRecord(site="a", accuracy=0.5, loss=0.7, num_examples=10,
                                         num_train_examples=30, epsilon=1.25, delta=1e-6,
                                         noise_multiplier=1.1, sample_rate=0.25, steps=4,
-                                        max_grad_norm=1.0, accountant="rdp", trained=True),
+                                        max_grad_norm=1.0, accountant="rdp", trained=True,
+                                        majority_rate=0.6),
                         SiteRoundRecord(site="b", refusal="lifetime ceiling")))
 COMPARISON = ComparisonRecord(
     comparison_id="c1", created_at="t", task_sha256="t" * 64, federated_run_id="r1",
@@ -156,13 +157,13 @@ def test_the_stored_values_are_unchanged_and_read_back_as_written(tmp_path: Path
     assert rows["runs"] == [(
         "r1", "2026-01-01T00:00:00+00:00", None, "running", None, "simulation", "p" * 64,
         '{"a": 1}', 1e-5, 3.0, 2, 7, '["b", "a"]', '{"k": 2}', "local-demo", "host:1", 1,
-        "t" * 64, "{}", '{"a": "fa", "b": "fb"}')]
+        "t" * 64, "{}", '{"a": "fa", "b": "fb"}', '{"c": 1}')]
     assert rows["rounds"] == [("r1", 1, "ok", "s", "f", 1.5, 0.5, None, 0.7, None, None,
                                "p" * 64)]
     assert rows["site_rounds"] == [
-        ("r1", 1, "a", 0.5, 0.7, 10, 30, 1.25, 1.1, 0.25, 4, 1.0, "rdp", 1, 1e-6, None),
+        ("r1", 1, "a", 0.5, 0.7, 10, 30, 1.25, 1.1, 0.25, 4, 1.0, "rdp", 1, 1e-6, None, 0.6),
         ("r1", 1, "b", None, None, None, None, None, None, None, None, None, None, 0, None,
-         "lifetime ceiling")]
+         "lifetime ceiling", None)]
     assert rows["comparisons"] == [("c1", "t", "t" * 64, "r1", '{"a": "r2", "b": "r3"}')]
     assert rows["comparison_results"] == [("c1", "a", "own", "local", 0, "x", 3, 4, 0)]
     conn.close()
