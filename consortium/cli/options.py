@@ -10,13 +10,15 @@ from typing import Annotated
 import typer
 
 from consortium.home import default_store_path, open_home
+from policies.example import example_names
 
 StoreOpt = Annotated[Path | None, typer.Option(
     "--store", help="Run store (default: runs.sqlite in the consortium home, "
     "$HOSPITAL_CONSORTIUM_HOME or ~/.hospital-consortium).")]
 ExampleOpt = Annotated[str | None, typer.Option(
-    "--example", help="An embedded example: heart-disease (the default) or digits (its task, "
-    "policy and each site's data; policies/examples/).")]
+    "--example", help="An embedded example: heart-disease (the default) or one of "
+    f"{', '.join(n for n in example_names() if n != 'heart-disease')} (its task, policy and "
+    "each site's data; policies/examples/).")]
 TaskOpt = Annotated[Path | None, typer.Option(
     "--task", help="A task file (policies/tasks/*.yaml): what to train; needs --data.")]
 DataOpt = Annotated[list[str] | None, typer.Option(

@@ -38,8 +38,9 @@ from consortium.store.records import (
     beats_majority,
 )
 from consortium.store.run_store import RunStore
+from policies.task import AnyTask
 from policies.task_loader import LoadedTask
-from site_node.data import load_cached
+from site_node.data import load_cached, with_site_indicator
 from site_node.demo import demo_settings
 from site_node.training import class_counts
 
@@ -53,13 +54,20 @@ def _sum(counts: list[Counts]) -> Counts:
 
 
 def compare_models(task: LoadedTask, data: Mapping[str, Path],
-                   federated: list[np.ndarray], local: Mapping[str, list[np.ndarray]]
-                   ) -> tuple[ComparisonCell, ...]:
-    """The comparison cells of every site in ``local`` (each site's data from ``data``)."""
+                   federated: list[np.ndarray], local: Mapping[str, list[np.ndarray]], *,
+                   model_task: AnyTask | None = None) -> tuple[ComparisonCell, ...]:
+    """The comparison cells of every site in ``local`` (each site's data from ``data``).
+
+    ``model_task`` is the task as the run's members trained it (default: ``task``'s for the
+    sites in ``data``): a task with a site indicator gives each site's rows its own one-hot,
+    as the sites did in training.
+    """
     sites = list(data)
-    site_data = {s: load_cached(task, data[s]) for s in sites}
+    model_task = model_task or task.task.for_members(tuple(sites))
+    site_data = {s: with_site_indicator(load_cached(task, data[s]), model_task, s)
+                 for s in sites}
     models = {MODEL_FEDERATED: federated} | {f"{MODEL_LOCAL}:{s}": w for s, w in local.items()}
-    counts = {(m, e): class_counts(w, site_data[e].x_test, site_data[e].y_test, task.task)
+    counts = {(m, e): class_counts(w, site_data[e].x_test, site_data[e].y_test, model_task)
               for m, w in models.items() for e in sites}
     names = task.task.label.names
     cells = []
@@ -178,7 +186,7 @@ def compare(plan: RunPlan, data: Mapping[str, Path], outcomes: Mapping[str, Loca
     """Evaluate the federated and local models on every site's test split; record the table."""
     federated = final_weights(plan.store_path, plan.run_id)
     cells = compare_models(plan.task, data, federated,
-                           {s: o.weights for s, o in outcomes.items()})
+                           {s: o.weights for s, o in outcomes.items()}, model_task=plan.model_task)
     comparison = ComparisonRecord(
         comparison_id=str(uuid.uuid4()), created_at=utc_now(), task_sha256=plan.task.sha256,
         federated_run_id=plan.run_id, local_runs={s: o.run_id for s, o in outcomes.items()},

@@ -120,3 +120,23 @@ def test_the_summary_line_says_nothing_is_wrong_with_a_useful_model() -> None:
     line = summary_line(table, tuple(DIGITS.data))
     assert "federated 1.000" in line and "federated ahead at 3 of 3" in line
     assert "WARNING: the federated" not in line and "WARNING: the local-only" in line
+
+
+def test_a_task_with_a_site_indicator_is_evaluated_as_its_sites_trained_it() -> None:
+    """Heart disease appends a one-hot of the site: each site's test rows get their own, so a
+    model that reads only the indicator predicts each site's own class."""
+    heart = resolve_inputs(example="heart-disease")
+    sites = list(heart.data)
+    model_task = heart.task.task.for_members(tuple(sites))
+    width = model_task.input_shape[0] - heart.task.task.input_shape[0]
+    assert width == len(sites)
+    weight = np.zeros((2, model_task.input_shape[0]), np.float32)
+    weight[1, -width:] = [10.0 if i % 2 else -10.0 for i in range(width)]  # odd sites: class 1
+    model = [weight, np.zeros(2, np.float32)]
+    table = compare_models(heart.task, heart.data, model, {sites[0]: model})
+    tests = {s: load_site_data(heart.task, p) for s, p in heart.data.items()}
+    for c in table:
+        if c.scope == SCOPE_OWN:
+            predicted = sites.index(c.site) % 2
+            assert c.correct == (c.total if c.class_index == predicted else 0), c
+            assert c.total == int((tests[c.site].y_test == c.class_index).sum())
