@@ -35,9 +35,7 @@ def measure(mode: str, rounds: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as tmp:
         t0 = time.monotonic()
         with LocalDeployment(Path(tmp)) as dep:
-            dep.serve()
-            dep.enroll_all()
-            dep.start_all(warm=(mode == "warm"))
+            dep.up(warm=(mode == "warm"))
             t1 = time.monotonic()
             sub = dep.run(rounds)
             t2 = time.monotonic()

@@ -89,6 +89,13 @@ class LocalDeployment:
         for site in self.sites:
             self.start_node(site, warm=warm)
 
+    def up(self, warm: bool = True) -> LocalDeployment:
+        """Serve the SuperLink, enrol every site and start every SuperNode; returns itself."""
+        self.serve()
+        self.enroll_all()
+        self.start_all(warm=warm)
+        return self
+
     def run(self, rounds: int, on_round: Callable[[RoundRecord], None] | None = None,
             seed: int = 0, timeout_s: float = 600.0) -> submit.Submission:
         """Submit a consortium run with ``rounds`` rounds and follow it until it finishes."""

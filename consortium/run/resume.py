@@ -116,14 +116,19 @@ def resumable(store_path: Path, run_id: str | None = None) -> str:
             run = store.get_run(rid)
     except StoreError as exc:
         raise PlanError(str(exc)) from None
-    if run.status not in RESUMABLE:
-        raise PlanError(f"run {rid} is {run.status} and cannot be resumed")
-    if run.status == RUN_RUNNING and not owner_gone(run.owner):
-        raise PlanError(f"run {rid} is still running (process {run.owner}) or its process "
-                        "cannot be checked from this host")
+    _check_not_finished(run)
     if run.engine == ENGINE_LOCAL:
         raise PlanError(f"run {rid} cannot be resumed: {LOCAL_ONLY}")
     return rid
+
+
+def _check_not_finished(run: RunRecord) -> None:
+    """Raise :class:`PlanError` unless ``run`` is interrupted, or running with its owner gone."""
+    if run.status not in RESUMABLE:
+        raise PlanError(f"run {run.run_id} is {run.status} and cannot be resumed")
+    if run.status == RUN_RUNNING and not owner_gone(run.owner):
+        raise PlanError(f"run {run.run_id} is still running (process {run.owner}) or its "
+                        "process cannot be checked from this host")
 
 
 def _close(store: RunStore, run: RunRecord, *, status: str, reason: str) -> None:
@@ -166,11 +171,7 @@ def resume_plan(store_path: Path, run_id: str | None = None) -> tuple[RunPlan, R
     with RunStore(store_path) as store:
         rid = _choose(store, run_id)
         run = store.get_run(rid)
-        if run.status not in RESUMABLE:
-            raise PlanError(f"run {rid} is {run.status} and cannot be resumed")
-        if run.status == RUN_RUNNING and not owner_gone(run.owner):
-            raise PlanError(f"run {rid} is still running (process {run.owner}) or its process "
-                            "cannot be checked from this host")
+        _check_not_finished(run)
         if run.engine == ENGINE_LOCAL:
             raise _abandon(store, run, LOCAL_ONLY) from None
         try:

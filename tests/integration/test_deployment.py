@@ -50,14 +50,8 @@ def consortium(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployment]:
     """A SuperLink and four admitted SuperNodes; all stopped at the end, pass or fail."""
-    dep = LocalDeployment(tmp_path_factory.mktemp("deploy"))
-    try:
-        dep.serve()
-        dep.enroll_all()
-        dep.start_all()
-        yield dep
-    finally:
-        dep.close()
+    with LocalDeployment(tmp_path_factory.mktemp("deploy")) as dep:  # all stopped at the end
+        yield dep.up()
 
 
 @dataclass(frozen=True)

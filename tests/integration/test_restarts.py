@@ -67,14 +67,8 @@ def stored(store: Path, run_id: str) -> tuple[RunRecord | None, list[int]]:
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployment]:
-    dep = LocalDeployment(tmp_path_factory.mktemp("restarts"))
-    try:
-        dep.serve()
-        dep.enroll_all()
-        dep.start_all()
-        yield dep
-    finally:
-        dep.close()
+    with LocalDeployment(tmp_path_factory.mktemp("restarts")) as dep:  # all stopped at the end
+        yield dep.up()
 
 
 def start_run(dep: LocalDeployment) -> submit.Submission:

@@ -77,6 +77,30 @@ class TappedSecAgg(server_compat.SecAggPlus):
         return super().collect_masked_vectors_stage(Tap(), context, state)  # type: ignore[arg-type]
 
 
+def one_round(workflow: Any, client: Any, *, min_sites: int) -> ConsortiumStrategy:
+    """One SecAgg+ round of ``workflow`` in Flower's simulation, four SuperNodes running
+    ``client`` under ``secaggplus_mod``; the consortium's strategy that aggregated it."""
+    strategies: list[ConsortiumStrategy] = []
+    server = ServerApp()
+
+    @server.main()
+    def _main(grid: Any, context: Context) -> None:
+        initial = ndarrays_to_parameters([np.zeros(s, np.float32) for s in SHAPES])
+        strategy = ConsortiumStrategy(min_sites=min_sites, initial_parameters=initial,
+                                      fit_config=lambda rnd: {})
+        strategies.append(strategy)
+        legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=1),
+                               strategy=strategy)
+        DefaultWorkflow(fit_workflow=workflow, evaluate_workflow=lambda g, c: None)(grid, legacy)
+
+    run_simulation(server_app=server, client_app=ClientApp(client_fn=client,
+                                                             mods=[secaggplus_mod]),
+                   num_supernodes=4,
+                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
+    (strategy,) = strategies
+    return strategy
+
+
 def test_server_learns_only_the_weighted_sum() -> None:
     server_compat.install_masking()  # as the consortium's ServerApp does
     plan = make_plan(rounds=1)
@@ -87,25 +111,8 @@ def test_server_learns_only_the_weighted_sum() -> None:
         quantization_range=base.quantization_range, modulus_range=base.modulus_range,
         timeout=60.0,
     )
-    strategies: list[ConsortiumStrategy] = []
-    server = ServerApp()
-
-    @server.main()
-    def _main(grid: Any, context: Context) -> None:
-        strategy = ConsortiumStrategy(min_sites=4, initial_parameters=ndarrays_to_parameters(
-            [np.zeros(s, np.float32) for s in SHAPES]), fit_config=lambda rnd: {})
-        strategies.append(strategy)
-        legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=1),
-                               strategy=strategy)
-        DefaultWorkflow(fit_workflow=tapped, evaluate_workflow=lambda g, c: None)(grid, legacy)
-
-    run_simulation(server_app=server, client_app=ClientApp(client_fn=client_fn,
-                                                             mods=[secaggplus_mod]),
-                   num_supernodes=4,
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
-
+    strategy = one_round(tapped, client_fn, min_sites=4)
     assert server_compat.masking_installed()
-    (strategy,) = strategies
     fit = strategy.fits[1]
     assert len(tapped.received) == 4 and fit.aggregate is not None
     # the strategy kept every node's plaintext reply: example counts and claims
@@ -154,23 +161,7 @@ def test_a_site_that_drops_out_after_sharing_keys_is_unmasked_from_the_others() 
     (Flower's protocol, with mask version 2's signs and streams) and the sum unmasks."""
     server_compat.install_masking()
     base = secagg_workflow(make_plan(rounds=1))
-    strategies: list[ConsortiumStrategy] = []
-    server = ServerApp()
-
-    @server.main()
-    def _main(grid: Any, context: Context) -> None:
-        strategy = ConsortiumStrategy(min_sites=3, initial_parameters=ndarrays_to_parameters(
-            [np.zeros(s, np.float32) for s in SHAPES]), fit_config=lambda rnd: {})
-        strategies.append(strategy)
-        legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=1),
-                               strategy=strategy)
-        DefaultWorkflow(fit_workflow=base, evaluate_workflow=lambda g, c: None)(grid, legacy)
-
-    run_simulation(server_app=server, client_app=ClientApp(client_fn=dropping_client_fn,
-                                                             mods=[secaggplus_mod]),
-                   num_supernodes=4,
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
-    fit = strategies[0].fits[1]
+    fit = one_round(base, dropping_client_fn, min_sites=3).fits[1]
     assert fit.aggregate is not None and len(fit.replies) == 3
     survivors = range(3)
     total = sum(EXAMPLES[p] for p in survivors)
