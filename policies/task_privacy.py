@@ -12,6 +12,9 @@ and never enters the model. Where it comes from depends on the data:
 - ``patient_column``: a column of the table (tabular tasks);
 - ``patient_file_pattern``: a regular expression whose named group ``patient`` is matched
   against each image's file name (image folders);
+- ``patient_index``: a CSV index file in the root of the site's image folder (beside the class
+  folders), one row per image: the image (its path under the folder, ``class/file.png``, or its
+  bare file name where no two images share it) and its patient id (image folders);
 - ``patient_array``: an array of the ``.npz`` file holding one patient id per image, per split
   (``train_<name>``, ``test_<name>``, as MedMNIST names its arrays).
 
@@ -26,13 +29,42 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 from policies.task_columns import ColumnName
 
 UNITS = ("record", "patient")
 #: The named group of ``patient_file_pattern`` that holds the patient id.
 PATIENT_GROUP = "patient"
+
+
+class PatientIndexSpec(BaseModel):
+    """An image folder's index file: which column names each image and which its patient."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file: StrictStr = Field(
+        ..., pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.csv$",
+        description="The index's file name (a .csv in the root of the site's image folder).")
+    image_column: ColumnName = Field(
+        "image", description="The column naming each image: class/file.png, or file.png.")
+    patient_column: ColumnName = Field(
+        "patient", description="The column holding each image's patient id.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> PatientIndexSpec:
+        if self.image_column == self.patient_column:
+            raise ValueError("patient_index: image_column and patient_column are the same "
+                             f"column {self.image_column!r}")
+        return self
 
 
 class PrivacyUnitSpec(BaseModel):
@@ -49,6 +81,8 @@ class PrivacyUnitSpec(BaseModel):
         None, min_length=1, max_length=500,
         description="Image folders: a regular expression with a named group 'patient', "
         "searched in each file name.")
+    patient_index: PatientIndexSpec | None = Field(
+        None, description="Image folders: an index file of each image's patient id.")
     patient_array: StrictStr | None = Field(
         None, pattern=r"^[A-Za-z0-9_]{1,64}$",
         description="npz: the array name (train_<name>, test_<name>) of per-image patient ids.")
@@ -75,7 +109,8 @@ class PrivacyUnitSpec(BaseModel):
     @property
     def sources(self) -> tuple[str, ...]:
         """The identifier sources the task names (field names)."""
-        return tuple(n for n in ("patient_column", "patient_file_pattern", "patient_array")
+        return tuple(n for n in ("patient_column", "patient_file_pattern", "patient_index",
+                                 "patient_array")
                      if getattr(self, n) is not None)
 
     @property
@@ -89,7 +124,7 @@ class PrivacyUnitSpec(BaseModel):
         if len(sources) > 1:
             raise ValueError(f"privacy_unit: name one patient identifier, not {sources}")
         allowed = ("patient_column",) if modality == "tabular" else (
-            "patient_file_pattern", "patient_array")
+            "patient_file_pattern", "patient_index", "patient_array")
         if sources and sources[0] not in allowed:
             raise ValueError(f"privacy_unit.{sources[0]}: a {modality} task names its "
                              f"patients with {' or '.join(allowed)}")

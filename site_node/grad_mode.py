@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 #: Candidate modes, in order of preference on equal timings ("hooks" is Opacus' default).
 CANDIDATES: tuple[str, ...] = ("hooks", "ghost", "ew", "functorch")
+#: The modes that keep each sample's own gradient in ``p.grad_sample`` (patient-level DP-SGD
+#: combines them per patient before clipping; ghost clipping never forms them).
+PER_SAMPLE_GRADIENTS: tuple[str, ...] = ("hooks", "functorch")
 #: Timed DP-SGD steps per candidate (after one untimed step).
 TIMED_STEPS = 3
 _CHECK_SAMPLES = 8
@@ -195,19 +198,20 @@ _CHOSEN: dict[tuple[object, ...], str] = {}
 
 
 def mode_for(model: nn.Module, *, input_shape: tuple[int, ...], num_classes: int,
-             batch_size: int, device: torch.device | None = None) -> str:
-    """The mode for this model shape on ``device`` (default: the CPU), chosen on first use in
-    this process on made-up data (standard normal inputs, classes in turn) of the batch size
-    the device computes at once."""
+             batch_size: int, device: torch.device | None = None,
+             candidates: tuple[str, ...] = CANDIDATES) -> str:
+    """The mode for this model shape on ``device`` (default: the CPU), chosen among
+    ``candidates`` on first use in this process on made-up data (standard normal inputs,
+    classes in turn) of the batch size the device computes at once."""
     device = device or torch.device("cpu")
     batch = max(2, batch_size)
     key = (repr(model), input_shape, num_classes, batch, str(device),
-           precision.training_precision(device))
+           precision.training_precision(device), candidates)
     if key not in _CHOSEN:
         gen = torch.Generator().manual_seed(0)
         x = torch.randn((batch, *input_shape), generator=gen)
         y = torch.arange(batch) % num_classes
-        mode, seen = choose(model, x.to(device), y.to(device))
+        mode, seen = choose(model, x.to(device), y.to(device), candidates)
         log.info("per-sample gradient mode %s on %s (seconds per step, or why not: %s)", mode,
                  device, seen)
         _CHOSEN[key] = mode

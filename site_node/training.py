@@ -120,7 +120,9 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan, task: A
     physical = max(1, max_physical_batch or len(data.x_train))
     mode = grad_mode.mode_for(model, input_shape=tuple(data.x_train.shape[1:]),
                               num_classes=task.num_classes, device=device,
-                              batch_size=min(physical, round(plan.sample_rate * len(data.x_train))))
+                              batch_size=min(physical, round(plan.sample_rate * len(data.x_train))),
+                              candidates=(grad_mode.PER_SAMPLE_GRADIENTS if plan.unit == "patient"
+                                          else grad_mode.CANDIDATES))
     gen = _entropy_generator()
     if plan.unit == "patient":
         history = _patient_round(model, data, plan, mode, gen)

@@ -266,7 +266,9 @@ CATALOGUE: dict[str, list[str]] = {
     ],
     "The privacy unit: refused when it cannot be honoured; units never composed": [
         r"tests/site_node/test_privacy_unit\.py::test_(the_task_file_refuses|a_record_without"
-        r"|a_missing_patient|check_data_needs|the_ledger_never|image_patient_ids)",
+        r"|a_missing_patient|check_data_needs|the_ledger_never)",
+        r"tests/site_node/data/test_image_patients\.py::test_(a_file_the_pattern|an_index_that"
+        r"|a_missing_index|a_bare_name|the_task_refuses|an_npz_whose|an_npz_task_refuses)",
         r"tests/consortium/audit/test_verify_units\.py::test_(receipts_of_one_site|a_receipt_must)",
         r"tests/site_node/protocol/test_receipt\.py::test_(version_2_receipts|a_version_3)",
     ],

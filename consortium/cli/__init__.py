@@ -13,6 +13,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from consortium.cli import audit, compare, deploy, policy, run, task
 from consortium.errors import ConsortiumError
@@ -44,5 +45,5 @@ def main() -> None:
     try:
         app()
     except (ConsortiumError, PolicyError, SiteNodeError, ProtocolError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2 if isinstance(exc, ValueError) else 1)

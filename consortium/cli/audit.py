@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from consortium.cli.options import StoreOpt, store_path
 from consortium.errors import AuditVerificationError, SecurityEventsFound
@@ -109,11 +110,11 @@ def verify(
         console.print(f"[bold red]AUDIT VERIFICATION FAILED: SECURITY EVENTS[/] for {path}:")
         for event in getattr(exc.result, "security_events", []):
             console.print(f"  entry {event.seq} (run {event.run_id}): {event.reason}",
-                          highlight=False)
+                          highlight=False, markup=False)
         raise typer.Exit(EXIT_SECURITY) from None
     except AuditVerificationError as exc:
         console.print(f"[bold red]AUDIT VERIFICATION FAILED[/] ({type(exc).__name__}) "
-                      f"for {path}:\n{exc}", highlight=False)
+                      f"for {escape(str(path))}:\n{escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_BROKEN) from None
     console.print(f"[bold green]verified[/] {path}: {result.entries} log entries, chain and "
                   f"signatures intact; {len(result.checks)} receipts over {len(result.runs)} "

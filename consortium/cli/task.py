@@ -16,7 +16,8 @@ from policies.task import TabularTask
 from policies.task_loader import LoadedTask, load_task
 
 task_app = typer.Typer(help="Validate consortium task files.", no_args_is_help=True)
-console = Console(highlight=False, soft_wrap=True)
+# Task reports quote columns, levels and patterns: printed as they are, never as markup.
+console = Console(highlight=False, soft_wrap=True, markup=False)
 
 
 def describe(loaded: LoadedTask) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from policies.errors import PolicyError
 from site_node.cli import budget, data, node
@@ -37,7 +38,7 @@ def main() -> None:
     try:
         app()
     except (SiteNodeError, PolicyError, ProtocolError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2 if isinstance(exc, ValueError) else 1)
 
 

@@ -25,7 +25,8 @@ from policies.task_loader import load_task
 from site_node.cli.data_progress import data_progress
 from site_node.data import DataRefused, load_site_data
 
-console = Console(soft_wrap=True, highlight=False)
+# Data reports quote file names, columns and patterns: printed as they are, never as markup.
+console = Console(soft_wrap=True, highlight=False, markup=False)
 
 
 NOT_CHECKED = ("not checked (no --policy): training examples vs the policy's secagg.max_weight, "

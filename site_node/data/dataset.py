@@ -22,6 +22,7 @@ import numpy as np
 from policies.task import AnyTask, ImageTask, TabularTask
 from policies.task_loader import LoadedTask
 from site_node.data import report as rules
+from site_node.data.image_patients import folder_patients, npz_patients
 from site_node.data.images import ImageSet, pixels, read_folders
 from site_node.data.npz import read_npz
 from site_node.data.patients import PatientStats, cap_mask, patient_split_mask, renumber
@@ -136,23 +137,61 @@ def _tabular(loaded: LoadedTask, task: TabularTask, path: Path, findings: Findin
             encoded.missing_rates)
 
 
+def _own_split(loaded: LoadedTask, train: ImageSet, test: ImageSet,
+               patients: np.ndarray | None) -> _Split:
+    """An npz's own train/test split; with patients, the task's cap on the training images."""
+    how = "the file's own train/test split"
+    x, y = pixels(train.images), train.labels
+    if patients is None:
+        return _Split(x, y, pixels(test.images), test.labels, how)
+    cap = loaded.task.privacy_unit.max_records_per_patient
+    keep = cap_mask(patients, cap)
+    kept = renumber(patients[keep])
+    stats = PatientStats.of(kept, before=None if cap is None else patients)
+    return _Split(x[keep], y[keep], pixels(test.images), test.labels, how + ", by the file",
+                  kept, stats)
+
+
+def _folder_images(loaded: LoadedTask, task: ImageTask, path: Path, findings: Findings
+                   ) -> _Split | None:
+    found = read_folders(task, path, findings)
+    if found is None:
+        return None
+    patients = None
+    if task.privacy_unit.has_patients:
+        patients = folder_patients(task, path, found.files, findings)
+        if patients is None:
+            return None
+    return _task_split(loaded, pixels(found.images), found.labels, patients)
+
+
+def _npz_images(loaded: LoadedTask, task: ImageTask, path: Path, findings: Findings
+                ) -> _Split | None:
+    unit = task.privacy_unit
+    if unit.has_patients and unit.patient_array is None:
+        findings.add(f"privacy_unit.{unit.sources[0]}", rules.UNREADABLE, "an npz file names "
+                     "its patients with privacy_unit.patient_array (an array of the file)")
+        return None
+    splits = read_npz(task, path, findings)
+    if splits is None:
+        return None
+    patients = npz_patients(task, splits, findings)
+    if findings:
+        return None
+    train = splits["train"]
+    if "test" not in splits:
+        return _task_split(loaded, pixels(train.images), train.labels, patients)
+    return _own_split(loaded, train, splits["test"], patients)
+
+
 def _images(loaded: LoadedTask, task: ImageTask, path: Path, findings: Findings
             ) -> tuple[_Split, str] | None:
     if path.is_dir():
-        found = read_folders(task, path, findings)
-        if found is None:
-            return None
-        return _task_split(loaded, pixels(found.images), found.labels), "image folders"
+        split = _folder_images(loaded, task, path, findings)
+        return None if split is None else (split, "image folders")
     if path.is_file() and path.suffix.lower() == ".npz":
-        splits = read_npz(task, path, findings)
-        if splits is None:
-            return None
-        train: ImageSet = splits["train"]
-        if "test" not in splits:
-            return _task_split(loaded, pixels(train.images), train.labels), "npz"
-        test = splits["test"]
-        return (_Split(pixels(train.images), train.labels, pixels(test.images), test.labels,
-                       "the file's own train/test split"), "npz")
+        split = _npz_images(loaded, task, path, findings)
+        return None if split is None else (split, "npz")
     findings.add(f"path {path.name}", rules.UNREADABLE,
                  "an image task reads a folder (a folder per class) or a MedMNIST .npz file")
     return None
@@ -185,10 +224,6 @@ def load_site_data(loaded: LoadedTask, path: Path | str, *, progress: ProgressFn
         got = _tabular(loaded, task, path, findings, _Reading(chunk_rows, progress))
         if got is not None:
             split, fmt, rates = got
-    elif task.privacy_unit.has_patients:
-        source = task.privacy_unit.sources[0]
-        findings.add(f"privacy_unit.{source}", rules.UNREADABLE, "patient ids of images are "
-                     "not read yet in this version (tables only: patient_column)")
     else:
         got_images = _images(loaded, task, path, findings)
         if got_images is not None:

@@ -4,7 +4,8 @@ is :mod:`site_node.data.npz`'s).
 ``ROOT/<class folder>/*.png|*.jpg|*.jpeg``, the folder of each class as the task declares it
 (its name by default). Every file must open with Pillow as PNG or JPEG, in 8-bit grayscale
 (mode ``L``) for one channel or 8-bit RGB for three, at the task's size. Hidden files
-(``.name``) are skipped; anything else is a problem. Each file is checked from its header
+(``.name``) and the task's patient index file in the root (:mod:`site_node.data.image_patients`)
+are skipped; anything else is a problem. Each file is checked from its header
 before it is decoded: only Pillow's PNG and JPEG readers are tried, the format must be the
 suffix's, and the mode and size the task's; a decompression bomb is a "wrong image size".
 
@@ -37,10 +38,14 @@ MODES = {1: "L", 3: "RGB"}
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images as ``uint8`` ``(N, C, H, W)`` and their class indices."""
+    """Images as ``uint8`` ``(N, C, H, W)`` and their class indices; from a folder, each
+    image's path under it (``class/name.png``); from an npz that holds them, each image's
+    patient id as stored (never used but to group the images)."""
 
     images: np.ndarray
     labels: np.ndarray
+    files: tuple[str, ...] = ()
+    patient_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -132,9 +137,10 @@ def _one_image(task: ImageTask, path: Path, shown: str, findings: Findings) -> n
 def read_folders(task: ImageTask, root: Path, findings: Findings) -> ImageSet | None:
     """Read ``root/<class folder>/*``; None (problems recorded) if anything does not fit."""
     folders = {c.folder_name: k for k, c in enumerate(task.label.classes)}
-    images, labels = [], []
+    index = task.privacy_unit.patient_index
+    images, labels, files = [], [], []
     for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
+        if entry.name.startswith(".") or (index is not None and entry.name == index.file):
             continue
         if not entry.is_dir():
             findings.add(f"folder {root.name}", rules.NOT_AN_IMAGE,
@@ -156,8 +162,9 @@ def read_folders(task: ImageTask, root: Path, findings: Findings) -> ImageSet | 
             if array is not None:
                 images.append(array)
                 labels.append(folders[entry.name])
+                files.append(shown)
     if findings:
         return None
     shape = (0, *task.input_shape)
     stacked = np.stack(images) if images else np.zeros(shape, np.uint8)
-    return ImageSet(stacked, np.asarray(labels, dtype=np.int64))
+    return ImageSet(stacked, np.asarray(labels, dtype=np.int64), tuple(files))

@@ -11,9 +11,11 @@ Only a file that passes is read.
 
 The arrays: ``train_images`` and ``train_labels``, optionally ``test_images``/``test_labels``
 (then the file's own split is used instead of the task's) and ``val_images``/``val_labels``
-(checked, not used). Images are ``uint8``, shaped ``(N, H, W)`` (or ``(N, H, W, 1)``) for one
-channel and ``(N, H, W, 3)`` for three; labels are integers, shaped ``(N,)`` or ``(N, 1)``,
-each a label value of a class.
+(checked, not used); with a task whose patients are an npz array (``privacy_unit.patient_array:
+NAME``), ``train_NAME`` (required) and ``test_NAME``/``val_NAME``: one patient id per image of the
+split, integers or text (numpy's fixed-width unicode; never objects). Images are ``uint8``,
+shaped ``(N, H, W)`` (or ``(N, H, W, 1)``) for one channel and ``(N, H, W, 3)`` for three;
+labels are integers, shaped ``(N,)`` or ``(N, 1)``, each a label value of a class.
 """
 
 from __future__ import annotations
@@ -87,15 +89,22 @@ def _header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, findings: Find
     return declared
 
 
-def _members(zf: zipfile.ZipFile, seen: set[str], findings: Findings) -> dict[str, Declared]:
+def array_names(task: ImageTask) -> tuple[str, ...]:
+    """The array names a file may hold for ``task``: MedMNIST's, and the patient arrays."""
+    name = task.privacy_unit.patient_array
+    return NPZ_KEYS + (() if name is None else tuple(f"{s}_{name}" for s in SPLITS))
+
+
+def _members(zf: zipfile.ZipFile, keys: tuple[str, ...], seen: set[str], findings: Findings
+             ) -> dict[str, Declared]:
     """Every member's checked header, by array name (``seen``: every known name present,
-    refused or not); unknown names are refused unread."""
+    refused or not); names not in ``keys`` are refused unread."""
     found: dict[str, Declared] = {}
     for info in zf.infolist():
         key = info.filename.removesuffix(".npy")
-        if key not in NPZ_KEYS or not info.filename.endswith(".npy"):
-            findings.add(f"array {key}", rules.WRONG_TYPE, "not a MedMNIST array name "
-                         f"{list(NPZ_KEYS)}")
+        if key not in keys or not info.filename.endswith(".npy"):
+            findings.add(f"array {key}", rules.WRONG_TYPE, "not an array name of this task "
+                         f"{list(keys)}")
             continue
         if key in seen:
             findings.add(f"array {key}", rules.DUPLICATE_COLUMN, "the file holds it twice")
@@ -143,14 +152,38 @@ def _check_labels(d: Declared, n: int | None, findings: Findings) -> bool:
     return True
 
 
-def _check_split(task: ImageTask, split: str, members: dict[str, Declared], findings: Findings
-                 ) -> bool:
+def _check_patients(d: Declared, n: int | None, findings: Findings) -> bool:
+    where = f"array {d.key}"
+    if (len(d.shape) not in (1, 2) or (len(d.shape) == 2 and d.shape[1] != 1)
+            or not (np.issubdtype(d.dtype, np.integer) or d.dtype.kind == "U")):
+        findings.add(where, rules.WRONG_TYPE, f"{d.dtype} {d.shape}; patient ids are integers "
+                     "or text shaped (N,) or (N, 1)")
+        return False
+    if n is not None and d.shape[0] != n:
+        findings.add(where, rules.WRONG_TYPE, f"{d.shape[0]} patient ids for {n} images")
+        return False
+    return True
+
+
+def _check_split(task: ImageTask, split: str, members: dict[str, Declared], seen: set[str],
+                 findings: Findings) -> bool:
     img_key, lbl_key = f"{split}_images", f"{split}_labels"
     if img_key not in members or lbl_key not in members:
         return False
     images = members[img_key]
     n = images.shape[0] if images.shape else None
-    return _check_images(task, images, findings) & _check_labels(members[lbl_key], n, findings)
+    ok = _check_images(task, images, findings) & _check_labels(members[lbl_key], n, findings)
+    name = task.privacy_unit.patient_array
+    if name is None:
+        return ok
+    key = f"{split}_{name}"
+    if key not in seen:
+        if split == "train":
+            findings.add(f"array {key}", rules.MISSING_COLUMN, "the task's patient ids of "
+                         "the training images (privacy_unit.patient_array)")
+            return False
+        return ok
+    return ok & (key in members and _check_patients(members[key], n, findings))
 
 
 def _check_size(members: dict[str, Declared], max_bytes: int, findings: Findings) -> None:
@@ -197,7 +230,7 @@ def _declared_splits(task: ImageTask, members: dict[str, Declared], seen: set[st
             missing = img_key if img_key not in seen else lbl_key
             findings.add(f"array {missing}", rules.MISSING_COLUMN, "a MedMNIST file holds "
                          f"{img_key} and {lbl_key}")
-        if _check_split(task, split, members, findings):
+        if _check_split(task, split, members, seen, findings):
             present.append(split)
     return present
 
@@ -211,7 +244,7 @@ def read_npz(task: ImageTask, path: Path, findings: Findings, *, max_bytes: int 
     try:
         with zipfile.ZipFile(path) as zf:
             seen: set[str] = set()
-            members = _members(zf, seen, findings)
+            members = _members(zf, array_names(task), seen, findings)
             present = _declared_splits(task, members, seen, findings)
             _check_size(members, MAX_NPZ_BYTES if max_bytes is None else max_bytes, findings)
             if findings:
@@ -230,10 +263,14 @@ def _read_splits(task: ImageTask, zf: zipfile.ZipFile, members: dict[str, Declar
         img_key, lbl_key = f"{split}_images", f"{split}_labels"
         images, labels = _load(zf, members[img_key], findings), _load(zf, members[lbl_key],
                                                                        findings)
+        name = task.privacy_unit.patient_array
+        pat_key = None if name is None else f"{split}_{name}"
+        ids = _load(zf, members[pat_key], findings) if pat_key in members else None
         if images is None or labels is None:
             continue
         if images.ndim == 3:
             images = images[..., None]
         splits[split] = ImageSet(np.ascontiguousarray(images.transpose(0, 3, 1, 2)),
-                                 _labels(task, lbl_key, labels, findings))
+                                 _labels(task, lbl_key, labels, findings),
+                                 patient_ids=None if ids is None else ids.reshape(-1))
     return None if findings else splits

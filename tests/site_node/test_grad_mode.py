@@ -73,18 +73,29 @@ def test_the_choice_is_made_once_per_process_and_model_shape(
         monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[int, ...]] = []
 
-    def counting(model: nn.Module, x: torch.Tensor, y: torch.Tensor
-                 ) -> tuple[str, dict[str, float | str]]:
+    def counting(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 candidates: tuple[str, ...]) -> tuple[str, dict[str, float | str]]:
         calls.append(tuple(x.shape))
-        return "hooks", {"hooks": 0.0}
+        return candidates[-1], {candidates[-1]: 0.0}
 
     monkeypatch.setattr(grad_mode, "_CHOSEN", {})
     monkeypatch.setattr(grad_mode, "choose", counting)
     for _ in range(3):
         assert grad_mode.mode_for(_linear(), input_shape=(5,), num_classes=3,
-                                  batch_size=40) == "hooks"
+                                  batch_size=40) == grad_mode.CANDIDATES[-1]
     grad_mode.mode_for(_linear(), input_shape=(5,), num_classes=3, batch_size=80)
     assert calls == [(40, 5), (80, 5)]
+
+
+def test_patient_level_training_chooses_only_among_modes_that_keep_per_sample_gradients(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(grad_mode, "_CHOSEN", {})
+    x = torch.randn(8, 5)
+    y = torch.arange(8) % 3
+    mode, seen = grad_mode.choose(_linear(), x, y, grad_mode.PER_SAMPLE_GRADIENTS)
+    assert mode in grad_mode.PER_SAMPLE_GRADIENTS and set(seen) <= {"hooks", "functorch"}
+    assert grad_mode.mode_for(_linear(), input_shape=(5,), num_classes=3, batch_size=8,
+                              candidates=("functorch",)) == "functorch"
 
 
 def test_max_relative_difference() -> None:
@@ -195,7 +206,7 @@ def test_ghost_clipping_is_a_candidate_with_its_own_norm_check() -> None:
 def test_the_choice_is_kept_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
     devices: list[str] = []
 
-    def record(model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    def record(model: nn.Module, x: torch.Tensor, y: torch.Tensor, candidates: tuple[str, ...]
                ) -> tuple[str, dict[str, float | str]]:
         devices.append(str(x.device))
         return "hooks", {"hooks": 0.0}

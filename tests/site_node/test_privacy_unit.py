@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from policies.errors import PolicyError
 from policies.loader import default_policy_path
-from policies.task_loader import load_task, parse_task
+from policies.task_loader import load_task
 from site_node.cli import app
 from site_node.data import DataRefused, load_site_data
 from site_node.data.patients import PatientStats, cap_mask, patient_split_mask
@@ -25,7 +25,6 @@ from site_node.privacy.admission import Ceilings, admit
 from site_node.privacy.group import group_bound, group_delta
 from site_node.privacy.ledger import SiteLedger
 from site_node.protocol.mechanism import UNITS, Mechanism
-from tests.policies.task_data import digits_data
 from tests.site_node.data.synthetic import TASK_YAML, table, write_table
 
 UNIT_YAML = "privacy_unit: {unit: UNIT, patient_column: patient_ref CAP}\n"
@@ -214,12 +213,3 @@ def test_a_ledger_written_before_units_reads_as_record_level_and_is_migrated(
     with SiteLedger(path) as migrated:
         migrated.record(run_id="p", rnd=1, policy_sha256="p", mechanism=M_PATIENT, delta=1e-5)
         assert [e.mechanism.unit for e in migrated.events()] == ["record", "patient"]
-
-
-def test_image_patient_ids_are_refused_until_they_are_read(tmp_path: Path) -> None:
-    data = digits_data()
-    data["privacy_unit"] = {"unit": "patient", "patient_array": "patient_ids"}
-    loaded = parse_task(data, "digits with patients")
-    npz = Path(__file__).resolve().parents[2] / "site_node/data/examples/digits/clinic_a.npz"
-    with pytest.raises(DataRefused, match="patient ids of images are not read yet"):
-        load_site_data(loaded, npz)
