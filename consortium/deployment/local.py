@@ -10,6 +10,7 @@ manager).
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,15 +37,21 @@ class LocalDeployment:
     workdir : Path
         Empty directory for the consortium home and the site homes.
     sites : sequence of str
-        Site ids (default: the heart-disease example's four hospitals); each site's data is
-        its file in that example.
+        Site ids (default: the example's sites); each site's data is its file in the example.
+    example : str
+        The embedded example whose task, policy and site data the deployment uses (default:
+        the heart-disease example).
     """
 
-    def __init__(self, workdir: Path, sites: Sequence[str] | None = None) -> None:
+    def __init__(self, workdir: Path, sites: Sequence[str] | None = None,
+                 example: str = DEFAULT_EXAMPLE) -> None:
         self.workdir = Path(workdir).resolve()
-        self.example = load_example(DEFAULT_EXAMPLE)
+        self.example = load_example(example)
         self.sites = list(sites if sites is not None else self.example.sites)
         home = open_home(self.workdir / "consortium")
+        home.ensure()
+        shutil.copyfile(self.example.policy, home.policy)
+        shutil.copyfile(self.example.task, home.task)
         self.dep: Deployment = init_deployment(home, port=processes.free_port())
         self.site_homes: dict[str, SiteHome] = {
             s: init_site_home(self.workdir / "sites" / s, s) for s in self.sites
