@@ -2,7 +2,9 @@
 
 Opacus computes per-sample gradients in several ways (``grad_sample_mode``): module hooks,
 ghost clipping (per-sample norms without per-sample gradients, two backward passes),
-functorch, or expanded weights. They differ in speed and memory by model and machine
+functorch, or expanded weights; and book-keeping (:mod:`site_node.bookkeeping`: per-sample
+norms and the clipped sum from one backward, Opacus' optimizer adding the noise). They differ
+in speed and memory by model and machine
 (``bench/dpsgd/``), and not every mode supports every layer. :func:`choose` tries each
 candidate on a copy of the model, on the device that will train, with a made-up batch of the
 training batch's shape (no site record is used), and keeps the fastest one that
@@ -34,13 +36,13 @@ from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from site_node import precision
+from site_node import bookkeeping, precision
 from site_node.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
 #: Candidate modes, in order of preference on equal timings ("hooks" is Opacus' default).
-CANDIDATES: tuple[str, ...] = ("hooks", "ghost", "ew", "functorch")
+CANDIDATES: tuple[str, ...] = ("hooks", "ghost", "ew", "functorch", bookkeeping.MODE)
 #: The modes that keep each sample's own gradient in ``p.grad_sample`` (patient-level DP-SGD
 #: combines them per patient before clipping; ghost clipping never forms them).
 PER_SAMPLE_GRADIENTS: tuple[str, ...] = ("hooks", "functorch")
@@ -80,6 +82,10 @@ class Private(NamedTuple):
 
 
 def _private(model: nn.Module, mode: str, batch_size: int) -> Private:
+    if mode == bookkeeping.MODE:
+        return Private(*bookkeeping.make_private(
+            model, torch.optim.SGD(model.parameters(), lr=0.01), noise_multiplier=1.0,
+            max_grad_norm=1.0, expected_batch_size=batch_size))
     loader = DataLoader(TensorDataset(torch.zeros(batch_size, 1)), batch_size=batch_size)
     made = PrivacyEngine(accountant="rdp").make_private(
         module=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
@@ -107,7 +113,7 @@ def per_sample_norms(dp: Private, mode: str, x: torch.Tensor, y: torch.Tensor) -
     """The per-sample gradient norms the mode clips with (no step is taken)."""
     dp.optimizer.zero_grad()
     dp.criterion(dp.model(x), y).backward()
-    if mode == "ghost":
+    if mode in ("ghost", bookkeeping.MODE):
         norms = cast(torch.Tensor, dp.model.per_sample_gradient_norms).detach().clone()
     else:
         samples: list[torch.Tensor] = [p.grad_sample  # type: ignore[attr-defined]

@@ -19,19 +19,21 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
 from opacus import PrivacyEngine
 from opacus.data_loader import DPDataLoader
+from opacus.optimizers import DPOptimizer
 from opacus.utils.batch_memory_manager import BatchMemoryManager
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from policies.task import AnyTask
-from site_node import grad_mode
+from site_node import bookkeeping, grad_mode
 from site_node.data import SiteData
 from site_node.errors import TrainingError
 from site_node.model import build_model, get_weights, set_weights
@@ -140,19 +142,34 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan, task: A
         warnings.filterwarnings("ignore", message=".*poisson_sampling.*")
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         engine = PrivacyEngine(accountant=plan.accountant)
-        made = engine.make_private(
-            module=model, optimizer=optimizer, data_loader=loader,
-            criterion=nn.CrossEntropyLoss(), noise_multiplier=plan.noise_multiplier,
-            max_grad_norm=plan.max_grad_norm, poisson_sampling=False,
-            noise_generator=_entropy_generator(device), grad_sample_mode=mode,
-        )
-        dp = grad_mode.Private(made[0], made[1],
-                               made[2] if mode == "ghost" else nn.CrossEntropyLoss())
-        with BatchMemoryManager(data_loader=made[-1], max_physical_batch_size=physical,
-                                optimizer=made[1]) as batches:
+        dp, loader = _private(engine, model, optimizer, loader, plan, mode, device)
+        with BatchMemoryManager(data_loader=loader, max_physical_batch_size=physical,
+                                optimizer=cast(DPOptimizer, dp.optimizer)) as batches:
             _run_steps(dp, batches, plan.steps, device, taken=lambda: _steps_taken(engine))
     return TrainResult(weights=get_weights(model),
                        mechanism=_run(plan, engine.accountant.history))
+
+
+def _private(engine: PrivacyEngine, model: nn.Module, optimizer: torch.optim.Optimizer,
+             loader: DPDataLoader, plan: TrainPlan, mode: str, device: torch.device
+             ) -> tuple[grad_mode.Private, DataLoader[tuple[torch.Tensor, ...]]]:
+    """The model, optimizer and loss of ``mode``, the accountant attached as Opacus attaches
+    it (its sampling rate and expected batch size from the Poisson loader)."""
+    noise = _entropy_generator(device)
+    if mode == bookkeeping.MODE:
+        rate = 1 / len(loader)
+        made_bk = bookkeeping.make_private(
+            model, optimizer, noise_multiplier=plan.noise_multiplier,
+            max_grad_norm=plan.max_grad_norm,
+            expected_batch_size=int(len(cast(Sized, loader.dataset)) * rate), generator=noise)
+        made_bk[1].attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=rate))
+        return grad_mode.Private(*made_bk), loader
+    made = engine.make_private(
+        module=model, optimizer=optimizer, data_loader=loader, criterion=nn.CrossEntropyLoss(),
+        noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
+        poisson_sampling=False, noise_generator=noise, grad_sample_mode=mode)
+    return grad_mode.Private(made[0], made[1], made[2] if mode == "ghost"
+                             else nn.CrossEntropyLoss()), made[-1]
 
 
 def _run(plan: TrainPlan, history: list[tuple[float, float, int]]) -> Mechanism:
