@@ -23,8 +23,11 @@ The recipe, from what DP-SGD is known to need on small data:
 - The noise multiplier itself is left to the plan: ``target_epsilon`` is the ceiling, and the
   plan derives σ with the accountant for the planned rounds (ε never above the ceiling).
 
-The CNN of image tasks already uses GroupNorm (:mod:`site_node.model`). Not done here:
-parameter averaging and augmentation multiplicity (training code), and choosing the model's size.
+A task with fixed features (``features:``, :mod:`policies.task_features`) trains a logistic or
+MLP head on them: the same recipe, by the head's family (the record names the features' kind
+and dimension). The CNN of image tasks already uses GroupNorm (:mod:`site_node.model`). Not
+done here: parameter averaging and augmentation multiplicity (training code), and choosing the
+model's size.
 """
 
 from __future__ import annotations
@@ -128,16 +131,21 @@ def choose(terms: PrivacyTerms, task: AnyTask, train_counts: Mapping[str, int], 
         policy = ConsortiumPolicy.model_validate(data)
     except ValueError as exc:
         raise PolicyError(f"choosing the training settings: {exc}") from None
+    inputs: dict[str, Any] = {
+        "task_sha256": task_sha256, "model_family": family, "train_counts": counts,
+        "counted": "patients" if task.privacy_unit.unit == "patient" else "examples",
+        "epsilon_ceiling": terms.epsilon_ceiling, "delta": terms.delta, "rounds": terms.rounds,
+        "min_sites": terms.min_sites}
+    features = getattr(task, "features", None)
+    if features is not None:  # the head's recipe is the family's; its input is the features
+        inputs["features"] = {"kind": features.kind,
+                              "dim": math.prod(task.model_input_shape)}
     record = {
         "recipe": RECIPE, "epsilon_cost": 0.0,
         "source": "public information only: the task file, each site's number of training "
                   "examples (every receipt discloses it), the ε ceiling, δ and the rounds; no "
                   "record was read, so the choice costs 0 ε",
-        "inputs": {"task_sha256": task_sha256, "model_family": family,
-                   "train_counts": counts, "counted": (
-                       "patients" if task.privacy_unit.unit == "patient" else "examples"),
-                   "epsilon_ceiling": terms.epsilon_ceiling,
-                   "delta": terms.delta, "rounds": terms.rounds, "min_sites": terms.min_sites},
+        "inputs": inputs,
         "candidates": candidates,
         "chosen": {"rounds": rounds, "dp": dp, "secagg": data["secagg"],
                    "noise_multiplier_estimate": best["noise_multiplier"]},

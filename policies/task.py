@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from policies.task_columns import Column, ColumnName, column_features
+from policies.task_features import HEAD_FAMILIES, Features, flat_dim
 from policies.task_privacy import PrivacyUnitSpec
 
 TASK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -239,6 +240,11 @@ class TabularTask(_Task):
         """Shape of one example's features."""
         return (len(self.feature_names()),)
 
+    @property
+    def model_input_shape(self) -> tuple[int, ...]:
+        """Shape of one example as the model takes it (its features)."""
+        return self.input_shape
+
 
 class ImageSpec(_Frozen):
     """Size, channels and the fixed pixel scaling of every image."""
@@ -255,9 +261,15 @@ class ImageTask(_Task):
 
     modality: Literal["image"]
     image: ImageSpec
+    features: Features | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="A fixed, data-independent feature extractor (wavelet scattering or a "
+        "frozen public backbone) computed at the site; the model (logistic or mlp) trains on "
+        "its output. Absent: the model trains on the pixels.")
 
     @model_validator(mode="after")
     def _consistent(self) -> ImageTask:
+        self._check_features()
         if self.label.column is not None:
             raise ValueError("label.column: an image task has no label column (classes come "
                              "from folders or the npz labels)")
@@ -267,10 +279,29 @@ class ImageTask(_Task):
         self.privacy_unit.check("image")
         return self
 
+    def _check_features(self) -> None:
+        if self.features is None:
+            return
+        if self.model.family not in HEAD_FAMILIES:
+            raise ValueError(f"model.family: {self.model.family} trains on pixels; with "
+                             f"features ({self.features.kind}) the model is a head on them: "
+                             "use logistic or mlp")
+        if self.features.kind == "scattering":
+            problem = self.features.problem(self.image.height, self.image.width)
+            if problem is not None:
+                raise ValueError(f"features.J: {problem}")
+
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """Shape of one example: channels, height, width."""
+        """Shape of one example as read: channels, height, width."""
         return (self.image.channels, self.image.height, self.image.width)
+
+    @property
+    def model_input_shape(self) -> tuple[int, ...]:
+        """Shape of one example as the model takes it: the image, or its flattened features."""
+        if self.features is None:
+            return self.input_shape
+        return (flat_dim(self.features.output_shape(*self.input_shape)),)
 
 
 Task = Annotated[TabularTask | ImageTask, Field(discriminator="modality")]

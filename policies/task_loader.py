@@ -29,6 +29,7 @@ _TAGS: dict[str | int | None, frozenset[str]] = {
     None: frozenset({"tabular", "image"}),
     "column": frozenset({"numeric", "categorical", "boolean"}),
     "model": frozenset({"logistic", "mlp", "cnn"}),
+    "features": frozenset({"scattering", "pretrained"}),
 }
 #: Branches of ``StrictFloat | StrictInt`` and pydantic's internal validator names.
 _BRANCHES = frozenset({"float", "int", "str", "bool", "none"})

@@ -57,7 +57,7 @@ def _cnn(spec: CNNModel, channels: int, height: int, width: int, outputs: int) -
 def build_model(task: AnyTask) -> nn.Module:
     """The task's model, freshly initialised (by torch's current random state)."""
     outputs = task.num_classes
-    shape = task.input_shape
+    shape = task.model_input_shape
     spec = task.model
     if isinstance(spec, CNNModel):
         channels, height, width = shape

@@ -305,6 +305,13 @@ CATALOGUE: dict[str, list[str]] = {
         r"tests/dashboard/test_app\.py::test_overview_flags_a_model",
         r"tests/consortium/store/test_corrupt_store_fuzz\.py::.*(majority_rate|choice_json)",
     ],
+    "Fixed features: a bad extractor refused naming the field; a backbone file that is not the "
+    "task's refused at the site, naming the file and both hashes, before any record is read": [
+        r"tests/policies/test_task_features\.py::test_(bad_features|an_image_network"
+        r"|a_tabular_task)",
+        r"tests/site_node/test_features\.py::test_a_(backbone_whose_hash|missing_backbone)",
+        r"tests/e2e/test_features_run\.py::test_a_site_with_another_backbone",
+    ],
     "Settings chosen for a terms-only policy: public inputs, 0 ε, never above the ceiling": [
         r"tests/consortium/run/test_choice\.py::",
         r"tests/e2e/test_privacy_terms_only\.py::",

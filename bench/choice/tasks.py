@@ -4,7 +4,8 @@
 embedded digits example's files (all their images, train and test, pooled), upscaled from 8×8
 to 32×32 (bilinear), dealt to three sites in turn per class (seed 0), about 100 images each,
 written as MedMNIST-format ``.npz`` files with a task file of a GroupNorm CNN
-(``digits32-logistic``: the same files, a logistic regression over the pixels).
+(``digits32-logistic``: the same files, a logistic regression over the pixels;
+``digits32-scattering``: a logistic regression over their wavelet scattering features).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ label:
 model: {family: cnn, channels: [8, 16], groups: 4}
 split: {test_fraction: 0.25, seed: 20240601, stratified: true}
 """
+
+#: ``digits32-scattering``: a logistic head on wavelet scattering features (J = 2, L = 8:
+#: 81 coefficients of 8×8 each, 5184 per image), computed at each site.
+SCATTERING = "features: {kind: scattering, J: 2, L: 8}\n"
 
 
 def _digits32(directory: Path) -> tuple[Path, dict[str, Path]]:
@@ -78,9 +83,12 @@ def load(name: str) -> tuple[LoadedTask, dict[str, SiteData]]:
     if name.startswith("digits32-"):
         directory = Path(tempfile.mkdtemp(prefix="choice-bench-"))
         task_path, files = _digits32(directory)
-        if name == "digits32-logistic":  # the same images, the task declares a linear model
-            task_path.write_text(IMAGE_TASK.replace("{family: cnn, channels: [8, 16], groups: 4}",
-                                                    "{family: logistic}"), encoding="utf-8")
+        if name != "digits32-cnn":  # the same images, the task declares a linear model
+            linear = IMAGE_TASK.replace("{family: cnn, channels: [8, 16], groups: 4}",
+                                        "{family: logistic}")
+            if name == "digits32-scattering":  # on fixed scattering features (issue 16)
+                linear += SCATTERING
+            task_path.write_text(linear, encoding="utf-8")
         task = load_task(task_path)
     else:
         ex = load_example("heart-disease")

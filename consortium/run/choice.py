@@ -19,7 +19,8 @@ from pathlib import Path
 from policies.choice import choose
 from policies.loader import LoadedPolicy, LoadedTerms, policy_sha256
 from policies.task_loader import LoadedTask
-from site_node.data import load_cached
+from site_node.data import DataRefused, load_cached
+from site_node.errors import DataError
 from site_node.privacy.accountant import noise_for_target
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,15 @@ log = logging.getLogger(__name__)
 def train_counts(task: LoadedTask, data: Mapping[str, Path]) -> dict[str, int]:
     """Each site's number of training units under the task's fixed split: examples (what its
     receipts disclose), or patients when the task's privacy unit is the patient (the sampling
-    rate is then a rate of patients); a file that does not fit the task is refused, naming it."""
+    rate is then a rate of patients); a file that does not fit the task is refused, naming the
+    site and the file."""
     patients = task.task.privacy_unit.unit == "patient"
     counts = {}
     for site, path in data.items():
-        loaded = load_cached(task, path)
+        try:
+            loaded = load_cached(task, path)
+        except DataRefused as exc:
+            raise DataError(f"site {site}: {exc}") from None
         counts[site] = (loaded.num_patients or 0) if patients else loaded.num_train
     return counts
 

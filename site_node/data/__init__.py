@@ -8,7 +8,8 @@ Tables are CSV or Parquet, read, checked and encoded a chunk of rows at a time (
 examples' files are in ``examples/`` beside this package, each with its provenance.
 """
 
-from site_node.data.dataset import SiteData, load_cached, load_site_data, with_site_indicator
+from site_node.data.cache import load_cached
+from site_node.data.dataset import SiteData, load_site_data, with_site_indicator
 from site_node.data.report import DataRefused, DataReport
 from site_node.data.summary import DataSummary
 

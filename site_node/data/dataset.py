@@ -5,15 +5,14 @@ image task a folder per class or a MedMNIST ``.npz``. Every rule of the task is 
 anything is trained (:mod:`site_node.data.report`): a file that does not fit raises
 :class:`~site_node.data.report.DataRefused` naming the column or file, the rule and the first
 offending rows. Then the task's fixed split is made (unless an ``.npz`` holds its own), and the
-training split must hold enough classes and rows. :func:`load_cached` keeps the result per
-process while the task and the files are unchanged (the site checks again before every round).
+training split must hold enough classes and rows. :func:`site_node.data.cache.load_cached`
+keeps the result per process while the task and the files are unchanged (the site checks again
+before every round).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,9 +31,10 @@ from site_node.data.summary import DataSummary
 from site_node.data.table_check import ProgressFn, check_table
 from site_node.data.tables import CHUNK_ROWS
 from site_node.errors import DataError
+from site_node.features import apply as apply_features
+from site_node.features import backbone_problem
 
 log = logging.getLogger(__name__)
-CACHE_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -204,9 +204,12 @@ class _Reading:
 
 
 def load_site_data(loaded: LoadedTask, path: Path | str, *, progress: ProgressFn | None = None,
-                   chunk_rows: int = CHUNK_ROWS) -> SiteData:
+                   chunk_rows: int = CHUNK_ROWS, features_dir: Path | None = None) -> SiteData:
     """Read, validate, split and encode a site's data for ``loaded``'s task. A table is read
-    ``chunk_rows`` rows at a time, ``progress`` called after each chunk.
+    ``chunk_rows`` rows at a time, ``progress`` called after each chunk. An image task's
+    features (:mod:`site_node.features`) are computed from the scaled images; its backbone
+    file is looked up in ``features_dir`` (default: the folder holding ``path``) and checked
+    before any record is read.
 
     Raises
     ------
@@ -218,7 +221,11 @@ def load_site_data(loaded: LoadedTask, path: Path | str, *, progress: ProgressFn
     task = loaded.task
     rates: dict[str, float] = {}
     split: _Split | None = None
-    if not path.exists():
+    folder = features_dir or path.absolute().parent
+    backbone = backbone_problem(task, folder=folder) if isinstance(task, ImageTask) else None
+    if backbone is not None:
+        findings.add(backbone.where, rules.FEATURES_FILE, backbone.detail)
+    elif not path.exists():
         findings.add(f"path {path.name}", rules.UNREADABLE, "no such file or folder")
     elif isinstance(task, TabularTask):
         got = _tabular(loaded, task, path, findings, _Reading(chunk_rows, progress))
@@ -236,6 +243,12 @@ def load_site_data(loaded: LoadedTask, path: Path | str, *, progress: ProgressFn
     if isinstance(task, ImageTask):
         spec = task.image
         size = f"{spec.height}×{spec.width}, {spec.channels} channel(s), every image"
+        if task.features is not None:
+            size += (f"; {task.features.kind} features, {task.model_input_shape[0]} per image "
+                     "(computed here, never sent)")
+            x_train, x_test = apply_features(task, folder=folder,
+                                             splits=(split.x_train, split.x_test))
+            split = replace(split, x_train=x_train, x_test=x_test)
     summary = DataSummary(
         source=str(path), task=loaded.name, task_sha256=loaded.sha256, format=fmt,
         rows=len(split.y_train) + len(split.y_test), train=len(split.y_train),
@@ -246,40 +259,7 @@ def load_site_data(loaded: LoadedTask, path: Path | str, *, progress: ProgressFn
                     split.patients_train)
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
-    """Changes whenever the file, or any file under the folder, changes."""
-    if path.is_dir():
-        latest, count, size = 0, 0, 0
-        for root, _, files in os.walk(path):
-            for name in files:
-                st = os.stat(os.path.join(root, name))
-                latest, count, size = max(latest, st.st_mtime_ns), count + 1, size + st.st_size
-        return latest, count, size
-    st = path.stat()
-    return st.st_mtime_ns, 1, st.st_size
-
-
-_CACHE: OrderedDict[tuple[str, str, tuple[int, int, int]], SiteData] = OrderedDict()
-
-
-def load_cached(loaded: LoadedTask, path: Path | str) -> SiteData:
-    """:func:`load_site_data`, kept per process by (task hash, path, file stamp)."""
-    resolved = Path(path).expanduser().resolve()
-    try:
-        key = (loaded.sha256, str(resolved), _stamp(resolved))
-    except OSError:
-        return load_site_data(loaded, resolved)  # refused with the reason
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
-    data = load_site_data(loaded, resolved)
-    _CACHE[key] = data
-    while len(_CACHE) > CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return data
-
-
-__all__ = ["DataRefused", "SiteData", "load_cached", "load_site_data"]
+__all__ = ["DataRefused", "SiteData", "load_site_data"]
 
 
 def with_site_indicator(data: SiteData, task: AnyTask, site: str) -> SiteData:

@@ -38,6 +38,7 @@ TOO_FEW_ROWS = "too few rows"
 CLASS_COUNT = "class count"
 SINGLE_CLASS = "single class"
 TOO_LARGE = "too large"
+FEATURES_FILE = "features file"
 
 
 @dataclass(frozen=True)
