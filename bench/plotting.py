@@ -215,3 +215,21 @@ def plot_product_round(result: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_deploy_bench(results: Sequence[dict[str, Any]], path: Path) -> None:
+    """Seconds per round of the same run in each mode (simulation, deployed warm/cold)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in results:
+        times = r["round_s"]
+        ax.plot(range(1, len(times) + 1), times, marker="o",
+                label=f"{r['mode']} (mean {r['mean_round_s']} s)")
+    ax.set(title="One round, 4 hospitals, DP-SGD + SecAgg+: simulation vs deployed",
+           xlabel="round", ylabel="seconds")
+    ax.set_ylim(bottom=0)
+    ax.set_xticks(range(1, max(len(r["round_s"]) for r in results) + 1))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -17,6 +17,7 @@ from flwr.client import NumPyClient
 
 from policies.errors import PolicyError
 from policies.task_loader import LoadedTask, load_task
+from site_node import node_cache
 from site_node.baseline import majority_rate
 from site_node.data import SiteData, load_cached, with_site_indicator
 from site_node.data.fingerprint import cached_fingerprint
@@ -32,6 +33,10 @@ from site_node.settings import NodeSettings
 from site_node.training import evaluate, train_dp
 
 log = logging.getLogger(__name__)
+
+#: Under the node's state directory: values derived from public settings only, kept between
+#: ClientApp processes (:mod:`site_node.node_cache`).
+NODE_CACHE_DIR = "cache"
 
 Scalar = bool | bytes | float | int | str
 FitReply = tuple[list[np.ndarray], int, dict[str, Scalar]]
@@ -119,6 +124,7 @@ class SiteClient(NumPyClient):
 
     def __init__(self, settings: NodeSettings) -> None:
         self.settings = settings
+        node_cache.configure(settings.state_dir / NODE_CACHE_DIR)
 
     def _refuse(self, parameters: list[np.ndarray], reason: str, *, final: bool = False
                 ) -> FitReply:

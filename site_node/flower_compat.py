@@ -12,7 +12,9 @@
 - :func:`pace_supernode`: Flower's SuperNode loop sleeps a fixed 3 s whenever the SuperLink
   had no message for it and polls its own reply queue every 0.5 s; a SecAgg+ round is five
   exchanges, so about 15 s of a deployed round was waiting. The loop's sleeps are shortened
-  (:data:`IDLE_POLL_S`, :data:`WAIT_POLL_S`); nothing else of the protocol changes.
+  (:data:`WAIT_POLL_S`; the idle wait starts at :data:`IDLE_POLL_S` after a message and grows
+  with the idle time, :func:`idle_wait`, so an idle node does not keep the SuperLink busy);
+  nothing else of the protocol changes.
 - :func:`pace_object_pulls`: a message becomes visible before its objects have all arrived
   (the sender pushes them after it), and whoever pulls it waits a fixed 1 s, then 2 s, 4 s ...
   before asking again for an object that is not there yet. The SuperNode pulls that way from
@@ -138,22 +140,45 @@ def collect_masked_vectors(state: Any, configs: Any, num_examples: int,
     return {Key.MASKED_PARAMETERS: upload}
 
 
-#: How long the SuperNode waits before asking the SuperLink again when it had no message.
-IDLE_POLL_S = 0.1
+#: How long the SuperNode first waits before asking the SuperLink again when it had no
+#: message; the wait grows with the time it has been idle (:data:`IDLE_BACKOFF`) up to
+#: :data:`IDLE_POLL_MAX_S`.
+IDLE_POLL_S = 0.05
+#: The idle wait as a fraction of the time since the node last had a message: a message that
+#: comes after the node waited ``t`` is picked up at most about ``IDLE_BACKOFF * t`` late.
+IDLE_BACKOFF = 0.2
+#: The longest idle wait (Flower: 3 s always).
+IDLE_POLL_MAX_S = 1.0
 #: How long it waits between looks at its own reply queue (local, cheap).
 WAIT_POLL_S = 0.02
 SUPERNODE_LOOP_MODULE = "flwr.supernode.start_client_internal"
 
 
+def idle_wait(idle_s: float) -> float:
+    """The SuperNode's wait before asking again, after ``idle_s`` seconds without a message."""
+    return min(max(IDLE_POLL_S, IDLE_BACKOFF * idle_s), IDLE_POLL_MAX_S)
+
+
 class _PacedClock:
-    """Stands in for the ``time`` module inside Flower's SuperNode loop, with shorter sleeps."""
+    """Stands in for the ``time`` module inside Flower's SuperNode loop, with shorter sleeps:
+    short right after a message (the next stage of a round comes soon), longer the longer the
+    node has been idle (every ask is a signed request the SuperLink answers)."""
+
+    def __init__(self) -> None:
+        self.idle_since: float | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(time, name)
 
-    @staticmethod
-    def sleep(seconds: float) -> None:
-        time.sleep(IDLE_POLL_S if seconds >= 3 else min(seconds, WAIT_POLL_S))
+    def sleep(self, seconds: float) -> None:
+        if seconds >= 3:  # Flower's wait after the SuperLink had no message
+            now = time.monotonic()
+            if self.idle_since is None:
+                self.idle_since = now
+            time.sleep(idle_wait(now - self.idle_since))
+        else:  # waiting for the ClientApp's reply: a message came
+            self.idle_since = None
+            time.sleep(min(seconds, WAIT_POLL_S))
 
 
 def pace_supernode() -> None:

@@ -31,12 +31,13 @@ import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
+import opacus
 import torch
 from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from site_node import bookkeeping, precision
+from site_node import bookkeeping, node_cache, precision
 from site_node.errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,9 @@ def choose(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return min(timed)[2], seen
 
 
+#: What chosen modes are kept under on disk (:mod:`site_node.node_cache`): a deployed node runs
+#: each message in a fresh process, and the trials cost about a second a round.
+MODE_CACHE = "grad-modes"
 #: The mode chosen for each model shape and device in this process.
 _CHOSEN: dict[tuple[object, ...], str] = {}
 
@@ -207,13 +211,20 @@ def mode_for(model: nn.Module, *, input_shape: tuple[int, ...], num_classes: int
              batch_size: int, device: torch.device | None = None,
              candidates: tuple[str, ...] = CANDIDATES) -> str:
     """The mode for this model shape on ``device`` (default: the CPU), chosen among
-    ``candidates`` on first use in this process on made-up data (standard normal inputs,
-    classes in turn) of the batch size the device computes at once."""
+    ``candidates`` on first use in this process (or read back from the node's cache,
+    :mod:`site_node.node_cache`, where a process of this node chose it before with the same
+    libraries) on made-up data (standard normal inputs, classes in turn) of the batch size the
+    device computes at once."""
     device = device or torch.device("cpu")
     batch = max(2, batch_size)
     key = (repr(model), input_shape, num_classes, batch, str(device),
            precision.training_precision(device), candidates)
     if key not in _CHOSEN:
+        kept_key = repr((*key, torch.__version__, opacus.__version__, CANDIDATES))
+        kept = node_cache.get(MODE_CACHE, kept_key)
+        if isinstance(kept, str) and kept in candidates:
+            _CHOSEN[key] = kept
+            return kept
         gen = torch.Generator().manual_seed(0)
         x = torch.randn((batch, *input_shape), generator=gen)
         y = torch.arange(batch) % num_classes
@@ -221,4 +232,5 @@ def mode_for(model: nn.Module, *, input_shape: tuple[int, ...], num_classes: int
         log.info("per-sample gradient mode %s on %s (seconds per step, or why not: %s)", mode,
                  device, seen)
         _CHOSEN[key] = mode
+        node_cache.put(MODE_CACHE, kept_key, mode)
     return _CHOSEN[key]

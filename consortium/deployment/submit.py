@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import math
 import shutil
 import subprocess
 import time
@@ -33,7 +34,7 @@ import tomli_w
 from consortium.deployment import superlink
 from consortium.deployment.setup import Deployment
 from consortium.errors import DeploymentError, StoreError, SuperLinkError
-from consortium.store.records import RUN_INTERRUPTED, RoundRecord, RunRecord
+from consortium.store.records import RUN_INTERRUPTED, RUN_RUNNING, RoundRecord, RunRecord
 from consortium.store.run_store import RunStore
 from site_node.deployment import processes
 from site_node.protocol import run_config as keys
@@ -185,11 +186,20 @@ def _interrupted(run: RunRecord) -> DeploymentError:
         f"{run.run_id}` (no site is charged twice for a round)")
 
 
+#: How often :func:`follow` asks the SuperLink for a run's status while the store shows it
+#: running.
+STATUS_EVERY_S = 10.0
+
+
 def follow(dep: Deployment, federation: str, sub: Submission, *,
            on_round: Callable[[RoundRecord], None] | None = None,
            timeout_s: float = 3600.0, poll_s: float = 1.0, lost_s: float = 120.0,
-           already: int = 0) -> str:
+           already: int = 0, status_s: float = STATUS_EVERY_S) -> str:
     """Report each round as the store records it, until the SuperLink says the run finished.
+
+    The store is read every ``poll_s``; the SuperLink is asked (``flwr ls``, a process that
+    costs about a second of CPU on the coordinator's machine, where the run's ServerApp is
+    working) every ``status_s``, and at once when the store shows the run no longer running.
 
     Raises
     ------
@@ -200,14 +210,18 @@ def follow(dep: Deployment, federation: str, sub: Submission, *,
         (a resumed run's), not reported again.
     """
     deadline = time.monotonic() + timeout_s
-    seen, lost_since = already, None
+    seen, lost_since, status, asked, ended = already, None, "", -math.inf, False
     while True:
-        try:
-            status = run_status(dep, federation, sub.flower_run_id)
-            lost_since = None
-        except SuperLinkError:
-            status, lost_since = "lost", lost_since or time.monotonic()
+        # the SuperLink first, then the store: a run it calls finished has all its rounds read
+        if ended or time.monotonic() - asked >= status_s:
+            asked = time.monotonic()
+            try:
+                status = run_status(dep, federation, sub.flower_run_id)
+                lost_since = None
+            except SuperLinkError:
+                status, lost_since = "lost", lost_since or time.monotonic()
         run, rounds = _recorded(sub.store, sub.run_id)
+        ended = run is not None and run.status != RUN_RUNNING
         for rec in rounds[seen:]:
             if on_round is not None:
                 on_round(rec)

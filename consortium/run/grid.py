@@ -3,8 +3,9 @@
 Flower's ``send_and_receive`` pulls replies at a fixed interval (3 s for a deployed SuperLink,
 0.1 s in simulation) and cannot be interrupted before its timeout. :class:`PacedGrid` wraps any
 grid and implements ``send_and_receive`` with the public ``push_messages``/``pull_messages``:
-it pulls after a short interval that backs off while nothing arrives (so a fast round is not
-padded by polling and an idle one does not spin), and it raises :class:`RunInterrupted` within
+it pulls after a short interval that grows with the time the exchange has been waiting (a
+fifth of it, so a reply is read at most about 20 % late, a fast round is not padded by polling
+and a long one does not spin), and it raises :class:`RunInterrupted` within
 one interval once the run's stop event is set (Ctrl-C or SIGTERM at the coordinator).
 
 A node whose reply did not come before an exchange's timeout may still be working on that
@@ -27,15 +28,28 @@ from typing import Any
 from flwr.app import Message
 from flwr.serverapp import Grid
 
+from consortium import flower_compat
 from consortium.errors import RunInterrupted
 
 log = logging.getLogger(__name__)
 
 #: A SecAgg+ round is five exchanges, four of them small (keys, shares): replies come within a
-#: few tens of milliseconds in simulation, so the first pulls come soon and back off from there.
+#: few tens of milliseconds in simulation, so the first pulls come soon.
 FIRST_INTERVAL_S = 0.005
-MAX_INTERVAL_S = 0.5
-BACKOFF = 1.5
+#: Deployed, a pull is a request the SuperLink serves (its CPU is the machine's), and replies
+#: take a few hundred milliseconds at least: the first pull comes a little later.
+DEPLOYED_FIRST_INTERVAL_S = 0.02
+#: The interval as a fraction of the time the exchange has waited since it pushed or last got
+#: a reply, so a reply is read at most about that fraction late (with a fixed growth per empty
+#: pull, from a reset at each reply, the last reply of a deployed exchange waited up to the
+#: longest interval).
+BACKOFF = 0.2
+MAX_INTERVAL_S = 0.25
+
+
+def pull_interval(waited_s: float, first_s: float = FIRST_INTERVAL_S) -> float:
+    """The wait before the next pull, ``waited_s`` after the push or the last reply."""
+    return min(max(first_s, BACKOFF * waited_s), MAX_INTERVAL_S)
 
 
 class PacedGrid(Grid):
@@ -54,6 +68,8 @@ class PacedGrid(Grid):
         self.stop = stop or threading.Event()
         #: Messages whose reply did not come in their exchange, by id: the node they went to.
         self.stale: dict[str, int] = {}
+        deployed = flower_compat.engine_of(grid) == "deployment"
+        self.first_interval = DEPLOYED_FIRST_INTERVAL_S if deployed else FIRST_INTERVAL_S
 
     def set_run(self, run: Any) -> None:
         """Delegate to the wrapped grid."""
@@ -98,7 +114,7 @@ class PacedGrid(Grid):
         held: list[Message] = list(messages)
         pending: dict[str, int] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
-        interval, replies = FIRST_INTERVAL_S, []
+        since, replies = time.monotonic(), []
         while True:
             held = self._push_ready(held, pending)
             if not pending and not held:
@@ -111,8 +127,10 @@ class PacedGrid(Grid):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 break
+            if got:
+                since = time.monotonic()
+            interval = pull_interval(time.monotonic() - since, self.first_interval)
             time.sleep(interval if left is None else min(interval, left))
-            interval = FIRST_INTERVAL_S if got else min(interval * BACKOFF, MAX_INTERVAL_S)
         self.stale.update(pending)
         self.check_stop()
         return replies

@@ -22,7 +22,7 @@ from pathlib import Path
 from policies.errors import PolicyError
 from policies.task_loader import load_task
 from site_node.data import DataRefused, load_site_data
-from site_node.deployment import detached, preflight, processes
+from site_node.deployment import detached, launcher, preflight, processes
 from site_node.device import AUTO, describe, resolve_device
 from site_node.errors import NodeStartError, PreflightError
 from site_node.home import SiteHome
@@ -225,10 +225,11 @@ def _start_launcher(home: SiteHome, settings: NodeSettings, parent: int) -> subp
         "--runtime-api-address", f"127.0.0.1:{settings.runtime_port}",
         "--parent-pid", str(parent),
     ]
-    # Flower's SuperExec asks for new tasks every second by default; ask every 0.1 s.
-    env = processes.tool_env(
-        {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1", "FLWR_HOME": str(home.flwr_home)}
-    )
+    # Flower's SuperExec asks for new tasks every second by default; the launcher's executor
+    # paces the asks itself (soon after a task, rarely when idle), so SuperExec's own wait is
+    # the least it accepts.
+    env = processes.tool_env({"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(launcher.TASK_POLL_S),
+                              "FLWR_HOME": str(home.flwr_home)})
     return processes.spawn(args, home.root / "launcher.log", env=env)
 
 

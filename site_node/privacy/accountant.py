@@ -18,10 +18,12 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from opacus import __version__ as opacus_version
 from opacus.accountants import RDPAccountant
 from opacus.accountants import create_accountant as create_opacus_accountant
 from opacus.accountants.analysis import rdp as rdp_analysis
 
+from site_node import node_cache
 from site_node.protocol.accounting import Accountant, Round, registry
 from site_node.protocol.mechanism import ACCOUNTANTS, Mechanism
 
@@ -36,15 +38,34 @@ def _check(delta: float, accountant: str) -> None:
         raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got {accountant!r}")
 
 
+#: What the on-disk curves are kept under (:mod:`site_node.node_cache`).
+CURVE_CACHE = "rdp-curves"
+
+
+def _curve_key(noise_multiplier: float, sample_rate: float) -> str:
+    orders = ",".join(repr(a) for a in RDP_ORDERS)
+    return f"opacus {opacus_version}|sigma {noise_multiplier!r}|q {sample_rate!r}|{orders}"
+
+
 @functools.lru_cache(maxsize=4096)
 def _unit_rdp(noise_multiplier: float, sample_rate: float) -> tuple[float, ...]:
     """Opacus' RDP curve of one step of the Poisson-subsampled Gaussian, at its default orders.
 
     It is the costly part (about 0.5 s at q = 0.5) and depends only on (σ, q); a round of
     ``steps`` steps is ``steps`` times it, exactly as Opacus' ``compute_rdp`` computes it.
+    Cached in this process and, where the node keeps a cache (:mod:`site_node.node_cache`),
+    on disk, keyed by σ, q, the orders and Opacus' version: a deployed node runs each message
+    in a fresh process.
     """
-    return tuple(float(x) for x in rdp_analysis.compute_rdp(
+    key = _curve_key(noise_multiplier, sample_rate)
+    kept = node_cache.get(CURVE_CACHE, key)
+    if (isinstance(kept, list) and len(kept) == len(RDP_ORDERS)
+            and all(isinstance(x, float) and x >= 0 for x in kept)):
+        return tuple(kept)
+    curve = tuple(float(x) for x in rdp_analysis.compute_rdp(
         q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=RDP_ORDERS))
+    node_cache.put(CURVE_CACHE, key, list(curve))
+    return curve
 
 
 def _rdp_epsilon(history: list[tuple[float, float, int]], delta: float) -> float:

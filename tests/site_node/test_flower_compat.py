@@ -159,3 +159,39 @@ def test_a_bundle_with_a_prompt_always_goes_through_flower(flower_defaults: obje
     runtime.install_from_fab(b"x")
     runtime.install_from_fab(b"x")
     assert calls == [b"x", b"x"]
+
+
+def test_the_supernode_loop_is_paced_and_its_idle_wait_grows_with_idle_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    module = importlib.import_module(flower_compat.SUPERNODE_LOOP_MODULE)
+    monkeypatch.setattr(module, "time", time)  # Flower's own, whatever ran before
+    flower_compat.pace_supernode()
+    flower_compat.pace_supernode()  # idempotent
+    clock = module.time
+    assert isinstance(clock, flower_compat._PacedClock)
+    assert clock.monotonic is time.monotonic  # everything but sleep is the time module's
+    now, slept = [100.0], []
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "sleep", slept.append)
+    clock.sleep(3)  # Flower's idle wait, right after a message: short
+    now[0] += 2.0
+    clock.sleep(3)  # idle for 2 s: longer
+    now[0] += 60.0
+    clock.sleep(3)  # long idle: capped
+    clock.sleep(0.5)  # waiting for a reply: a message came; the idle time starts again
+    clock.sleep(3)
+    assert slept == [flower_compat.IDLE_POLL_S, pytest.approx(2.0 * flower_compat.IDLE_BACKOFF),
+                     flower_compat.IDLE_POLL_MAX_S,
+                     flower_compat.WAIT_POLL_S, flower_compat.IDLE_POLL_S]
+    assert flower_compat.IDLE_POLL_S < 2.0 * flower_compat.IDLE_BACKOFF < (
+        flower_compat.IDLE_POLL_MAX_S) < 3
+
+
+def test_a_supernode_loop_without_its_time_module_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    module = importlib.import_module(flower_compat.SUPERNODE_LOOP_MODULE)
+    monkeypatch.setattr(module, "time", object())
+    with pytest.raises(FlowerVersionError, match="no longer sleeps through `time`"):
+        flower_compat.pace_supernode()

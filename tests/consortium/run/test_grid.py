@@ -87,7 +87,23 @@ def test_polling_backs_off_while_nothing_arrives() -> None:
     inner = FakeGrid([60.0])
     _grid(inner).send_and_receive(msgs(1), timeout=2.0)
     # a fixed 0.02 s interval would pull ~100 times in 2 s; the backed-off one far fewer
-    assert inner.pulls < 20
+    assert inner.pulls < 30
+
+
+def test_the_pull_interval_is_a_fraction_of_the_wait_so_far_within_bounds() -> None:
+    assert paced.pull_interval(0.0) == paced.FIRST_INTERVAL_S
+    assert paced.pull_interval(0.0, paced.DEPLOYED_FIRST_INTERVAL_S) == (
+        paced.DEPLOYED_FIRST_INTERVAL_S)
+    assert paced.pull_interval(1.0) == pytest.approx(paced.BACKOFF * 1.0)
+    assert paced.pull_interval(600.0) == paced.MAX_INTERVAL_S
+    assert paced.BACKOFF * 1.0 < paced.MAX_INTERVAL_S  # a 1 s exchange is read ≤ 20 % late
+
+
+def test_a_reply_after_a_long_wait_is_read_within_a_fraction_of_that_wait() -> None:
+    inner = FakeGrid([1.0])
+    started = time.monotonic()
+    _grid(inner).send_and_receive(msgs(1), timeout=5.0)
+    assert time.monotonic() - started < 1.0 + paced.BACKOFF * 1.0 + 0.15
 
 
 def test_the_stop_event_interrupts_a_wait_promptly() -> None:
