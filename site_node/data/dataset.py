@@ -20,6 +20,7 @@ import numpy as np
 
 from policies.task import AnyTask, ImageTask, TabularTask
 from policies.task_loader import LoadedTask
+from site_node.backbone_file import backbone_problem
 from site_node.data import report as rules
 from site_node.data.image_patients import folder_patients, npz_patients
 from site_node.data.images import ImageSet, pixels, read_folders
@@ -31,8 +32,6 @@ from site_node.data.summary import DataSummary
 from site_node.data.table_check import ProgressFn, check_table
 from site_node.data.tables import CHUNK_ROWS
 from site_node.errors import DataError
-from site_node.features import apply as apply_features
-from site_node.features import backbone_problem
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +245,8 @@ def load_site_data(loaded: LoadedTask, path: Path | str, *, progress: ProgressFn
         if task.features is not None:
             size += (f"; {task.features.kind} features, {task.model_input_shape[0]} per image "
                      "(computed here, never sent)")
+            from site_node.features import apply as apply_features  # torch: only when used
+
             x_train, x_test = apply_features(task, folder=folder,
                                              splits=(split.x_train, split.x_test))
             split = replace(split, x_train=x_train, x_test=x_test)
