@@ -61,11 +61,13 @@ def put(kind: str, key: str, value: Any) -> None:
     if path is None:
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = _read(path)
         data[key] = value
         partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        partial.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:  # private like the rest of the home
+            fh.write(json.dumps(data, sort_keys=True))
         partial.replace(path)
     except OSError as exc:
         log.debug("could not keep %s in %s: %s", kind, path, exc)

@@ -42,6 +42,12 @@ def test_a_value_is_read_back_as_written(cache: Path) -> None:
     assert node_cache.get("kind", "key") is None  # a damaged file is no value, not an error
 
 
+def test_the_folder_and_its_files_are_private_to_the_user(cache: Path) -> None:
+    node_cache.put("kind", "key", 1)
+    assert cache.stat().st_mode & 0o777 == 0o700
+    assert (cache / "kind.json").stat().st_mode & 0o077 == 0
+
+
 def test_the_rdp_curve_is_kept_and_a_fresh_process_reads_it_back_exactly(
         cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     curve = accountant._unit_rdp(1.1, 0.05)
