@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-MODES = ("plain", "hooks", "ghost", "functorch", "ew", "bk")
-DP_MODES = MODES[1:]  # "bk" is this folder's prototype (bk.py), not an Opacus mode
+MODES = ("plain", "hooks", "ghost", "functorch", "ew", "bk", "bk-site")
+DP_MODES = MODES[1:]  # "bk": this folder's prototype (bk.py); "bk-site": the product's mode
 CHECK_SAMPLES = 16
 
 

@@ -20,7 +20,7 @@
 # without CUDA: the selector on CUDA with TF32, device resolution), product_select.json (the
 # site's own selector, site_node.grad_mode.choose, on the GroupNorm CNN and ResNet-18-GN with
 # TF32 on: the chosen mode, each mode's step time or refusal), dp_modes.json/.png/.jsonl
-# (GroupNorm CNN 1x64x64 and ResNet-18-class 3x128x128, modes plain/hooks/ghost/functorch/ew/bk,
+# (GroupNorm CNN 1x64x64 and ResNet-18-class 3x128x128, modes plain/hooks/ghost/functorch/ew/bk/bk-site,
 # wall-clock throughput, torch.cuda.max_memory_allocated), select_mode.json (the bench's
 # selector at batch 512).
 set -uo pipefail
@@ -82,9 +82,9 @@ Path(sys.argv[1], "product_select.json").write_text(json.dumps(out, indent=1, de
 EOF
 echo "product selector exit $?"; tail -n 3 "$OUT/product_select.log"
 
-# 1. the benchmark: 2 configs x 6 modes (+ reference norms), one fresh process each,
+# 1. the benchmark: 2 configs x 7 modes (+ reference norms), one fresh process each,
 #    3 warm-up steps + >= 3 s timed (>= 3 steps) per mode; ~5 minutes.
-timeout 330 "$PY" bench/dpsgd/dp_modes.py --device cuda --batch 512 \
+timeout 390 "$PY" bench/dpsgd/dp_modes.py --device cuda --batch 512 \
   --configs cnn:1:64,resnet18:3:128 --warmup 3 --min-time 3 --repeats 1 --timeout 150 \
   --out "$OUT" > "$OUT/dp_modes.jsonl" 2> "$OUT/dp_modes.err"
 echo "dp_modes exit $?"

@@ -48,7 +48,9 @@ __all__ = [
 #: Opacus 1.6 grad_sample_mode values this module knows how to drive.
 MODES: tuple[str, ...] = ("hooks", "ghost", "functorch", "ew")
 #: This folder's prototype (``bk.py``): book-keeping DP-SGD, one backward, mixed ghost norms.
-PROTOTYPE_MODES: tuple[str, ...] = ("bk",)
+PROTOTYPE_MODES: tuple[str, ...] = ("bk", "bk-site")
+"""``bk``: this folder's prototype (bk.py, autotuned convolution paths); ``bk-site``: the
+product's mode (``site_node.bookkeeping``: the flop rule only, Opacus' optimizer adds noise)."""
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], Any]
 
@@ -121,6 +123,14 @@ def make_private(
             f"unknown grad_sample_mode {mode!r}; expected one of {MODES + PROTOTYPE_MODES}"
         )
     crit = criterion if criterion is not None else nn.CrossEntropyLoss()
+    if mode == "bk-site":
+        from site_node import bookkeeping
+
+        wrapped, dp_opt, clipped = bookkeeping.make_private(
+            model, torch.optim.SGD(model.parameters(), lr=lr), noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm, expected_batch_size=batch_size,
+            generator=noise_generator)
+        return DPSetup(mode=mode, model=wrapped.train(), optimizer=dp_opt, criterion=clipped)
     if mode == "bk":
         from bk import BookKeepingDPSGD
 
@@ -170,6 +180,8 @@ def train_step(setup: DPSetup, x: torch.Tensor, y: torch.Tensor) -> float:
     loss = setup.criterion(setup.model(x), y)
     loss.backward()
     setup.optimizer.step()
+    if setup.mode == "bk-site":
+        return float(loss.item())
     return float(loss.detach() if hasattr(loss, "detach") else loss)
 
 
@@ -185,7 +197,7 @@ def per_sample_norms(setup: DPSetup, x: torch.Tensor, y: torch.Tensor) -> torch.
     setup.optimizer.zero_grad()
     loss = setup.criterion(setup.model(x), y)
     loss.backward()
-    if setup.mode == "ghost":
+    if setup.mode in ("ghost", "bk-site"):
         ghost_norms: torch.Tensor = setup.model.per_sample_gradient_norms  # type: ignore[assignment]
         norms = ghost_norms.detach().clone()
     else:
