@@ -52,6 +52,7 @@ class RoundGate:
         p = self.plan.loaded.policy
         answers, rejections = ask(grid, instruction=self.plan.fit_config(rnd),
                                   attribution=attribution, min_sites=p.min_sites,
+                                  members=len(p.sites),
                                   timeout=p.secagg.timeout_s)
         result = decide(rnd=rnd, members=p.sites, min_sites=p.min_sites, answers=answers,
                         rejections=rejections)

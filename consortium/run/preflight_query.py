@@ -40,25 +40,32 @@ def _answer(reply: Reply, attribution: Attribution) -> Answer:
                   mask_version=masking.stated_version(metrics.get(wire.MASK_VERSION)))
 
 
-def _node_ids(grid: PacedGrid, wanted: int, timeout: float | None) -> list[int]:
-    """The connected nodes, once at least ``wanted`` are (or ``timeout`` passed)."""
+def _node_ids(grid: PacedGrid, *, wanted: int, everyone: int, timeout: float | None) -> list[int]:
+    """The connected nodes: once all ``everyone`` members are, or once at least ``wanted`` are
+    and no node joined over one wait interval (nodes still registering are not left out of the
+    query), or once ``timeout`` passed."""
     deadline = None if timeout is None else time.monotonic() + timeout
+    previous: list[int] | None = None
     while True:
         nodes = sorted(int(n) for n in grid.get_node_ids())
-        if len(nodes) >= wanted or (deadline is not None and time.monotonic() >= deadline):
+        if (len(nodes) >= everyone or (len(nodes) >= wanted and nodes == previous)
+                or (deadline is not None and time.monotonic() >= deadline)):
             return nodes
+        previous = nodes
         grid.check_stop()
         time.sleep(NODE_WAIT_INTERVAL_S)
 
 
 def ask(grid: PacedGrid, *, instruction: Mapping[str, Scalar], attribution: Attribution,
-        min_sites: int, timeout: float | None) -> tuple[list[Answer], list[Rejection]]:
+        min_sites: int, members: int,
+        timeout: float | None) -> tuple[list[Answer], list[Rejection]]:
     """Send the preflight query to every connected node; their answers and rejected replies."""
     values: dict[str, ConfigRecordValues] = {**instruction}
     config = ConfigRecord(values)
     messages = [Message(RecordDict({wire.PREFLIGHT_RECORD: config}), dst_node_id=node,
                         message_type=MessageType.QUERY, group_id=GROUP)
-                for node in _node_ids(grid, min_sites, timeout)]
+                for node in _node_ids(grid, wanted=min_sites, everyone=members,
+                                      timeout=timeout)]
     answers, rejections = [], []
     for reply in grid.send_and_receive(messages, timeout=timeout):
         node = int(reply.metadata.src_node_id)

@@ -96,7 +96,7 @@ class Harness:
             self.strategy.fits[self.current] = self.next_fit
 
     def _ask(self, grid: Any, *, instruction: Any, attribution: Any, min_sites: int,
-             timeout: Any) -> tuple[list[Answer], list[Any]]:
+             members: int, timeout: Any) -> tuple[list[Answer], list[Any]]:
         self.preflights.append(int(instruction[wire.ROUND]))
         if self.answers is None:
             return [Answer(site=s, admits=True) for s in self.sites], []

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consortium.audit.verify import verify_store
+from consortium.run import preflight_query
 from consortium.run.attribution import Reply
 from consortium.run.grid import PacedGrid
 from consortium.run.preflight import STOP_PREFLIGHT, Answer, decide, shortfall
@@ -156,7 +157,7 @@ def test_every_node_is_asked_with_the_round_instruction_and_answers_are_attribut
 
     grid = QueryGrid(sorted(site_of), respond)
     answers, rejections = ask(grid, instruction=h.plan.fit_config(1),
-                              attribution=h.attribution, min_sites=4, timeout=5.0)
+                              attribution=h.attribution, min_sites=4, members=4, timeout=5.0)
     assert {m.metadata.message_type for m in grid.sent} == {"query"}
     assert sorted(m.metadata.dst_node_id for m in grid.sent) == sorted(site_of)
     assert answers == [refuse("switzerland", TOO_MANY, final=True)]
@@ -178,9 +179,46 @@ def test_an_answer_without_a_mask_version_is_read_as_none(harness: Harness) -> N
                                                      **extra})}
 
     answers, _ = ask(QueryGrid(sorted(site_of), respond), instruction=harness.plan.fit_config(1),
-                     attribution=harness.attribution, min_sites=4, timeout=5.0)
+                     attribution=harness.attribution, min_sites=4, members=4,
+                     timeout=5.0)
     assert {a.site: a.mask_version for a in answers} == {
         "cleveland": 2, "hungary": 1, "long_beach": None, "switzerland": None}
+
+
+class RegisteringGrid(QueryGrid):
+    """Nodes that show up one read at a time, as when an engine is still registering them."""
+
+    def __init__(self, nodes: list[int], first: int, respond: Callable[..., Any]) -> None:
+        super().__init__(nodes, respond)
+        self.shown, self.reads = first, 0
+
+    def get_node_ids(self) -> Iterable[int]:
+        self.reads += 1
+        shown, self.shown = self.shown, min(self.shown + 1, len(self.nodes))
+        return self.nodes[:shown]
+
+
+@pytest.mark.usefixtures("task_identity")
+@pytest.mark.parametrize("members", [4, 5])
+def test_the_query_reaches_nodes_still_registering_once_min_sites_are_connected(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch, members: int) -> None:
+    """min_sites connected is not enough while more nodes keep joining; a member that never
+    connects costs one wait interval, not the timeout."""
+    monkeypatch.setattr(preflight_query, "NODE_WAIT_INTERVAL_S", 0.01)
+    site_of = {n: s for s, n in harness.nodes.items()}
+
+    def respond(node: int, config: dict[str, Any]) -> dict[str, ConfigRecord]:
+        return {wire.PREFLIGHT_RECORD: ConfigRecord({wire.SITE: site_of[node], wire.ADMITS: True,
+                                                     wire.MASK_VERSION: 2})}
+
+    grid = RegisteringGrid(sorted(site_of), 2, respond)
+    started = time.monotonic()
+    answers, _ = ask(grid, instruction=harness.plan.fit_config(1),
+                     attribution=harness.attribution, min_sites=3, members=members,
+                     timeout=30.0)
+    assert sorted(a.site for a in answers) == sorted(SITES)
+    assert grid.reads == (3 if members == 4 else 4)  # 5: one more read shows nobody joined
+    assert time.monotonic() - started < 5.0
 
 
 def test_a_site_with_another_or_no_mask_version_stops_the_run_naming_it() -> None:

@@ -161,7 +161,9 @@ def test_a_site_that_drops_out_after_sharing_keys_is_unmasked_from_the_others() 
     (Flower's protocol, with mask version 2's signs and streams) and the sum unmasks."""
     server_compat.install_masking()
     base = secagg_workflow(make_plan(rounds=1))
-    fit = one_round(base, dropping_client_fn, min_sites=3).fits[1]
+    # every node is sampled (min_sites=4: the engine may still be registering the fourth when
+    # the round samples); the protocol, not the strategy, copes with the drop
+    fit = one_round(base, dropping_client_fn, min_sites=4).fits[1]
     assert fit.aggregate is not None and len(fit.replies) == 3
     survivors = range(3)
     total = sum(EXAMPLES[p] for p in survivors)
