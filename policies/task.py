@@ -118,6 +118,11 @@ class CNNModel(_Frozen):
     channels: tuple[Annotated[StrictInt, Field(ge=1, le=512)], ...] = Field(
         min_length=1, max_length=6, description="Output channels of each conv block.")
     groups: StrictInt = Field(4, ge=1, le=64, description="GroupNorm groups (at most).")
+    head_grid: StrictInt = Field(
+        4, ge=1, le=8,
+        description="The last feature map is average-pooled to at most this many cells a side "
+                    "before the linear layer; 1 is global average pooling, which forgets where "
+                    "a shape is and trains poorly on small images.")
 
 
 class ResNet18Model(_Frozen):

@@ -7,7 +7,8 @@ sizes (:func:`build_model`):
   there is one training path, cross-entropy, for every task);
 - ``mlp``: linear layers of the declared widths with ReLU between them;
 - ``cnn`` (images): 3×3 convolution blocks, each with GroupNorm, ReLU and 2×2 max pooling while
-  the image is large enough, then global average pooling and a linear layer. Only layers Opacus
+  the image is large enough, then average pooling to a grid of at most ``head_grid`` cells a side
+  (4 unless the task says; 1 is global average pooling) and a linear layer. Only layers Opacus
   computes per-sample gradients for, and no in-place operation (checked by Opacus'
   ``ModuleValidator`` in the tests);
 - ``resnet18`` (images): an imaging-size ResNet-18-class network with GroupNorm and
@@ -50,7 +51,8 @@ def _cnn(spec: CNNModel, channels: int, height: int, width: int, outputs: int) -
             layers.append(nn.MaxPool2d(2))
             height, width = height // 2, width // 2
         c_in = c_out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, outputs)]
+    grid = min(spec.head_grid, height, width)
+    layers += [nn.AdaptiveAvgPool2d(grid), nn.Flatten(), nn.Linear(c_in * grid * grid, outputs)]
     return nn.Sequential(*layers)
 
 

@@ -53,6 +53,16 @@ def test_the_cnn_is_opacus_compatible_with_groupnorm_and_no_inplace_ops(
     assert model(torch.zeros(2, channels, size, size)).shape == (2, 3)
 
 
+@pytest.mark.parametrize(("head", "cells"), [("", 4), (", head_grid: 1", 1), (", head_grid: 8", 4)])
+def test_the_cnn_keeps_a_grid_of_where_features_are_for_its_linear_layer(
+        tmp_path: Path, head: str, cells: int) -> None:
+    """By default the last 2x2 map of a 4x4 image is kept whole (at most 4x4 cells); head_grid 1
+    is global average pooling; the grid is never larger than the map."""
+    task = image_task(tmp_path, model=f"{{family: cnn, channels: [6, 8]{head}}}")
+    assert shapes(task)[-2:] == [(3, 8 * cells), (3,)]
+    assert build_model(task.task)(torch.zeros(2, 1, 4, 4)).shape == (2, 3)
+
+
 def test_the_resnet18_family_is_resnet18_sized_and_opacus_compatible(tmp_path: Path) -> None:
     task = image_task(tmp_path, channels=3, model="{family: resnet18}")
     model = build_model(task.task)
