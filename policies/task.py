@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from policies.task_augmentation import Augmentation
 from policies.task_columns import Column, ColumnName, column_features
 from policies.task_features import HEAD_FAMILIES, Features, flat_dim
 from policies.task_privacy import PrivacyUnitSpec
@@ -271,6 +272,11 @@ class ImageTask(_Task):
         description="A fixed, data-independent feature extractor (wavelet scattering or a "
         "frozen public backbone) computed at the site; the model (logistic or mlp) trains on "
         "its output. Absent: the model trains on the pixels.")
+    augmentation: Augmentation | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="Augmentation multiplicity: each sampled training image's gradient is the "
+        "average over this many randomly transformed copies (the transforms the task names), "
+        "clipped once; the privacy cost is unchanged. Only for a model on the pixels.")
 
     @model_validator(mode="after")
     def _consistent(self) -> ImageTask:
@@ -285,6 +291,13 @@ class ImageTask(_Task):
         return self
 
     def _check_features(self) -> None:
+        if self.augmentation is not None:
+            problem = self.augmentation.problem(self.image.height, self.image.width)
+            if self.features is not None:
+                problem = (f"features ({self.features.kind}) are computed once per image; "
+                           "augmentation needs a model on the pixels")
+            if problem is not None:
+                raise ValueError(f"augmentation: {problem}")
         if self.features is None:
             return
         if self.model.family not in HEAD_FAMILIES:

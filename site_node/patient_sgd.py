@@ -19,6 +19,11 @@ Adding or removing one patient (with all their records) changes at most one clip
 the sum, so the step is the Poisson-subsampled Gaussian mechanism over patients: the accountant,
 fed the patient rate ``q``, gives a patient-level ε. The patient indices come from
 :class:`site_node.data.SiteData` (small integers; the ids never reach this module).
+
+**Augmentation multiplicity** (:mod:`policies.task_augmentation`) runs through the same steps:
+each sampled record enters as ``K`` random copies (:func:`site_node.augmentation.views`) owned
+by the same unit, and step 3 averages over them too (a ``sum`` over a patient's records sums
+their copy-averages). A record-level task that augments uses it with every record its own unit.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from opacus.accountants import RDPAccountant
 from opacus.grad_sample import wrap_model
 from opacus.optimizers import DPOptimizer
 from torch import nn
+
+from policies.task_augmentation import Augmentation
+from site_node.augmentation import views
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +84,10 @@ def sample_patients(num_patients: int, rate: float, gen: torch.Generator) -> tor
 
 
 def combine_per_patient(params: list[nn.Parameter], owner: torch.Tensor, num_sampled: int,
-                        how: str) -> None:
+                        how: str, copies: int = 1) -> None:
     """Replace every parameter's per-record ``grad_sample`` by one gradient per sampled patient:
-    the sum over the patient's records, divided by their number when ``how`` is ``"mean"``."""
+    the sum over the patient's records, divided by their number when ``how`` is ``"mean"``
+    (by ``copies``, the augmented copies of each record, when it is ``"sum"``)."""
     counts = torch.bincount(owner, minlength=num_sampled).clamp(min=1)
     for p in params:
         gs = p.grad_sample  # type: ignore[attr-defined]
@@ -88,6 +97,8 @@ def combine_per_patient(params: list[nn.Parameter], owner: torch.Tensor, num_sam
         out.index_add_(0, owner.to(gs.device), gs)
         if how == "mean":
             out /= counts.to(gs.device, gs.dtype).reshape(-1, *([1] * (gs.dim() - 1)))
+        elif copies > 1:
+            out /= copies
         p.grad_sample = out  # type: ignore[attr-defined]
 
 
@@ -112,9 +123,12 @@ def _batches(index: PatientIndex, rate: float, gen: torch.Generator, steps: int
 
 def train_patient_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                         patients: np.ndarray, step: PatientStep, *, steps: int, mode: str,
-                        gen: torch.Generator) -> list[tuple[float, float, int]]:
-    """Run ``steps`` patient-level DP-SGD steps on ``model`` in place; returns the accountant's
-    history (σ, q, steps), with ``q`` the patient rate."""
+                        gen: torch.Generator, augmentation: Augmentation | None = None
+                        ) -> list[tuple[float, float, int]]:
+    """Run ``steps`` patient-level DP-SGD steps on ``model`` in place (each record as
+    ``augmentation``'s copies, if given); returns the accountant's history (σ, q, steps), with
+    ``q`` the patient rate."""
+    copies = augmentation.multiplicity if augmentation is not None else 1
     index = PatientIndex.of(patients)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
@@ -133,9 +147,12 @@ def train_patient_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         for records, owner, sampled in _batches(index, step.sample_rate, gen, steps):
             optimizer.zero_grad()
             xb, yb = x[records], y[records]
+            if augmentation is not None:
+                xb, yb = views(xb, augmentation, gen), yb.repeat_interleave(copies)
+                owner = owner.repeat_interleave(copies)
             out = dp_model(xb)
             loss = out.sum() * 0.0 if len(records) == 0 else criterion(out, yb)
             loss.backward()
-            combine_per_patient(params, owner, sampled, step.combine)
+            combine_per_patient(params, owner, sampled, step.combine, copies)
             optimizer.step()
     return [(float(s), float(q), int(n)) for s, q, n in accountant.history]

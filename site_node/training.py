@@ -32,7 +32,8 @@ from opacus.utils.batch_memory_manager import BatchMemoryManager
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from policies.task import AnyTask
+from policies.task import AnyTask, ImageTask
+from policies.task_augmentation import Augmentation
 from site_node import bookkeeping, grad_mode
 from site_node.data import SiteData
 from site_node.errors import TrainingError
@@ -113,8 +114,11 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan, task: A
         If no Opacus per-sample gradient mode works for the model (nothing was trained).
     """
     device = device or torch.device("cpu")
-    if plan.unit == "patient" and device.type != "cpu":
-        log.info("patient-level DP-SGD trains on the CPU (not yet on %s)", device)
+    augmentation = task.augmentation if isinstance(task, ImageTask) else None
+    grouped = plan.unit == "patient" or augmentation is not None
+    if grouped and device.type != "cpu":
+        log.info("patient-level DP-SGD and augmentation multiplicity train on the CPU (not yet "
+                 "on %s)", device)
         device = torch.device("cpu")
     model = build_model(task)
     set_weights(model, weights)
@@ -123,11 +127,11 @@ def train_dp(weights: list[np.ndarray], data: SiteData, plan: TrainPlan, task: A
     mode = grad_mode.mode_for(model, input_shape=tuple(data.x_train.shape[1:]),
                               num_classes=task.num_classes, device=device,
                               batch_size=min(physical, round(plan.sample_rate * len(data.x_train))),
-                              candidates=(grad_mode.PER_SAMPLE_GRADIENTS if plan.unit == "patient"
+                              candidates=(grad_mode.PER_SAMPLE_GRADIENTS if grouped
                                           else grad_mode.CANDIDATES))
     gen = _entropy_generator()
-    if plan.unit == "patient":
-        history = _patient_round(model, data, plan, mode, gen)
+    if grouped:
+        history = _grouped_round(model, data, plan, mode, gen, augmentation)
         return TrainResult(weights=get_weights(model), mechanism=_run(plan, history))
     dataset = TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train))
     loader = DPDataLoader(dataset, sample_rate=plan.sample_rate, generator=gen)
@@ -180,18 +184,25 @@ def _run(plan: TrainPlan, history: list[tuple[float, float, int]]) -> Mechanism:
                      unit=plan.unit)
 
 
-def _patient_round(model: nn.Module, data: SiteData, plan: TrainPlan, mode: str,
-                   gen: torch.Generator) -> list[tuple[float, float, int]]:
-    """One round of patient-level DP-SGD (:mod:`site_node.patient_sgd`)."""
-    if data.patients_train is None:
-        raise TrainingError("the task's privacy unit is the patient, but the data carry no "
-                            "patient of each record")
+def _grouped_round(model: nn.Module, data: SiteData, plan: TrainPlan, mode: str,
+                   gen: torch.Generator, augmentation: Augmentation | None
+                   ) -> list[tuple[float, float, int]]:
+    """One round of DP-SGD with one clipped gradient per unit combined from several per-sample
+    gradients (:mod:`site_node.patient_sgd`): a patient's records, and/or a record's augmented
+    copies. With the record unit, every record is its own unit (and its copies are averaged)."""
+    if plan.unit == "patient":
+        if data.patients_train is None:
+            raise TrainingError("the task's privacy unit is the patient, but the data carry no "
+                                "patient of each record")
+        units, combine = data.patients_train, plan.patient_gradient
+    else:
+        units, combine = np.arange(len(data.y_train)), "mean"
     step = PatientStep(noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
                        sample_rate=plan.sample_rate, learning_rate=plan.learning_rate,
-                       combine=plan.patient_gradient)
+                       combine=combine)
     return train_patient_steps(model, torch.from_numpy(data.x_train),
-                               torch.from_numpy(data.y_train), data.patients_train, step,
-                               steps=plan.steps, mode=mode, gen=gen)
+                               torch.from_numpy(data.y_train), units, step,
+                               steps=plan.steps, mode=mode, gen=gen, augmentation=augmentation)
 
 
 def _steps_taken(engine: PrivacyEngine) -> int:

@@ -312,6 +312,11 @@ CATALOGUE: dict[str, list[str]] = {
         r"tests/site_node/test_features\.py::test_a_(backbone_whose_hash|missing_backbone)",
         r"tests/e2e/test_features_run\.py::test_a_site_with_another_backbone",
     ],
+    "Augmentation a task cannot use refused naming the field (no transform, a crop as large as "
+    "the image, with features)": [
+        r"tests/site_node/test_augmentation\.py::test_a_task_naming_bad_augmentation",
+        r"tests/policies/test_task_features\.py::test_augmentation_with_features",
+    ],
     "Settings chosen for a terms-only policy: public inputs, 0 ε, never above the ceiling": [
         r"tests/consortium/run/test_choice\.py::",
         r"tests/e2e/test_privacy_terms_only\.py::",

@@ -4,7 +4,8 @@
 embedded digits example's files (all their images, train and test, pooled), upscaled from 8×8
 to 32×32 (bilinear), dealt to three sites in turn per class (seed 0), about 100 images each,
 written as MedMNIST-format ``.npz`` files with a task file of a GroupNorm CNN
-(``digits32-logistic``: the same files, a logistic regression over the pixels;
+(``digits32-cnn-aug``: the CNN with augmentation multiplicity;
+``digits32-logistic``: the same files, a logistic regression over the pixels;
 ``digits32-scattering``: a logistic regression over their wavelet scattering features).
 """
 
@@ -43,6 +44,9 @@ split: {test_fraction: 0.25, seed: 20240601, stratified: true}
 #: ``digits32-scattering``: a logistic head on wavelet scattering features (J = 2, L = 8:
 #: 81 coefficients of 8×8 each, 5184 per image), computed at each site.
 SCATTERING = "features: {kind: scattering, J: 2, L: 8}\n"
+#: ``digits32-cnn-aug``: the CNN, each sampled image's gradient averaged over 8 random shifts of
+#: up to 2 pixels (augmentation multiplicity; no flips: a flipped 2 is not a 2).
+AUGMENTATION = "augmentation: {multiplicity: 8, crop_padding: 2}\n"
 
 
 def _digits32(directory: Path) -> tuple[Path, dict[str, Path]]:
@@ -83,7 +87,9 @@ def load(name: str) -> tuple[LoadedTask, dict[str, SiteData]]:
     if name.startswith("digits32-"):
         directory = Path(tempfile.mkdtemp(prefix="choice-bench-"))
         task_path, files = _digits32(directory)
-        if name != "digits32-cnn":  # the same images, the task declares a linear model
+        if name == "digits32-cnn-aug":  # the CNN with augmentation multiplicity (issue 16)
+            task_path.write_text(IMAGE_TASK + AUGMENTATION, encoding="utf-8")
+        elif name != "digits32-cnn":  # the same images, the task declares a linear model
             linear = IMAGE_TASK.replace("{family: cnn, channels: [8, 16], groups: 4}",
                                         "{family: logistic}")
             if name == "digits32-scattering":  # on fixed scattering features (issue 16)

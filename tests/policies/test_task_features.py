@@ -86,3 +86,13 @@ def test_an_image_network_on_features_is_refused(model: dict[str, Any]) -> None:
 def test_a_tabular_task_has_no_features_field() -> None:
     data = heart_data() | {"features": {"kind": "scattering", "J": 1}}
     assert "features: Extra inputs are not permitted" in refused(data)
+
+
+def test_augmentation_with_features_or_on_a_tabular_task_is_refused() -> None:
+    """Features are computed once per image, so there is nothing to augment; a table has no
+    images."""
+    data = digits({"kind": "scattering", "J": 1}) | {
+        "augmentation": {"multiplicity": 4, "crop_padding": 1}}
+    assert "augmentation: features (scattering) are computed once per image" in refused(data)
+    tabular = heart_data() | {"augmentation": {"horizontal_flip": True}}
+    assert "augmentation: Extra inputs are not permitted" in refused(tabular)
