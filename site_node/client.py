@@ -43,7 +43,9 @@ FitReply = tuple[list[np.ndarray], int, dict[str, Scalar]]
 
 
 def site_data(settings: NodeSettings, task: LoadedTask) -> SiteData:
-    """The site's data, validated against ``task`` (kept per process while unchanged).
+    """The site's data, validated against ``task`` (kept per process while unchanged); an image
+    task's backbone file is looked up in the node's features folder (``features-dir``; default:
+    beside the data).
 
     Raises
     ------
@@ -54,7 +56,7 @@ def site_data(settings: NodeSettings, task: LoadedTask) -> SiteData:
     """
     if settings.data_path is None:
         raise ConfigError(f"site {settings.site} has no data: start the node with --data")
-    return load_cached(task, settings.data_path)
+    return load_cached(task, settings.data_path, features_dir=settings.features_dir)
 
 
 def check_task(settings: NodeSettings, instruction: Instruction) -> None:

@@ -1,7 +1,8 @@
 """What a node knows about itself, parsed once from its configuration: never sent anywhere.
 
 A deployed SuperNode gets ``site-id``, ``data-path``, ``state-dir`` (and optionally
-``policy-path``, ``task-path``, ``device`` and ``max-physical-batch``) in its own
+``policy-path``, ``task-path``, ``device``, ``max-physical-batch`` and ``features-dir``) in
+its own
 ``--node-config``; Flower hands them to the
 ClientApp on that machine only. The local demonstration builds the same :class:`NodeSettings`
 for each site it plays and hands them to the ClientApp it starts
@@ -27,6 +28,7 @@ NODE_POLICY_PATH = "policy-path"
 NODE_TASK_PATH = "task-path"
 NODE_DEVICE = "device"
 NODE_MAX_PHYSICAL_BATCH = "max-physical-batch"
+NODE_FEATURES_DIR = "features-dir"
 #: Largest ``max-physical-batch`` accepted (a bound on a typo, not on memory).
 MAX_PHYSICAL_BATCH_LIMIT = 1_000_000
 
@@ -56,6 +58,11 @@ class NodeSettings:
         Largest batch the device computes at once: a Poisson batch above it is split into
         physical batches and the noisy step is taken once per logical batch (Opacus'
         ``BatchMemoryManager``); the mechanism and ε are unchanged. None: no cap.
+    features_dir : Path or None
+        The site's *features folder*: where an image task's pretrained backbone file
+        (``features: {kind: pretrained, file: ...}``) is looked up and checked by its hash.
+        None: the folder holding the data (beside the ``.npz`` file or the image folder).
+        ``site-node start`` refuses one that is not a directory (:func:`features_folder`).
     """
 
     site: str
@@ -65,6 +72,7 @@ class NodeSettings:
     task_path: Path | None = None
     device: str = AUTO
     max_physical_batch: int | None = None
+    features_dir: Path | None = None
 
     def __post_init__(self) -> None:
         parse_device(self.device, field=f"node config {NODE_DEVICE}")
@@ -84,7 +92,26 @@ class NodeSettings:
             values[NODE_DEVICE] = self.device
         if self.max_physical_batch is not None:
             values[NODE_MAX_PHYSICAL_BATCH] = str(self.max_physical_batch)
+        if self.features_dir is not None:
+            values[NODE_FEATURES_DIR] = str(self.features_dir)
         return values
+
+
+def features_folder(path: Path | str, *, field: str = NODE_FEATURES_DIR) -> Path:
+    """``path`` as an absolute features folder (``~`` expanded, a relative path resolved against
+    the working directory, as the data path is), once it is an existing directory.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``field`` and the path, if it is not an existing directory.
+    """
+    folder = Path(path).expanduser().resolve()
+    if not folder.is_dir():
+        what = "no such folder" if not folder.exists() else "not a folder"
+        raise ConfigError(f"{field}: {what}: {folder} (the folder where the task's pretrained "
+                          "backbone file is looked up)")
+    return folder
 
 
 def _physical_batch(value: object) -> int:
@@ -131,4 +158,5 @@ def settings_from_node_config(config: Mapping[str, object]) -> NodeSettings:
     return NodeSettings(site=site, data_path=_path(config, NODE_DATA_PATH), state_dir=state_dir,
                         policy_path=_path(config, NODE_POLICY_PATH),
                         task_path=_path(config, NODE_TASK_PATH), device=device,
-                        max_physical_batch=None if cap in (None, "") else _physical_batch(cap))
+                        max_physical_batch=None if cap in (None, "") else _physical_batch(cap),
+                        features_dir=_path(config, NODE_FEATURES_DIR))

@@ -4,14 +4,17 @@ before any record is read."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from site_node.client import site_data
 from site_node.data import DataRefused, load_site_data
 from site_node.features import extract, extractor
 from site_node.model import build_model, initial_weights
+from site_node.settings import NodeSettings, settings_from_node_config
 from site_node.training import TrainPlan, evaluate, train_dp
 from tests.site_node import feature_data as fd
 
@@ -86,3 +89,25 @@ def test_a_missing_backbone_is_refused_and_a_features_folder_may_be_given(
     with pytest.raises(DataRefused, match=r"features\.file backbone\.pt.*no such file"):
         load_site_data(loaded, path)
     assert load_site_data(loaded, path, features_dir=folder).x_train.shape == (12, 6)
+
+
+def test_a_missing_backbone_at_a_node_without_features_dir_is_refused_and_found_with_it(
+        tmp_path: Path) -> None:
+    """A deployed node (its settings read back from its node config) whose backbone lives in
+    another folder than its data finds it through ``features-dir``; without the setting it
+    refuses, naming the file and the folder it looked in."""
+    models = tmp_path / "srv" / "models"
+    models.mkdir(parents=True)
+    sha = fd.backbone(models / "backbone.pt")
+    loaded = fd.task(tmp_path, fd.pretrained("backbone.pt", sha))
+    (tmp_path / "data").mkdir()
+    path = fd.npz(tmp_path / "data" / "site.npz", 12)
+    without = NodeSettings(site="north", data_path=path, state_dir=tmp_path / "state")
+    looked = f"features.file backbone.pt: features file: no such file in the site's features " \
+             f"folder {tmp_path / 'data'}"
+    with pytest.raises(DataRefused, match=re.escape(looked)):
+        site_data(settings_from_node_config(without.node_config()), loaded)
+    given = NodeSettings(site="north", data_path=path, state_dir=tmp_path / "state",
+                         features_dir=models)
+    data = site_data(settings_from_node_config(given.node_config()), loaded)
+    assert data.x_train.shape == (12, 6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,13 @@ from site_node.errors import ConfigError
 from site_node.settings import (
     NODE_DATA_PATH,
     NODE_DEVICE,
+    NODE_FEATURES_DIR,
     NODE_MAX_PHYSICAL_BATCH,
     NODE_POLICY_PATH,
     NODE_SITE_ID,
     NODE_STATE_DIR,
     NodeSettings,
+    features_folder,
     settings_from_node_config,
 )
 
@@ -69,3 +72,29 @@ def test_a_bad_device_or_physical_batch_is_a_config_error_naming_the_key(
     config = {NODE_SITE_ID: "hungary", NODE_STATE_DIR: "/s", key: value}
     with pytest.raises(ConfigError, match=match):
         settings_from_node_config(config)
+
+
+def test_the_features_folder_round_trips_through_the_node_config(tmp_path: Path) -> None:
+    s = NodeSettings(site="hungary", data_path=tmp_path / "d.npz", state_dir=tmp_path / "s",
+                     features_dir=tmp_path / "models")
+    assert s.node_config()[NODE_FEATURES_DIR] == str(tmp_path / "models")
+    assert settings_from_node_config(s.node_config()) == s
+    bare = NodeSettings(site="hungary", data_path=None, state_dir=tmp_path / "s")
+    assert NODE_FEATURES_DIR not in bare.node_config() and bare.features_dir is None
+    assert settings_from_node_config({**bare.node_config(), NODE_FEATURES_DIR: ""}) == bare
+    with pytest.raises(ConfigError, match="node config features-dir: expected a path"):
+        settings_from_node_config({**bare.node_config(), NODE_FEATURES_DIR: 3})
+
+
+def test_a_features_folder_is_resolved_and_must_be_a_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert features_folder("models") == tmp_path / "models"  # relative: from here
+    gone = f"--features-dir: no such folder: {tmp_path / 'gone'}"
+    with pytest.raises(ConfigError, match=re.escape(gone)):
+        features_folder("gone", field="--features-dir")
+    (tmp_path / "backbone.pt").write_bytes(b"")
+    a_file = f"features-dir: not a folder: {tmp_path / 'backbone.pt'}"
+    with pytest.raises(ConfigError, match=re.escape(a_file)):
+        features_folder(tmp_path / "backbone.pt")
