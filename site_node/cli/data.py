@@ -24,6 +24,7 @@ from policies.loader import load_policy
 from policies.task_loader import load_task
 from site_node.cli.data_progress import data_progress
 from site_node.data import DataRefused, load_site_data
+from site_node.settings import features_folder
 
 # Data reports quote file names, columns and patterns: printed as they are, never as markup.
 console = Console(soft_wrap=True, highlight=False, markup=False)
@@ -63,14 +64,22 @@ def check_data(
         "--policy", help="The consortium policy: also check the training examples against its "
         "secagg.max_weight and its sampling rate (q·N >= 1).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    features_dir: Annotated[Path | None, typer.Option(
+        "--features-dir", metavar="DIR",
+        help="Folder where the task's pretrained backbone file is looked up (default: beside "
+        "the data), as `site-node start --features-dir`.")] = None,
 ) -> None:
     """Check this site's data against the task; print a summary that exposes no record."""
     loaded = load_task(task)
+    folder = None if features_dir is None else features_folder(features_dir,
+                                                                 field="--features-dir")
     result: dict[str, Any] = {"task": loaded.name, "task_sha256": loaded.sha256,
                               "data": str(data)}
+    if folder is not None:
+        result["features_dir"] = str(folder)
     try:
         with data_progress() as progress:
-            site = load_site_data(loaded, data, progress=progress)
+            site = load_site_data(loaded, data, progress=progress, features_dir=folder)
     except DataRefused as refused:
         result |= {"ok": False, "report": refused.report.as_dict()}
         lines = [f"The data do NOT fit task {loaded.name}:", *refused.report.lines()]

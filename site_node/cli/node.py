@@ -77,6 +77,10 @@ DeviceOpt = Annotated[str, typer.Option(
 PhysicalOpt = Annotated[int | None, typer.Option(
     "--max-physical-batch", min=1, max=MAX_PHYSICAL_BATCH_LIMIT, metavar="N",
     help="Largest batch computed at once (splits larger Poisson batches; ε unchanged).")]
+FeaturesDirOpt = Annotated[Path | None, typer.Option(
+    "--features-dir", metavar="DIR",
+    help="Folder where the task's pretrained backbone file is looked up (default: beside the "
+    "data).")]
 
 
 def start_cmd(
@@ -91,13 +95,14 @@ def start_cmd(
     warm: WarmOpt = True,
     device: DeviceOpt = AUTO,
     max_physical_batch: PhysicalOpt = None,
+    features_dir: FeaturesDirOpt = None,
 ) -> None:
     """Start this site's SuperNode with TLS and node authentication (checks the data against the
     task, and the device, first)."""
     site = load_site_home(home or default_site_home())
     settings = NodeSettings(superlink, ca_cert, data, task, port, insecure, warm,
                             device=parse_device(device, field="--device"),
-                            max_physical_batch=max_physical_batch)
+                            max_physical_batch=max_physical_batch, features_dir=features_dir)
     node = start(site, settings)
     console.print(f"[green]Connected[/] to {superlink} as site {site.site_id} (pid {node.pid})")
     if detach:
@@ -145,6 +150,7 @@ def unit(
     warm: WarmOpt = True,
     device: DeviceOpt = AUTO,
     max_physical_batch: PhysicalOpt = None,
+    features_dir: FeaturesDirOpt = None,
     user: Annotated[str | None, typer.Option(
         help="User the service runs as (default: you); it must own the site home.")] = None,
     output: Annotated[Path | None, typer.Option(
@@ -155,7 +161,7 @@ def unit(
     site = load_site_home(home or default_site_home())
     settings = NodeSettings(superlink, ca_cert, data, task, port, False, warm,
                             device=parse_device(device, field="--device"),
-                            max_physical_batch=max_physical_batch)
+                            max_physical_batch=max_physical_batch, features_dir=features_dir)
     text = units.unit_file(units.node_unit(site, settings, user=user or units.current_user()))
     written = units.write_unit(text, output)
     if written is None:
@@ -226,6 +232,8 @@ def status(
     if info.get("reason"):
         console.print(f"reason    {info['reason']}")
     console.print(f"device    {info.get('device', '-')}", highlight=False)
+    if info.get("features_dir"):
+        console.print(f"features  {info['features_dir']} (backbone folder)", highlight=False)
     console.print(f"last run  {_last_run(site)}", highlight=False)
     console.print(f"budget    {budget_line(site)}")
 

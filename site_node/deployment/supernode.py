@@ -1,6 +1,7 @@
 """The site's SuperNode: started with TLS and node authentication, watched until it is admitted.
 
-The site id, data path, task file and state directory go into the SuperNode's own node config
+The site id, data path, task file, state directory (and the node's own settings: device,
+physical batch cap, features folder) go into the SuperNode's own node config
 (``--node-config``); Flower hands them to the ClientApp on this machine and never sends them to
 the SuperLink. Before starting, the data are validated against the task the site admin agreed
 to (the node then refuses instructions for any other task), and
@@ -27,6 +28,7 @@ from site_node.device import AUTO, describe, resolve_device
 from site_node.errors import NodeStartError, PreflightError
 from site_node.home import SiteHome
 from site_node.settings import NodeSettings as SiteSettings
+from site_node.settings import features_folder
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,8 @@ class NodeSettings:
     max_retries: int | None = None
     device: str = AUTO
     max_physical_batch: int | None = None
+    #: Where the task's pretrained backbone file is looked up (None: beside the data).
+    features_dir: Path | None = None
 
 
 @dataclass
@@ -98,12 +102,14 @@ class RunningNode:
 
 
 def node_config(home: SiteHome, data_path: Path, task_path: Path, *, device: str = AUTO,
-                max_physical_batch: int | None = None) -> str:
-    """The ``--node-config`` string: site id, data path, task file, state directory and the
-    training device (all local)."""
+                max_physical_batch: int | None = None, features_dir: Path | None = None) -> str:
+    """The ``--node-config`` string: site id, data path, task file, state directory, the
+    training device and the features folder (all local)."""
     values = SiteSettings(site=home.site_id, data_path=Path(data_path).resolve(),
                           state_dir=home.state_dir, task_path=Path(task_path).resolve(),
-                          device=device, max_physical_batch=max_physical_batch).node_config()
+                          device=device, max_physical_batch=max_physical_batch,
+                          features_dir=None if features_dir is None
+                          else Path(features_dir).expanduser().resolve()).node_config()
     for key, value in values.items():
         if "'" in value or '"' in value:
             raise NodeStartError(f"{key} must not contain quotes: {value!r}")
@@ -123,7 +129,8 @@ def command(home: SiteHome, settings: NodeSettings) -> list[str]:
         str(settings.runtime_port),
         "--node-config",
         node_config(home, settings.data_path, settings.task_path, device=settings.device,
-                    max_physical_batch=settings.max_physical_batch),
+                    max_physical_batch=settings.max_physical_batch,
+                    features_dir=settings.features_dir),
     ]
     if settings.warm:
         args += ["--isolation", "process"]
@@ -177,18 +184,28 @@ def training_device(settings: NodeSettings) -> str:
     return shown if settings.device == AUTO else f"{shown} (asked: {settings.device})"
 
 
+def features_line(settings: NodeSettings) -> str | None:
+    """Where the node looks up the task's backbone file, as ``site-node status`` shows it (None:
+    beside the data, the default)."""
+    if settings.features_dir is None:
+        return None
+    return str(Path(settings.features_dir).expanduser().resolve())
+
+
 def check(home: SiteHome, settings: NodeSettings) -> None:
     """Everything that can be checked before starting (raises NodeStartError; a device this
-    machine does not have raises ConfigError)."""
+    machine does not have, or a features folder that is not a folder, raises ConfigError)."""
     resolve_device(settings.device, field="--device")
     if not Path(settings.data_path).exists():
         raise NodeStartError(f"data file or folder not found: {settings.data_path}")
+    features_dir = (None if settings.features_dir is None
+                    else features_folder(settings.features_dir, field="--features-dir"))
     try:
         loaded = load_task(settings.task_path)
     except PolicyError as err:
         raise NodeStartError(f"the task file cannot be used: {err}") from None
     try:
-        load_site_data(loaded, Path(settings.data_path))
+        load_site_data(loaded, Path(settings.data_path), features_dir=features_dir)
     except DataRefused as err:
         lines = "\n  ".join(err.report.lines())
         raise NodeStartError(f"the data do not fit task {loaded.name} "
@@ -282,7 +299,8 @@ def _start_once(home: SiteHome, settings: NodeSettings, timeout_s: float) -> Run
     proc = processes.spawn(command(home, settings), home.log_file, env=env)
     node = RunningNode(proc)
     home.write_status(state="starting", superlink=settings.superlink,
-                      device=training_device(settings), **detached.node_fields(home, proc.pid))
+                      device=training_device(settings), features_dir=features_line(settings),
+                      **detached.node_fields(home, proc.pid))
     try:
         node_id = _wait_admitted(proc, home.log_file, offset, timeout_s)
         if node_id is None:

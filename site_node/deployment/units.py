@@ -151,6 +151,8 @@ def node_unit(home: SiteHome, settings: NodeSettings, *, user: str) -> Unit:
         command += ["--device", settings.device]
     if settings.max_physical_batch is not None:
         command += ["--max-physical-batch", str(settings.max_physical_batch)]
+    if settings.features_dir is not None:
+        command += ["--features-dir", str(Path(settings.features_dir).expanduser().resolve())]
     return Unit(description=f"Hospital consortium site node {home.site_id}",
                 command=tuple(command), user=user, working_directory=home.root,
                 environment={HOME_ENV: str(home.root)})

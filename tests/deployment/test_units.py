@@ -94,6 +94,18 @@ def test_site_node_unit_runs_the_node_in_the_foreground_with_its_options(
     assert "PRIVATE KEY" not in result.out and not any(s in result.out for s in secrets)
 
 
+def test_site_node_unit_carries_the_node_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, result = _node_unit(tmp_path, capsys, monkeypatch, "--device", "cpu",
+                           "--max-physical-batch", "64", "--features-dir", "models")
+    assert result.code == 0, result.output
+    argv = shlex.split(settings(result.out)["ExecStart"][0].replace("%%", "%"))
+    options = dict(zip(argv[2::2], argv[3::2], strict=True))
+    assert options["--device"] == "cpu" and options["--max-physical-batch"] == "64"
+    assert options["--features-dir"] == str(tmp_path / "models")  # relative given: absolute
+
+
 def test_site_node_unit_written_to_a_file_passes_systemd_analyze(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
