@@ -306,10 +306,14 @@ CATALOGUE: dict[str, list[str]] = {
         r"tests/consortium/store/test_corrupt_store_fuzz\.py::.*(majority_rate|choice_json)",
     ],
     "Fixed features: a bad extractor refused naming the field; a backbone file that is not the "
-    "task's refused at the site, naming the file and both hashes, before any record is read": [
+    "task's refused at the site, naming the file and both hashes, before any record is read; a "
+    "features folder that is not a folder refused before the node starts, naming --features-dir": [
         r"tests/policies/test_task_features\.py::test_(bad_features|an_image_network"
         r"|a_tabular_task)",
         r"tests/site_node/test_features\.py::test_a_(backbone_whose_hash|missing_backbone)",
+        r"tests/site_node/test_settings\.py::test_a_features_folder_is_resolved",
+        r"tests/deployment/test_features_dir\.py::test_(a_missing_features_dir"
+        r"|check_data_finds_the_backbone|start_checks_the_backbone)",
         r"tests/e2e/test_features_run\.py::test_a_site_with_another_backbone",
     ],
     "Augmentation a task cannot use refused naming the field (no transform, a crop as large as "
