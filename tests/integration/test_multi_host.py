@@ -12,7 +12,11 @@ the two commands people type, each run inside its host with ``ip netns exec``:
 - ``site-node start --superlink LINK:PORT`` in each hospital: the site's own ports (the
   SuperNode's runtime API) stay on its loopback.
 
-Two rounds of DP-SGD under SecAgg+ must complete, ``consortium audit verify`` must pass, and
+The consortium runs the heart-visits example, whose privacy unit is the patient, so the same
+deployment also shows patient-level DP end to end: every site's signed receipt and ledger event
+must say its ε protects a patient, and ``audit verify`` must re-account every ε with the patient
+sampling rate. Two rounds of DP-SGD under SecAgg+ must complete, ``consortium audit verify``
+must pass, and
 the hosts must be isolated as hospitals are: a hospital reaches the SuperLink's port, nobody
 reaches a hospital (sites only dial out). Every process and namespace is removed by the
 fixture's finalizer, pass or fail. Skipped only where namespaces cannot be made (not root, no
@@ -24,22 +28,28 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
+from consortium.audit.log import AuditLog
 from consortium.home import open_home
+from consortium.store.database import Database
 from consortium.store.records import ROUND_OK, RUN_COMPLETED
 from consortium.store.run_store import RunStore
-from policies.example import DEFAULT_EXAMPLE, load_example
+from policies.example import load_example
+from policies.task_loader import load_task
 from site_node.deployment.tls import load_certificate
 from site_node.home import load_site_home
+from site_node.privacy.ledger import LEDGER_FILE, SiteLedger
 from tests.integration import netns
 
 pytestmark = pytest.mark.slow
@@ -48,7 +58,7 @@ LINK = "link"
 PORT = 9093
 SITE_PORT = 9094  # each hospital's SuperNode runtime API (loopback)
 LOOPBACK = ("127.0.0.1", "::1")
-EXAMPLE = load_example(DEFAULT_EXAMPLE)
+EXAMPLE = load_example("heart-visits")  # patient-level DP (the task's privacy unit)
 SITES = list(EXAMPLE.sites)  # the example's policy asks for all four (min_sites 4)
 SITE_NODE = str(Path(sys.executable).parent / "site-node")
 
@@ -109,8 +119,10 @@ def _set_up(cons: Consortium) -> None:
     home = str(cons.home)
     cons.must(None, sys.executable, "-m", "consortium", "init", "--home", home,
               "--ip", cons.link, "--bind", cons.link, "--port", str(PORT))
-    cons.consortium("serve", "--detach")
     coordinator = open_home(cons.home)
+    shutil.copyfile(EXAMPLE.policy, coordinator.policy)  # the coordinator's reviewed files
+    shutil.copyfile(EXAMPLE.task, coordinator.task)
+    cons.consortium("serve", "--detach")
     for site, site_home in cons.site_homes.items():
         cons.must(None, SITE_NODE, "init", "--home", str(site_home), "--site-id", site)
         keys = load_site_home(site_home)
@@ -197,12 +209,26 @@ def test_two_rounds_with_dp_and_secagg_across_hosts(
         assert rnd.status == ROUND_OK, rnd.failure_reason
         assert sorted(s.site for s in rnd.sites) == sorted(SITES)
         assert all(s.trained and s.epsilon is not None and s.epsilon > 0 for s in rnd.sites)
+    _patient_level(hosts, store_path, run.run_id)
     verified = hosts.run(None, sys.executable, "-m", "consortium", "audit", "verify",
                          "--store", str(store_path))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "verified" in verified.stdout
     print(f"\nacross hosts: set-up {hosts.seconds_up:.1f} s, "
           f"2 rounds x {len(SITES)} sites {seconds:.1f} s")
+
+
+def _patient_level(hosts: Consortium, store_path: Path, run_id: str) -> None:
+    """Every receipt and every ledger event says its ε protects a patient."""
+    assert load_task(open_home(hosts.home).task).task.privacy_unit.unit == "patient"
+    with closing(Database(store_path, readonly=True)) as db:
+        receipts = AuditLog(db).receipts(run_id)
+    assert len(receipts) == 2 * len(SITES)
+    assert {json.loads(r.receipt_json)["privacy_unit"] for r in receipts} == {"patient"}
+    for site, home in hosts.site_homes.items():
+        state = load_site_home(home).state_dir
+        with SiteLedger(state / LEDGER_FILE, readonly=True) as ledger:
+            assert {e.mechanism.unit for e in ledger.events()} == {"patient"}, site
 
 
 def test_hospitals_reach_only_the_superlink(hosts: Consortium) -> None:
