@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import tasks
-from choice_bench import terms_for
+from choice_bench import plans, terms_for
 
-from consortium.run.plan import make_plan_from_policy
 from policies.choice import choose
-from policies.loader import LoadedPolicy, policy_sha256
 from policies.schema import ConsortiumPolicy
 from policies.task_loader import LoadedTask
 from site_node.data import SiteData
 from site_node.model import initial_weights
 from site_node.privacy.accountant import noise_for_target
-from site_node.training import TrainPlan, evaluate, train_dp
+from site_node.training import evaluate, train_dp
 
 DECAYS = (0.5, 0.7, 0.85)
 
@@ -44,15 +41,8 @@ DECAYS = (0.5, 0.7, 0.85)
 def federate(task: LoadedTask, policy: ConsortiumPolicy, data: dict[str, SiteData],
              seed: int) -> dict[str, float]:
     """Mean test accuracy of the last global model and of each average."""
-    with tempfile.TemporaryDirectory() as tmp:
-        loaded = LoadedPolicy(policy=policy, source="bench", sha256=policy_sha256(policy))
-        plan = make_plan_from_policy(loaded, task, store_path=Path(tmp) / "runs.sqlite",
-                                     seed=seed)
-    mt, dp = plan.model_task, policy.dp
-    train = TrainPlan(noise_multiplier=plan.noise_multiplier, sample_rate=float(dp.sample_rate),
-                      max_grad_norm=float(dp.max_grad_norm), steps=dp.steps_per_round,
-                      learning_rate=float(dp.learning_rate), accountant=dp.accountant,
-                      delta=policy.delta)
+    plan, train = plans(task, policy, seed)
+    mt = plan.model_task
     w = initial_weights(mt, seed)
     averages: dict[float, list[np.ndarray] | None] = dict.fromkeys(DECAYS)
     for _ in range(plan.rounds):

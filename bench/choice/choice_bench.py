@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pooled  # noqa: E402
 import tasks  # noqa: E402
 
-from consortium.run.plan import make_plan_from_policy  # noqa: E402
+from consortium.run.plan import RunPlan, make_plan_from_policy  # noqa: E402
 from policies.choice import choose  # noqa: E402
 from policies.loader import LoadedPolicy, load_policy, policy_sha256  # noqa: E402
 from policies.schema import ConsortiumPolicy, PrivacyTerms  # noqa: E402
@@ -61,19 +61,26 @@ from site_node.training import TrainPlan, evaluate, train_dp  # noqa: E402
 DELTA = 1e-5
 
 
-def federate(task: LoadedTask, policy: ConsortiumPolicy, data: dict[str, SiteData],
-             seed: int) -> dict[str, Any]:
-    """FedAvg of DP-SGD rounds under ``policy``; the final accuracy per site and ε spent."""
+def plans(task: LoadedTask, policy: ConsortiumPolicy, seed: int) -> tuple[RunPlan, TrainPlan]:
+    """The product's run plan for ``policy`` (σ from the real accountant) and each site's
+    round of it."""
     with tempfile.TemporaryDirectory() as tmp:
         loaded = LoadedPolicy(policy=policy, source="bench", sha256=policy_sha256(policy))
         plan = make_plan_from_policy(loaded, task, store_path=Path(tmp) / "runs.sqlite",
                                      seed=seed)
-    model_task = plan.model_task
     dp = policy.dp
-    train = TrainPlan(noise_multiplier=plan.noise_multiplier, sample_rate=float(dp.sample_rate),
-                      max_grad_norm=float(dp.max_grad_norm), steps=dp.steps_per_round,
-                      learning_rate=float(dp.learning_rate), accountant=dp.accountant,
-                      delta=policy.delta)
+    return plan, TrainPlan(noise_multiplier=plan.noise_multiplier,
+                           sample_rate=float(dp.sample_rate),
+                           max_grad_norm=float(dp.max_grad_norm), steps=dp.steps_per_round,
+                           learning_rate=float(dp.learning_rate), accountant=dp.accountant,
+                           delta=policy.delta)
+
+
+def federate(task: LoadedTask, policy: ConsortiumPolicy, data: dict[str, SiteData],
+             seed: int) -> dict[str, Any]:
+    """FedAvg of DP-SGD rounds under ``policy``; the final accuracy per site and ε spent."""
+    plan, train = plans(task, policy, seed)
+    model_task, dp = plan.model_task, policy.dp
     weights = initial_weights(model_task, seed)
     for _ in range(plan.rounds):
         updates = [(train_dp(weights, d, train, model_task).weights, d.num_train)

@@ -8,26 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from site_node.cli import main as site_main
-from site_node.deployment import processes
 from site_node.deployment.supernode import NodeSettings, command, training_device
 from site_node.home import init_site_home
-from tests.cli.invoke import Outcome, invoke
+from tests.cli.invoke import Outcome
+from tests.deployment.node_cli import TASK, site_node
 from tests.site_node.data_files import example_file
-
-TASK = Path(__file__).resolve().parents[2] / "policies" / "tasks" / "heart-disease.yaml"
-
-
-def site_node(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-              *args: str) -> Outcome:
-    return invoke(site_main, "site-node", list(args), capsys, monkeypatch)
-
-
-@pytest.fixture
-def no_spawn(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    spawned: list[object] = []
-    monkeypatch.setattr(processes, "spawn", lambda *a, **k: spawned.append(a))
-    return spawned
 
 
 def _start(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,

@@ -10,28 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from site_node.cli import main as site_main
-from site_node.deployment import processes
 from site_node.deployment.supernode import NodeSettings, check, command, features_line
 from site_node.errors import NodeStartError
 from site_node.home import init_site_home
-from tests.cli.invoke import Outcome, invoke
+from tests.deployment.node_cli import TASK, site_node
 from tests.site_node import feature_data as fd
 from tests.site_node.data_files import example_file
-
-TASK = Path(__file__).resolve().parents[2] / "policies" / "tasks" / "heart-disease.yaml"
-
-
-def site_node(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-              *args: str) -> Outcome:
-    return invoke(site_main, "site-node", list(args), capsys, monkeypatch)
-
-
-@pytest.fixture
-def no_spawn(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    spawned: list[object] = []
-    monkeypatch.setattr(processes, "spawn", lambda *a, **k: spawned.append(a))
-    return spawned
 
 
 def _backbone_elsewhere(tmp_path: Path) -> tuple[Path, Path, Path]:
