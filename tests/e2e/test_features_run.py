@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from consortium.home import HOME_ENV
-from site_node.home import HOME_ENV as SITE_HOME_ENV
+from tests.e2e.terms_only import run_terms_only
 from tests.e2e.test_own_task import run
 from tests.site_node import feature_data as fd
 
 pytestmark = pytest.mark.slow
-TERMS = Path(__file__).resolve().parents[2] / "policies" / "privacy-terms.yaml"
 SITES = ("north", "south", "east")
 
 
@@ -32,10 +30,7 @@ def _files(tmp: Path) -> dict[str, Path]:
 def test_a_task_with_scattering_features_trains_under_terms_only(tmp_path: Path) -> None:
     task = fd.write_task(tmp_path)
     files = _files(tmp_path)
-    env = {HOME_ENV: str(tmp_path / "home"), SITE_HOME_ENV: str(tmp_path / "sites")}
-    data = [x for s, p in files.items() for x in ("--data", f"{s}={p}")]
-    done = run("consortium", "run", "--task", str(task), *data, "--policy", str(TERMS),
-               "--rounds", "2", env=env)
+    done, env = run_terms_only(tmp_path, task, files, rounds=2)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Run ended: completed" in done.stdout
     exported = json.loads(run("consortium", "export", env=env, timeout=120).stdout)
@@ -49,10 +44,7 @@ def test_a_site_with_another_backbone_file_is_refused_before_training(tmp_path: 
     for site in SITES:  # each site's backbone lies beside its data; east's is another file
         fd.backbone(tmp_path / site / "backbone.pt", dim=6 if site != "east" else 5)
     task = fd.write_task(tmp_path, fd.pretrained("backbone.pt", right))
-    env = {HOME_ENV: str(tmp_path / "home"), SITE_HOME_ENV: str(tmp_path / "sites")}
-    data = [x for s, p in files.items() for x in ("--data", f"{s}={p}")]
-    done = run("consortium", "run", "--task", str(task), *data, "--policy", str(TERMS),
-               "--rounds", "1", env=env)
+    done, _ = run_terms_only(tmp_path, task, files, rounds=1)
     assert done.returncode != 0
     text = done.stdout + done.stderr
     assert "features.file backbone.pt" in text and right in text, text[-3000:]

@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from consortium.home import HOME_ENV
-from site_node.home import HOME_ENV as SITE_HOME_ENV
+from tests.e2e.terms_only import run_terms_only
 from tests.e2e.test_own_task import run
 from tests.site_node.data import synthetic
 
 pytestmark = pytest.mark.slow
-TERMS = Path(__file__).resolve().parents[2] / "policies" / "privacy-terms.yaml"
 
 
 def test_a_policy_of_privacy_terms_only_trains_and_records_its_choice(tmp_path: Path) -> None:
@@ -23,10 +21,7 @@ def test_a_policy_of_privacy_terms_only_trains_and_records_its_choice(tmp_path: 
     files = {"north": synthetic.write_table(tmp_path / "north.csv", synthetic.table(80, seed=1)),
              "south": synthetic.write_table(tmp_path / "south.csv", synthetic.table(70, seed=2)),
              "east": synthetic.write_table(tmp_path / "east.csv", synthetic.table(60, seed=3))}
-    env = {HOME_ENV: str(tmp_path / "home"), SITE_HOME_ENV: str(tmp_path / "sites")}
-    data = [x for s, p in files.items() for x in ("--data", f"{s}={p}")]
-    done = run("consortium", "run", "--task", str(task), *data, "--policy", str(TERMS),
-               "--rounds", "2", env=env)
+    done, env = run_terms_only(tmp_path, task, files, rounds=2)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "training settings chosen from public information, 0 ε" in done.stdout
     assert "majority class" in done.stdout  # the table's column
