@@ -88,7 +88,7 @@ KINDS = (("paced_supernode", "supernodes"), ("flower-supernode", "supernodes"),
          ("flwr-clientapp", "launchers and ClientApps"),
          ("flower-superexec", "superlink side (SuperExec, ServerApp)"),
          ("flwr-serverapp", "superlink side (SuperExec, ServerApp)"),
-         ("flower-superlink", "superlink"))
+         ("flower-superlink", "superlink"), ("guarded_superlink", "superlink"))
 
 
 def _descendants_cpu() -> dict[str, float]:

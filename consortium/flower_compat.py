@@ -237,3 +237,45 @@ def pace_object_pulls() -> None:
     """Shorten the first retry wait of Flower's object pulls in this (the ServerApp's) process."""
     check_version()
     site_flower_compat.pace_object_pulls()
+
+
+SUPERLINK_MAIN_MODULE = "flwr.superlink.main"
+
+
+def guard_superlink_apis() -> None:
+    """Put :class:`~consortium.deployment.api_guard.HostOnlyMiddleware` in front of the
+    SuperLink's own middleware (idempotent): its Control and Runtime APIs answer this host
+    only. Flower builds its middleware list in ``flwr.superlink.main._get_middleware`` when it
+    creates the app; 1.42 has no setting that adds one or authenticates Control callers."""
+    check_version()
+    from starlette.middleware import Middleware
+
+    from consortium.deployment.api_guard import HostOnlyMiddleware
+
+    module = importlib.import_module(SUPERLINK_MAIN_MODULE)
+    listed = getattr(module, "_get_middleware", None)
+    if listed is None:
+        raise FlowerVersionError(f"{SUPERLINK_MAIN_MODULE} has no _get_middleware")
+    if getattr(listed, "guarded", False):
+        return
+
+    def with_guard() -> list[Any]:
+        return [Middleware(HostOnlyMiddleware), *listed()]
+
+    with_guard.guarded = True  # type: ignore[attr-defined]
+    module._get_middleware = with_guard  # type: ignore[attr-defined]
+
+
+def superlink_guarded() -> bool:
+    """Whether the SuperLink app this process would create has the host-only guard."""
+    module = importlib.import_module(SUPERLINK_MAIN_MODULE)
+    return bool(getattr(getattr(module, "_get_middleware", None), "guarded", False))
+
+
+def run_superlink() -> None:
+    """Flower's ``flower-superlink`` entry point, its Control and Runtime APIs for this host
+    only (:func:`guard_superlink_apis`)."""
+    from flwr.superlink.cli.flower_superlink import flower_superlink
+
+    guard_superlink_apis()
+    flower_superlink()

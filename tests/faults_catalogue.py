@@ -86,6 +86,11 @@ CATALOGUE: dict[str, list[str]] = {
         r"tests/deployment/test_supernode_output\.py::",
         r"tests/integration/test_deployment\.py::test_(unenrolled|plaintext|wrong_ca)",
     ],
+    "A member that dials the SuperLink's Control or Runtime API is refused (403) and logged": [
+        r"tests/deployment/test_api_guard\.py::test_(control_and_runtime|a_websocket|a_request_with_no"
+        r"|other_hosts)",
+        r"tests/integration/test_multi_host\.py::test_a_hospital_is_refused",
+    ],
     "Ctrl-C and SIGTERM end a run promptly as interrupted": [
         r"tests/e2e/test_interrupt_resume\.py::test_sigterm",
         r"tests/consortium/run/test_grid\.py::test_(the_stop|a_stopped)",

@@ -1,6 +1,8 @@
 """The consortium's SuperLink: starting it with TLS and node authentication, and talking to it.
 
-The SuperLink serves one port (Fleet, Control and Runtime APIs over HTTPS). Node keys are
+The SuperLink serves one port (Fleet, Control and Runtime APIs over HTTPS); it runs as
+:mod:`consortium.deployment.guarded_superlink`, so the Control and Runtime APIs answer this host
+only (:mod:`consortium.deployment.api_guard`). Node keys are
 registered through its Control API with Flower's own CLI (``flwr supernode register``), using
 the connection that :mod:`consortium.deployment.setup` wrote to ``FLWR_HOME/config.toml``;
 the SuperLink must
@@ -19,6 +21,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +39,8 @@ INSECURE_WARNING = (
     " Never use this outside a throwaway test on one machine. !!!"
 )
 PID_FILE = "superlink.pid"
+#: The module that runs Flower's SuperLink with :mod:`consortium.deployment.api_guard`.
+GUARDED_MODULE = "consortium.deployment.guarded_superlink"
 
 
 def server_env(dep: Deployment) -> dict[str, str]:
@@ -53,9 +58,12 @@ def server_env(dep: Deployment) -> dict[str, str]:
 
 
 def command(dep: Deployment, insecure: bool = False) -> list[str]:
-    """The ``flower-superlink`` command line for ``dep``."""
+    """The SuperLink's command line for ``dep``: Flower's ``flower-superlink`` with its Control
+    and Runtime APIs for this host only (:mod:`consortium.deployment.guarded_superlink`)."""
     args = [
-        processes.tool("flower-superlink"),
+        sys.executable,
+        "-m",
+        GUARDED_MODULE,
         "--host",
         dep.bind_host,
         "--port",

@@ -212,7 +212,7 @@ def test_serve_detach_then_stop_a_real_superlink(tmp_path: Path) -> None:
         assert served.returncode == 0, served.stderr
         assert "detached as pid" in served.stdout and processes.port_open("127.0.0.1", port)
         pid = json.loads((home / superlink.PID_FILE).read_text(encoding="utf-8"))["pid"]
-        assert "flower-superlink" in " ".join(psutil.Process(pid).cmdline())
+        assert superlink.GUARDED_MODULE in " ".join(psutil.Process(pid).cmdline())
         stopped = _cli("stop", "--home", str(home))
         assert stopped.returncode == 0, stopped.stderr
         assert f"SuperLink (pid {pid})" in stopped.stdout

@@ -8,7 +8,8 @@ the two commands people type, each run inside its host with ``ip netns exec``:
 - ``consortium init --ip LINK --bind LINK``: the SuperLink's certificate names that address and
   nothing else (no ``localhost``), and the SuperLink binds it, not 0.0.0.0;
 - ``consortium serve``, ``enroll`` and ``submit`` run on the SuperLink's host (the consortium
-  home, with the CA and the run store, lives there; the Control API shares the Fleet port);
+  home, with the CA and the run store, lives there; the Control API shares the Fleet port, and
+  answers that host only: a hospital that dials it is refused);
 - ``site-node start --superlink LINK:PORT`` in each hospital: the site's own ports (the
   SuperNode's runtime API) stay on its loopback.
 
@@ -249,11 +250,13 @@ def test_superlink_is_not_reached_on_another_address(hosts: Consortium) -> None:
     assert reachable(hosts, LINK, [("127.0.0.1", PORT), (hosts.link, PORT)]) == [False, True]
 
 
-def test_control_api_answers_on_the_fleet_port(hosts: Consortium, tmp_path: Path) -> None:
-    """Pinned limit of Flower 1.42 (docs/deployment.md, "Ports and directions"): the Control API
-    shares the Fleet port and, without Flower's OIDC plug-in, asks no account of its caller, so
-    a hospital that trusts the CA can list the nodes. If this starts failing, Flower began
-    authenticating Control API callers: update the guide."""
+def test_a_hospital_is_refused_the_control_api_on_the_fleet_port(
+        hosts: Consortium, tmp_path: Path) -> None:
+    """Flower 1.42 serves the Control API on the Fleet port and asks no account of its caller;
+    the consortium's SuperLink answers Control (and Runtime) requests from its own host only
+    (consortium/deployment/api_guard.py). A hospital that trusts the CA and dials the port
+    is refused with Flower's own CLI, while the coordinator's commands on the SuperLink's host
+    (serve, enroll, submit above) went through, and the SuperLink's log names the caller."""
     flwr_home = tmp_path / "flwr"
     flwr_home.mkdir()
     (flwr_home / "config.toml").write_text(
@@ -263,5 +266,7 @@ def test_control_api_answers_on_the_fleet_port(hosts: Consortium, tmp_path: Path
     done = hosts.run(SITES[0], flwr, "supernode", "ls", "c", "--format", "json", timeout=60,
                      env={"FLWR_HOME": str(flwr_home)})
     reply = json.loads(done.stdout[done.stdout.find("{"):])
-    assert reply.get("success") is True, done.stdout + done.stderr
-    assert len(reply["nodes"]) == len(SITES)
+    assert reply.get("success") is False and "nodes" not in reply, done.stdout + done.stderr
+    assert "403 Forbidden" in str(reply.get("error-message")), reply
+    log = (open_home(hosts.home).log_dir / "superlink.log").read_text(encoding="utf-8")
+    assert "/v1/control/" in log and "Control and Runtime APIs are for this host only" in log
