@@ -9,14 +9,17 @@ reason in clear, so the coordinator sees why, and nothing is trained or spent.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 from flwr.client import NumPyClient
 
+from policies.documents import MAX_BYTES, parse_document
 from policies.errors import PolicyError
-from policies.task_loader import LoadedTask, load_task
+from policies.task_loader import LoadedTask, parse_task
 from site_node import node_cache
 from site_node.baseline import majority_rate
 from site_node.data import SiteData, load_cached, with_site_indicator
@@ -37,6 +40,8 @@ log = logging.getLogger(__name__)
 #: Under the node's state directory: values derived from public settings only, kept between
 #: ClientApp processes (:mod:`site_node.node_cache`).
 NODE_CACHE_DIR = "cache"
+#: The node cache kind keeping a task file's identity by the SHA-256 of its bytes.
+TASK_CACHE = "task-files"
 
 Scalar = bool | bytes | float | int | str
 FitReply = tuple[list[np.ndarray], int, dict[str, Scalar]]
@@ -71,15 +76,42 @@ def check_task(settings: NodeSettings, instruction: Instruction) -> None:
     """
     if settings.task_path is None:
         return
-    try:
-        agreed = load_task(settings.task_path)
-    except PolicyError as exc:
-        raise ConfigError(str(exc)) from None
+    name, sha256 = agreed_task(settings.task_path)
     asked = instruction.task
-    if agreed.sha256 != asked.sha256:
+    if sha256 != asked.sha256:
         raise Refusal(f"site {settings.site} refuses: the consortium asks for task {asked.name} "
                       f"(sha256 {asked.sha256[:16]}…) but this node was started for task "
-                      f"{agreed.name} (sha256 {agreed.sha256[:16]}…, {settings.task_path})")
+                      f"{name} (sha256 {sha256[:16]}…, {settings.task_path})")
+
+
+def agreed_task(path: Path) -> tuple[str, str]:
+    """The name and canonical SHA-256 of the task file the node was started for.
+
+    Every message runs in a process of its own, and parsing the file (strict YAML, then the
+    schema) cost about 0.1 s of CPU each time; the identity of a file whose bytes were parsed
+    before is kept in the node cache (:data:`TASK_CACHE`), keyed by the SHA-256 of those bytes,
+    so changed bytes are always parsed again.
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read or is not a valid task.
+    """
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)  # parse_document refuses a larger file
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read file: {exc.strerror or exc}") from None
+    key = hashlib.sha256(raw).hexdigest()
+    kept = node_cache.get(TASK_CACHE, key)
+    if isinstance(kept, list) and len(kept) == 2 and all(isinstance(v, str) for v in kept):
+        return kept[0], kept[1]
+    try:
+        loaded = parse_task(parse_document(raw, str(path)), str(path))
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+    node_cache.put(TASK_CACHE, key, [loaded.task.name, loaded.sha256])
+    return loaded.task.name, loaded.sha256
 
 
 def _fits_task(parameters: list[np.ndarray], instruction: Instruction, site: str) -> None:

@@ -119,3 +119,30 @@ def test_every_example_site_admits_its_data(tmp_path: Path) -> None:
                 SiteClient(node).fit(initial_weights(task.task.for_members(loaded.policy.sites),
                                                      0),
                                      instruction(loaded=loaded, task=task).to_config())
+
+
+def test_the_agreed_tasks_identity_is_kept_by_its_bytes_and_changed_bytes_are_parsed_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every message runs in a fresh process; the node keeps the identity of its task file in
+    its cache, keyed by the file's bytes: an edit is never hidden by the cache."""
+    from site_node import node_cache
+
+    monkeypatch.setattr(node_cache, "_DIR", tmp_path / "cache")
+    agreed = synthetic.write_task(tmp_path)
+    first = client_mod.agreed_task(agreed)
+    assert first == (load_task(agreed).name, load_task(agreed).sha256)
+    parsed: list[str] = []
+    monkeypatch.setattr(client_mod, "parse_task",
+                        lambda data, source: parsed.append(source) or load_task(agreed))
+    assert client_mod.agreed_task(agreed) == first and parsed == []  # from the cache
+    monkeypatch.undo()
+    monkeypatch.setattr(node_cache, "_DIR", tmp_path / "cache")
+    agreed.write_text(agreed.read_text().replace("[0, 20]", "[0, 30]"), encoding="utf-8")
+    changed = client_mod.agreed_task(agreed)
+    assert changed[1] == load_task(agreed).sha256 != first[1]
+    agreed.write_text("name: [unclosed", encoding="utf-8")
+    with pytest.raises(client_mod.ConfigError, match=str(agreed.name)):
+        client_mod.agreed_task(agreed)
+    agreed.unlink()
+    with pytest.raises(client_mod.ConfigError, match="cannot read file"):
+        client_mod.agreed_task(agreed)
