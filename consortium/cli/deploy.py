@@ -190,6 +190,11 @@ def submit_cmd(
         config = submit.run_config(target, policy or dep.home.policy, rounds, seed,
                                    submit.new_run_id(), task=task or dep.home.task)
     already = submit.recorded_rounds(target, str(config[keys.RUN_ID])) if resume else 0
+    if resume:
+        for earlier in submit.stop_earlier(dep, federation or dep.federation,
+                                           str(config[keys.RUN_ID])):
+            console.print(f"Stopped Flower run {earlier}, which the SuperLink still listed as "
+                          "running for this run")
     sub = submit.submit(dep, federation or dep.federation, config)
     what = f"Resumed run {sub.run_id} after round {already}" if resume else (
         f"Submitted run {sub.run_id}")

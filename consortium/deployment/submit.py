@@ -31,7 +31,7 @@ from pathlib import Path
 
 import tomli_w
 
-from consortium.deployment import superlink
+from consortium.deployment import flower_runs, superlink
 from consortium.deployment.setup import Deployment
 from consortium.errors import DeploymentError, StoreError, SuperLinkError
 from consortium.store.records import RUN_INTERRUPTED, RUN_RUNNING, RoundRecord, RunRecord
@@ -155,8 +155,18 @@ def submit(dep: Deployment, federation: str, config: dict[str, object]) -> Submi
     if done.returncode != 0 or not reply.get("success") or reply.get(REPLY_RUN_ID) is None:
         detail = reply.get("error-message") or (done.stderr or done.stdout).strip()[-2000:]
         raise DeploymentError(f"`flwr run` failed (rc={done.returncode}): {detail}")
-    return Submission(run_id=str(config[keys.RUN_ID]), flower_run_id=int(reply[REPLY_RUN_ID]),
-                      store=Path(str(config[keys.STORE])))
+    sub = Submission(run_id=str(config[keys.RUN_ID]), flower_run_id=int(reply[REPLY_RUN_ID]),
+                     store=Path(str(config[keys.STORE])))
+    flower_runs.record(dep, sub.run_id, sub.flower_run_id)
+    return sub
+
+
+def stop_earlier(dep: Deployment, federation: str, run_id: str) -> list[int]:
+    """Before resuming ``run_id``: stop its earlier Flower runs the SuperLink still lists as
+    unfinished (see :mod:`consortium.deployment.flower_runs`); the ids stopped."""
+    return flower_runs.stop_unfinished(dep, federation, run_id,
+                                       lambda flower_run_id: run_status(dep, federation,
+                                                                        flower_run_id))
 
 
 def run_status(dep: Deployment, federation: str, flower_run_id: int) -> str:

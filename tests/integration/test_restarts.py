@@ -40,6 +40,8 @@ from site_node.privacy.ledger import SiteLedger
 pytestmark = pytest.mark.slow
 
 ROUNDS = 3
+#: The SuperLink restart's run: round 1 before the restart, round 2 after the resume.
+RESTART_ROUNDS = 2
 
 
 def consortium(*args: str) -> subprocess.CompletedProcess[str]:
@@ -71,8 +73,8 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployme
         yield dep.up()
 
 
-def start_run(dep: LocalDeployment) -> submit.Submission:
-    config = submit.run_config(dep.store, dep.dep.home.policy, ROUNDS, 0, submit.new_run_id(),
+def start_run(dep: LocalDeployment, rounds: int = ROUNDS) -> submit.Submission:
+    config = submit.run_config(dep.store, dep.dep.home.policy, rounds, 0, submit.new_run_id(),
                                task=dep.dep.home.task)
     return submit.submit(dep.dep, dep.dep.federation, config)
 
@@ -95,7 +97,7 @@ def charged_once(dep: LocalDeployment, run_id: str, rounds: list[int]) -> None:
 
 def test_a_superlink_restart_interrupts_the_run_and_submit_resume_finishes_it(
         deployed: LocalDeployment) -> None:
-    sub = start_run(deployed)
+    sub = start_run(deployed, RESTART_ROUNDS)
     errors: list[BaseException] = []
 
     def follow() -> None:
@@ -127,9 +129,11 @@ def test_a_superlink_restart_interrupts_the_run_and_submit_resume_finishes_it(
     done = consortium("submit", "--home", home, "--resume", "--run", sub.run_id)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"Resumed run {sub.run_id} after round {len(before)}" in done.stdout
+    # the interrupted Flower run, still listed as running after the restart, was stopped first
+    assert f"Stopped Flower run {sub.flower_run_id}" in done.stdout, done.stdout
     run, rounds = stored(deployed.store, sub.run_id)
     assert run is not None and run.status == RUN_COMPLETED
-    assert rounds == list(range(1, ROUNDS + 1))
+    assert rounds == list(range(1, RESTART_ROUNDS + 1))
     with RunStore(deployed.store, readonly=True) as rs:
         assert all(r.status == ROUND_OK for r in rs.rounds(sub.run_id))
     charged_once(deployed, sub.run_id, rounds)
