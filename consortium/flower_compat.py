@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any, cast
 
@@ -211,21 +212,30 @@ class _ShortWaits:
         return bool(self._event.wait(VCE_POLL_S if timeout is not None else None))
 
 
+def _replace_once(module_name: str, name: str, mark: str,
+                  wrap: Callable[[Any], Callable[..., Any]]) -> None:
+    """Replace ``module_name.name`` by ``wrap(original)`` unless it already carries ``mark``."""
+    module = importlib.import_module(module_name)
+    original = getattr(module, name, None)
+    if original is None:
+        raise FlowerVersionError(f"{module_name} has no {name}")
+    if getattr(original, mark, False):
+        return
+    replacement = wrap(original)
+    setattr(replacement, mark, True)
+    setattr(module, name, replacement)
+
+
 def pace_simulation() -> None:
     """Make the simulation engine look for new messages every :data:`VCE_POLL_S` (idempotent)."""
     check_version()
-    module = importlib.import_module(VCE_MODULE)
-    loop = getattr(module, "add_messages_to_queue", None)
-    if loop is None:
-        raise FlowerVersionError(f"{VCE_MODULE} has no add_messages_to_queue")
-    if getattr(loop, "paced", False):
-        return
 
-    def paced(state: Any, queue: Any, nodes_mapping: Any, f_stop: Any) -> None:
-        loop(state, queue, nodes_mapping, _ShortWaits(f_stop))
+    def wrap(loop: Any) -> Callable[..., None]:
+        def paced(state: Any, queue: Any, nodes_mapping: Any, f_stop: Any) -> None:
+            loop(state, queue, nodes_mapping, _ShortWaits(f_stop))
+        return paced
 
-    paced.paced = True  # type: ignore[attr-defined]
-    module.add_messages_to_queue = paced  # type: ignore[attr-defined]
+    _replace_once(VCE_MODULE, "add_messages_to_queue", "paced", wrap)
 
 
 def engine_of(grid: Any) -> str:
@@ -252,18 +262,12 @@ def guard_superlink_apis() -> None:
 
     from consortium.deployment.api_guard import HostOnlyMiddleware
 
-    module = importlib.import_module(SUPERLINK_MAIN_MODULE)
-    listed = getattr(module, "_get_middleware", None)
-    if listed is None:
-        raise FlowerVersionError(f"{SUPERLINK_MAIN_MODULE} has no _get_middleware")
-    if getattr(listed, "guarded", False):
-        return
+    def wrap(listed: Any) -> Callable[[], list[Any]]:
+        def with_guard() -> list[Any]:
+            return [Middleware(HostOnlyMiddleware), *listed()]
+        return with_guard
 
-    def with_guard() -> list[Any]:
-        return [Middleware(HostOnlyMiddleware), *listed()]
-
-    with_guard.guarded = True  # type: ignore[attr-defined]
-    module._get_middleware = with_guard  # type: ignore[attr-defined]
+    _replace_once(SUPERLINK_MAIN_MODULE, "_get_middleware", "guarded", wrap)
 
 
 def superlink_guarded() -> bool:
